@@ -1,0 +1,76 @@
+"""Finding model weights: a local directory, the Hugging Face cache, or a download.
+
+Every loader in ovseg goes through :func:`resolve_weights`, so that a user without network gets
+the same clear message, within seconds, for every model.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+class WeightsNotFoundError(RuntimeError):
+    """The weights of a model are neither on disk nor downloadable."""
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A TCP connect to the hub endpoint: seconds, where a failed download retries for ~45 s."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}:
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def weights_help(model: str, repo_id: str, download_size: str, hint: str = "weights") -> str:
+    return (
+        f"The weights of {model} ({repo_id}, about {download_size}) are not on this machine and "
+        f"cannot be downloaded (no network, or HF_HUB_OFFLINE=1). Either run once with network "
+        f"access (they are then kept in the Hugging Face cache), or copy the repository to a "
+        f"folder, e.g. `huggingface-cli download {repo_id} --local-dir DIR` on a machine with "
+        f"network, and pass that folder: --{hint} DIR on the command line, {hint}='DIR' in Python."
+    )
+
+
+def resolve_weights(
+    weights: str | os.PathLike | None,
+    *,
+    repo_id: str,
+    model: str,
+    download_size: str,
+    allow_patterns: list[str] | None = None,
+    hint: str = "weights",
+) -> str:
+    """Return a local directory holding the model's files.
+
+    weights: None for the official `repo_id`, another repo id, or a local directory.
+    allow_patterns: the files worth downloading (a repo often holds several weight formats).
+    """
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if path.is_dir():
+            return str(path)
+        if path.exists() or str(weights).startswith((".", "/", "~")) or os.sep + os.sep in str(weights):
+            raise WeightsNotFoundError(f"{model}: {weights} is not a directory of model files.")
+        repo_id = str(weights)
+
+    from huggingface_hub import snapshot_download
+
+    try:  # the cache first: no network needed, and no time lost on one
+        return snapshot_download(repo_id, allow_patterns=allow_patterns, local_files_only=True)
+    except Exception:
+        pass
+    if not _hub_reachable():
+        raise WeightsNotFoundError(weights_help(model, repo_id, download_size, hint))
+    try:
+        return snapshot_download(repo_id, allow_patterns=allow_patterns)
+    except Exception as err:  # auth, missing repo, broken connection: say which model and why
+        raise WeightsNotFoundError(
+            f"{weights_help(model, repo_id, download_size, hint)}\nDownload error: {err}"
+        ) from err
