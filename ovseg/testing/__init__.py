@@ -1,0 +1,22 @@
+"""Tiny random-weight checkpoints of every model ovseg loads, to run the whole pipeline offline.
+
+They are written to a directory in the same layout as the real weights and loaded back through
+the same `from_pretrained` code, so tests exercise the real loaders. Their outputs mean nothing.
+
+    from ovseg.testing import make_tiny_backbone_weights
+    weights = make_tiny_backbone_weights("ssd-1b", "/tmp/tiny-ssd")
+    backbone = ovseg.create_backbone("ssd-1b", weights=weights)
+"""
+_LAZY = {
+    "make_tiny_backbone_weights": "ovseg.testing._features",
+    "make_tiny_clip_weights": "ovseg.testing._labels",
+}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ovseg.testing' has no attribute {name!r}")
