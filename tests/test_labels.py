@@ -275,6 +275,18 @@ def test_thousand_classes_are_encoded_in_batches(weights, monkeypatch):
     assert len(calls) == 32 and max(calls) <= 64 and sum(calls) == 2000
 
 
+@pytest.mark.parametrize("kind", ["convnext", "vit"])
+def test_fast_text_encoder_matches_open_clip(labelers, kind):
+    from ovseg.labels._text import fast_encode_text
+
+    labeler = labelers[kind]
+    assert fast_encode_text(labeler.clip) is not labeler.clip.encode_text  # the fast path is taken
+    tokens = labeler.tokenizer(["a photo of a dog.", "There is a large traffic light in the scene.", "ü"])
+    with torch.no_grad():
+        torch.testing.assert_close(labeler._encode_text(tokens), labeler.clip.encode_text(tokens),
+                                   atol=1e-5, rtol=1e-4)
+
+
 def test_text_embeddings_are_cached_in_memory_and_on_disk(weights, tmp_path, monkeypatch):
     from ovseg.labels import _text, create_labeler
 
