@@ -206,6 +206,11 @@ def test_segment_weights_are_area_fractions():
     assert ids.tolist() == [0, 1]
     assert w[1, 0, 0] == pytest.approx(1 / 16) and w[1].sum() == pytest.approx(1 / 16)
     torch.testing.assert_close(w.sum(0), torch.ones(2, 2))
+    many = torch.arange(40).repeat_interleave(10).reshape(20, 20)  # more segments than one chunk
+    ids, w = segment_weights(many, (5, 5))
+    assert ids.tolist() == list(range(40))
+    torch.testing.assert_close(w.sum(0), torch.ones(5, 5))
+    torch.testing.assert_close(w.sum((1, 2)), torch.full((40,), 10 / 16))
 
 
 def test_class_whose_text_embedding_equals_the_segment_embedding_wins(labelers, monkeypatch):
