@@ -166,6 +166,10 @@ def test_offline_without_weights_fails_fast_and_clearly():
         create_labeler(weights="/no/such/clip/dir")
     with pytest.raises(ValueError, match="unknown pretrained tag"):
         create_labeler(pretrained="no-such-tag")
+    with pytest.raises(TypeError, match="unknown labeler options.*resolution"):
+        create_labeler(resolutoin=320)
+    with pytest.raises(ValueError, match="score must be"):
+        create_labeler(score="logits")
 
 
 def test_whole_image_segment_is_the_model_image_embedding(labelers):

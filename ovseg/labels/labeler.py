@@ -260,6 +260,10 @@ def create_labeler(
     config = replace(LabelerConfig(), **{k: v for k, v in options.items() if v is not None})
     if config.score not in ("softmax", "cosine"):
         raise ValueError(f"score must be 'softmax' or 'cosine', got {config.score!r}")
+    if config.resolution is not None and (not isinstance(config.resolution, int) or config.resolution < 32):
+        raise ValueError(f"resolution must be an int >= 32 (pixels, short side), got {config.resolution!r}")
+    if not isinstance(config.text_batch_size, int) or config.text_batch_size < 1:
+        raise ValueError(f"text_batch_size must be a positive int, got {config.text_batch_size!r}")
     device = torch.device(device or "cpu")
     dtype = dtype or torch.float32
     clip, tokenizer, identity = load_open_clip(model, pretrained, weights)
