@@ -42,8 +42,8 @@ def label_image(labels: np.ndarray) -> Image.Image:
     if labels.size and (labels.min() < 0 or labels.max() > 65535):
         raise ValueError("label values must lie in 0..65535")
     if labels.size and labels.max() > 255:
-        return Image.fromarray(labels.astype(np.uint16), "I;16")
-    im = Image.fromarray(labels.astype(np.uint8), "L").convert("P")
+        return Image.fromarray(labels.astype(np.uint16))  # mode "I;16"
+    im = Image.fromarray(labels.astype(np.uint8)).convert("P")
     im.putpalette(_PALETTE.reshape(-1).tolist())
     return im
 
