@@ -243,6 +243,7 @@ class Segmenter:
                 self._labeler = create_labeler(
                     self.config.labeler, self.config.labeler_pretrained,
                     weights=self.config.clip_weights, device=self.device,
+                    dtype=_torch_dtype(self.config.dtype) if self.device.type == "cuda" else None,
                 )
             except WeightsNotFoundError:
                 raise
@@ -281,8 +282,8 @@ class Segmenter:
                 except (KeyError, ValueError, FileNotFoundError, OSError):
                     pass  # not a shipped vocabulary: one class name
             classes = text.split(",")
-        if isinstance(classes, Sequence):
-            names = [str(c).strip() for c in classes if str(c).strip()]
+        if isinstance(classes, Sequence):  # "person;people" (or "person,people") = synonyms
+            names = [str(c).strip().replace(";", ",") for c in classes if str(c).strip(" ,;")]
             if not names:
                 raise ValueError("no class names given")
             return Vocabulary.from_names(names)
