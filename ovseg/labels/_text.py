@@ -1,0 +1,83 @@
+"""Text embeddings of a vocabulary: every synonym through every template, averaged, normalised.
+
+Cached per (model identity, templates, synonyms): in memory, and on disk under
+`ovseg._paths.cache_dir("text-embeds")`, so a large vocabulary is encoded once per machine.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ovseg._paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+_MEMORY: dict[str, torch.Tensor] = {}  # cache key -> (S, D) float32 on CPU
+
+
+def cache_key(model_id: str, templates: Sequence[str], synonyms: Sequence[str]) -> str:
+    blob = json.dumps([model_id, list(templates), list(synonyms)], ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+@torch.no_grad()
+def encode_names(
+    encode_text: Callable[[torch.Tensor], torch.Tensor],
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    names: Sequence[str],
+    templates: Sequence[str],
+    *,
+    device: torch.device,
+    batch_size: int = 1024,
+) -> torch.Tensor:
+    """(S, D) float32: for each name, the mean over templates of the L2-normalised prompt
+    embeddings, normalised again (the CLIP zero-shot recipe, Radford et al. 2021, and ViLD).
+
+    Prompts go through the text tower `batch_size` at a time (a template group is never split
+    across names, so at least one name's prompts form a batch).
+    """
+    per_batch = max(1, batch_size // len(templates))  # names per forward pass
+    out = []
+    for start in range(0, len(names), per_batch):
+        chunk = names[start : start + per_batch]
+        prompts = [template.format(name) for name in chunk for template in templates]
+        tokens = tokenizer(prompts).to(device)
+        emb = F.normalize(encode_text(tokens).float(), dim=-1)
+        emb = emb.reshape(len(chunk), len(templates), -1).mean(1)
+        out.append(F.normalize(emb, dim=-1).cpu())
+    return torch.cat(out)
+
+
+def cached_text_embeddings(
+    key: str,
+    compute: Callable[[], torch.Tensor],
+    *,
+    disk: bool = True,
+) -> torch.Tensor:
+    """Memory, then disk, then `compute()`; what is computed is stored in both."""
+    if key in _MEMORY:
+        return _MEMORY[key]
+    path = cache_dir("text-embeds") / f"{key}.pt" if disk else None
+    if path is not None and path.is_file():
+        try:
+            emb = torch.load(path, map_location="cpu", weights_only=True)
+            _MEMORY[key] = emb
+            return emb
+        except Exception as err:  # a truncated file from an interrupted run: recompute
+            log.warning("ignoring unreadable text-embedding cache %s (%s)", path, err)
+    emb = compute()
+    _MEMORY[key] = emb
+    if path is not None:
+        tmp = path.with_suffix(f".tmp{id(emb)}")
+        torch.save(emb, tmp)
+        tmp.replace(path)  # atomic: concurrent runs never read half a file
+    return emb
+
+
+def clear_memory_cache() -> None:
+    _MEMORY.clear()

@@ -1,0 +1,52 @@
+"""Tiny random-weight open_clip checkpoints for the labeler, in the layout of open_clip's `hf-hub:`
+checkpoints (open_clip_config.json + open_clip_model.safetensors), loaded back through the same
+`create_labeler(weights=DIR)` path as real weights."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
+
+# Same tower types as the real models, shrunk: a timm ConvNeXt trunk with open_clip's MLP head
+# (as convnext_large_d_320; convnext_atto is timm's smallest ConvNeXt, 3.4 M parameters), and a
+# 2-block ViT with 8-pixel patches.
+TINY_CONFIGS = {
+    "convnext": {
+        "embed_dim": 32,
+        "vision_cfg": {"timm_model_name": "convnext_atto", "timm_model_pretrained": False, "timm_pool": "",
+                       "timm_proj": "mlp", "timm_drop": 0.0, "timm_drop_path": 0.0, "image_size": 64},
+        "text_cfg": _TEXT,
+    },
+    "vit": {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+        "text_cfg": _TEXT,
+    },
+}
+
+
+def make_tiny_clip_weights(directory: str | os.PathLike, *, kind: str = "convnext", seed: int = 0) -> str:
+    """Write a tiny random open_clip model (`kind`: "convnext" or "vit") to `directory`; return it.
+
+    Use as `ovseg.labels.create_labeler(weights=path)`. Its outputs mean nothing.
+    """
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    if kind not in TINY_CONFIGS:
+        raise ValueError(f"unknown tiny CLIP kind {kind!r}; valid: {', '.join(TINY_CONFIGS)}")
+    cfg = json.loads(json.dumps(TINY_CONFIGS[kind]))
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**cfg)
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    size = cfg["vision_cfg"]["image_size"]
+    config = {"model_cfg": cfg, "preprocess_cfg": {"mean": list(open_clip.OPENAI_DATASET_MEAN),
+                                                   "std": list(open_clip.OPENAI_DATASET_STD), "size": size}}
+    (path / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path / "open_clip_model.safetensors"))
+    return str(path)
