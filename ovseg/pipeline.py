@@ -473,7 +473,7 @@ def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     if array.shape[:2] == tuple(size):
         return array
-    return np.asarray(Image.fromarray(array).resize((size[1], size[0]), Image.Resampling.BICUBIC))
+    return np.array(Image.fromarray(array).resize((size[1], size[0]), Image.Resampling.BICUBIC))
 
 
 def _to_tensor(array: np.ndarray):
