@@ -162,8 +162,8 @@ def backbones() -> None:
     rows = [("name", "resolution", "stride", "download", "weights")]
     for name in list_backbones():
         info = backbone_info(name)
-        rows.append((name, str(info.get("resolution", "?")), str(info.get("stride", "?")),
-                     str(info.get("download_size", "?")), str(info.get("repo_id", "?"))))
+        rows.append((name, str(info.resolution or "?"), str(info.stride or "?"),
+                     str(info.download_size), str(info.repo_id)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
