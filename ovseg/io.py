@@ -48,20 +48,25 @@ class ImageReadError(ValueError):
 # Reading
 
 
-def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+def find_images(inputs: Iterable[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:
     """Files named directly, plus the image files under each folder (recursive, sorted by path).
 
     Files named directly are kept whatever their extension (the reader decides); inside folders
-    only files with an extension in `IMAGE_EXTENSIONS` (any case) are taken. Duplicates are dropped.
+    only files with an extension in `IMAGE_EXTENSIONS` (any case) are taken, hidden files and
+    anything under an `exclude` folder (e.g. the output folder) left out. Duplicates are dropped.
     """
+    skip = [Path(e).resolve() for e in exclude]
+
+    def wanted(p: Path) -> bool:
+        if not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS or p.name.startswith("."):
+            return False
+        return not any(p.resolve().is_relative_to(e) for e in skip)
+
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found += sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-            )
+            found += sorted(p for p in path.rglob("*") if wanted(p))
         else:
             found.append(path)
     seen: set[Path] = set()

@@ -307,7 +307,7 @@ class Segmenter:
         vocab = None if classes is None else self.vocabulary(classes)
         task = "segment" if vocab is None else "label"
         out_dir = Path(out_dir)
-        paths = _io.find_images(inputs)
+        paths = _io.find_images(inputs, exclude=[out_dir])
         stems = _io.output_stems(paths, inputs)
         summary = RunSummary()
         pending: list[tuple[Path, dict, np.ndarray, tuple]] = []

@@ -172,6 +172,7 @@ def test_find_images_and_stems(tmp_path):
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.jpg", "a.png", "b.JPG", "sub/c.png"]
     assert output_stems(found, [tmp_path]) == ["a.jpg", "a.png", "b", "sub/c"]
     assert find_images([tmp_path / "notes.txt", tmp_path / "notes.txt"]) == [tmp_path / "notes.txt"]
+    assert [p.name for p in find_images([tmp_path], exclude=[tmp_path / "sub"])] == ["a.jpg", "a.png", "b.JPG"]
 
 
 # -- pictures --------------------------------------------------------------------------------------
