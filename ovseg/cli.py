@@ -41,8 +41,9 @@ def _pipeline_options(f):
         click.option("--weights", default=None, metavar="DIR|REPO",
                      help="Backbone weights: a local folder or a Hugging Face repo id "
                           "[default: the backbone's official repo]."),
-        click.option("--resolution", type=click.IntRange(min=32), default=1024, show_default=True,
-                     help="Square backbone input size in pixels (a multiple of its stride)."),
+        click.option("--resolution", type=click.IntRange(min=32), default=None,
+                     help="Square backbone input size in pixels, a multiple of its stride "
+                          "[default: the backbone's own; 1024 for ssd-1b, as in the paper]."),
         click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=10.0,
                      show_default=True, help="Affinity exponent W = C**alpha."),
         click.option("--tau", type=click.FloatRange(0, 2), default=0.5, show_default=True,
@@ -167,3 +168,7 @@ def backbones() -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+if __name__ == "__main__":
+    main()

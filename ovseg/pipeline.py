@@ -32,7 +32,7 @@ class SegmenterConfig:
 
     backbone: str = "ssd-1b"  # the paper's encoder: SSD-1B, a distilled SDXL UNet
     weights: str | None = None  # None: the official repo; or another repo id, or a local folder
-    resolution: int | None = 1024  # square backbone input (paper: 1024); None: the backbone's own
+    resolution: int | None = None  # square backbone input; None: the backbone's own (ssd-1b: 1024, the paper's)
     alpha: float = 10.0  # affinity exponent W = C**alpha, a soft threshold (paper default)
     tau: float = 0.5  # a split is kept when its NCut < tau; lower tau, fewer segments (paper)
     refine: bool = True  # PAMR on the upsampled segments (DiffCut's open-vocabulary setting)
@@ -66,6 +66,10 @@ class SegmenterConfig:
         """The settings that change segment maps: the cache key and the JSON record them."""
         keys = ["backbone", "weights", "resolution", "alpha", "tau", "refine", "dtype"]
         out = {k: getattr(self, k) for k in keys}
+        if self.resolution is None:  # the registry knows it without loading the model
+            from ovseg.features import backbone_info
+
+            out["resolution"] = backbone_info(self.backbone).resolution
         if self.refine:
             out.update(refine_iterations=self.refine_iterations, refine_dilations=self.refine_dilations)
         if self.weights and Path(self.weights).expanduser().is_dir():
@@ -304,6 +308,7 @@ class Segmenter:
         progress: a tqdm bar (None: only on a terminal)."""
         from tqdm.auto import tqdm
 
+        self.config.segment_settings()  # an unknown backbone fails here, before any image
         vocab = None if classes is None else self.vocabulary(classes)
         task = "segment" if vocab is None else "label"
         out_dir = Path(out_dir)

@@ -194,6 +194,7 @@ def test_interrupted_write_leaves_no_partial_file(tiny, tmp_path, monkeypatch):
     ["label", "{img}", "-c", "a", "--dtype", "float64"],
     ["segment", "/no/such/file.jpg"],
     ["segment", "{img}", "--batch-size", "0"],
+    ["segment", "{img}", "--backbone", "no-such-backbone"],
 ])
 def test_usage_errors(tmp_path, args):
     Image.fromarray(_picture()).save(tmp_path / "a.png")

@@ -39,7 +39,8 @@ def _picture(h=40, w=56, seed=0) -> np.ndarray:
 
 def test_defaults_are_the_papers():
     cfg = SegmenterConfig()
-    assert (cfg.backbone, cfg.resolution, cfg.alpha, cfg.tau, cfg.refine) == ("ssd-1b", 1024, 10.0, 0.5, True)
+    assert (cfg.backbone, cfg.alpha, cfg.tau, cfg.refine) == ("ssd-1b", 10.0, 0.5, True)
+    assert cfg.resolution is None and cfg.segment_settings()["resolution"] == 1024  # ssd-1b's own
     assert cfg.refine_dilations == (1, 2, 4, 8, 12, 24, 32, 64) and 15 <= cfg.refine_iterations <= 30
     assert (cfg.labeler, cfg.labeler_pretrained) == ("convnext_large_d_320", "laion2b_s29b_b131k_ft_soup")
     assert ovseg.Segmenter is Segmenter
