@@ -192,8 +192,6 @@ def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool,
                         layer: str | None = None, prune: bool = True) -> UNetEncoder:
     """Load unet + vae + scheduler config (fp16 files where the repo has them); the text encoders
     only when the empty-prompt cache is empty. layer: default `last_encoder_attention(unet)`."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-
     device, dtype = default_device_dtype(device, dtype)
     get = partial(resolve_weights, weights, repo_id=repo_id, model=name, download_size=download_size)
     files = _unet_files("fp16")  # half the download of the fp32 files
@@ -211,6 +209,8 @@ def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool,
             path = Path(get(allow_patterns=files + _text_files(variant)))
         embeds = _prompt.encode_empty_prompt(path, sdxl=sdxl)
         _prompt.save_cached(cache, embeds)
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel  # after resolving: fail fast
+
     unet = UNet2DConditionModel.from_pretrained(
         path, subfolder="unet", variant=_variant(path, "unet", "diffusion_pytorch_model"), torch_dtype=dtype)
     vae = AutoencoderKL.from_pretrained(
