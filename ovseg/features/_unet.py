@@ -71,10 +71,8 @@ class UNetEncoder(Backbone):
             if n.endswith(".attn1") and n.startswith("down_blocks.") and int(n.split(".")[1]) <= block
         ]
         self.attention_layer_names = self.attention_layer_names[: self.attention_layer_names.index(layer) + 1]
-        if prune:  # drop what never runs: later down blocks, the mid block, the decoder
-            del unet.down_blocks[block + 1:]
-            unet.mid_block, unet.up_blocks = None, torch.nn.ModuleList()
-            unet.conv_norm_out = unet.conv_act = unet.conv_out = None
+        if prune:
+            prune_unet(unet, layer)
         if next(unet.parameters()).dtype != dtype:
             unet = unet.to(dtype)
         self.unet = unet.to(device).eval()
@@ -159,6 +157,13 @@ class UNetEncoder(Backbone):
             else:
                 raise ValueError(f"unknown attention layer {layer!r}; valid: {valid}")
         return list(dict.fromkeys(out))
+
+
+def prune_unet(unet, layer: str) -> None:
+    """Drop what never runs when the pass stops at `layer`: later down blocks, mid block, decoder."""
+    del unet.down_blocks[int(layer.split(".")[1]) + 1:]
+    unet.mid_block, unet.up_blocks = None, torch.nn.ModuleList()
+    unet.conv_norm_out = unet.conv_act = unet.conv_out = None
 
 
 def _unet_files(variant: str | None) -> list[str]:
