@@ -258,3 +258,18 @@ def test_offline_without_weights_fails_fast_and_clearly(tmp_path):
         assert message is not None, f"{name} did not fail offline"
         assert seconds < 5, f"{name} took {seconds:.1f} s to fail"
         assert info.repo_id in message and info.download_size in message and "weights=" in message
+
+
+def test_incomplete_local_weights_fail_clearly(tiny, tmp_path, monkeypatch):
+    import ovseg
+
+    monkeypatch.setenv("OVSEG_CACHE", str(tmp_path / "cache"))
+    weights = shutil.copytree(tiny("sd15"), tmp_path / "weights")
+    (weights / "text_encoder" / "model.safetensors").unlink()  # and no prompt cache yet
+    with pytest.raises(ovseg.WeightsNotFoundError, match="text_encoder"):
+        create_backbone("sd15", weights=str(weights), device="cpu")
+    (weights / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ovseg.WeightsNotFoundError, match="unet"):
+        create_backbone("sd15", weights=str(weights), device="cpu")
+    with pytest.raises(ovseg.WeightsNotFoundError, match="not a directory"):
+        create_backbone("sd15", weights=str(tmp_path / "nowhere"), device="cpu")
