@@ -82,6 +82,7 @@ def stationary_distribution(P: torch.Tensor, *, teleport: float = 0.0, tol: floa
     if not 0.0 <= teleport < 1.0:
         raise ValueError(f"teleport must be in [0, 1), got {teleport}")
     P = P.double()
+    P = P / P.sum(1, keepdim=True)  # exactly stochastic in float64 (float32 rows are off by ~1e-7)
     N = P.shape[0]
     if teleport > 0:
         P = (1 - teleport) * P + teleport / N
@@ -93,7 +94,7 @@ def stationary_distribution(P: torch.Tensor, *, teleport: float = 0.0, tol: floa
         try:
             pi = torch.linalg.solve(A, b)
             residual = float((pi @ P - pi).abs().sum())
-            if bool(torch.isfinite(pi).all()) and float(pi.min()) > -1e-9 and residual < 1e-8:
+            if bool(torch.isfinite(pi).all()) and float(pi.min()) > -1e-9 and residual < 1e-11:
                 pi = pi.clamp_min(0)
                 return pi / pi.sum()
         except RuntimeError:  # singular: reducible chain
