@@ -71,10 +71,8 @@ class UNetEncoder(Backbone):
             if n.endswith(".attn1") and n.startswith("down_blocks.") and int(n.split(".")[1]) <= block
         ]
         self.attention_layer_names = self.attention_layer_names[: self.attention_layer_names.index(layer) + 1]
-        if prune:  # drop what never runs: later down blocks, the mid block, the decoder
-            del unet.down_blocks[block + 1:]
-            unet.mid_block, unet.up_blocks = None, torch.nn.ModuleList()
-            unet.conv_norm_out = unet.conv_act = unet.conv_out = None
+        if prune:
+            prune_unet(unet, layer)
         if next(unet.parameters()).dtype != dtype:
             unet = unet.to(dtype)
         self.unet = unet.to(device).eval()
@@ -161,6 +159,13 @@ class UNetEncoder(Backbone):
         return list(dict.fromkeys(out))
 
 
+def prune_unet(unet, layer: str) -> None:
+    """Drop what never runs when the pass stops at `layer`: later down blocks, mid block, decoder."""
+    del unet.down_blocks[int(layer.split(".")[1]) + 1:]
+    unet.mid_block, unet.up_blocks = None, torch.nn.ModuleList()
+    unet.conv_norm_out = unet.conv_act = unet.conv_out = None
+
+
 def _unet_files(variant: str | None) -> list[str]:
     suffix = f".{variant}.safetensors" if variant else ".safetensors"
     return ["model_index.json", "scheduler/scheduler_config.json", *_prompt.TEXT_ENCODER_CONFIGS,
@@ -170,6 +175,18 @@ def _unet_files(variant: str | None) -> list[str]:
 def _text_files(variant: str | None) -> list[str]:
     suffix = f".{variant}.safetensors" if variant else ".safetensors"
     return ["text_encoder/model" + suffix, "text_encoder_2/model" + suffix, "tokenizer/*", "tokenizer_2/*"]
+
+
+def _has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors"))
+
+
+def _require(path: Path, name: str, subs: list[str], what: str) -> None:
+    from ovseg._weights import WeightsNotFoundError
+
+    lacking = [s for s in subs if not _has_weights(path / s)]
+    if lacking:
+        raise WeightsNotFoundError(f"{name}: {path} has no weights in {', '.join(lacking)}/ ({what} expected).")
 
 
 def _variant(path: Path, sub: str, stem: str) -> str | None:
@@ -192,25 +209,30 @@ def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool,
                         layer: str | None = None, prune: bool = True) -> UNetEncoder:
     """Load unet + vae + scheduler config (fp16 files where the repo has them); the text encoders
     only when the empty-prompt cache is empty. layer: default `last_encoder_attention(unet)`."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-
     device, dtype = default_device_dtype(device, dtype)
     get = partial(resolve_weights, weights, repo_id=repo_id, model=name, download_size=download_size)
     files = _unet_files("fp16")  # half the download of the fp32 files
     path = Path(get(allow_patterns=files))
-    if not list((path / "unet").glob("*.safetensors")):
-        files = _unet_files(None)  # a repo without an fp16 variant
+    missing = [sub for sub in ("unet", "vae") if not _has_weights(path / sub)]
+    if missing:  # a repo without fp16 files for these
+        files += [f"{sub}/diffusion_pytorch_model.safetensors" for sub in missing]
         path = Path(get(allow_patterns=files))
+        _require(path, name, missing, "diffusion_pytorch_model[.fp16].safetensors")
     local = weights is not None and Path(weights).expanduser().is_dir()
     cache = _prompt.cache_file(str(Path(weights).expanduser().resolve()) if local else str(weights or repo_id), path)
     embeds = _prompt.load_cached(cache)
-    if embeds is None:
+    if embeds is None:  # first use: the text encoders compute the empty-prompt embeddings once
+        subs = ["text_encoder", "tokenizer"] + (["text_encoder_2", "tokenizer_2"] if sdxl else [])
         for variant in ("fp16", None):
-            if list((path / "text_encoder").glob("*.safetensors")) and (path / "tokenizer").is_dir():
+            if all(_has_weights(path / s) if s.startswith("text") else (path / s).is_dir() for s in subs):
                 break
             path = Path(get(allow_patterns=files + _text_files(variant)))
+        _require(path, name, [s for s in subs if s.startswith("text")], "model[.fp16].safetensors, once, "
+                 "to compute the empty-prompt embeddings")
         embeds = _prompt.encode_empty_prompt(path, sdxl=sdxl)
         _prompt.save_cached(cache, embeds)
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel  # after resolving: fail fast
+
     unet = UNet2DConditionModel.from_pretrained(
         path, subfolder="unet", variant=_variant(path, "unet", "diffusion_pytorch_model"), torch_dtype=dtype)
     vae = AutoencoderKL.from_pretrained(

@@ -101,13 +101,17 @@ def _info_resolution(name: str) -> int:
 
 def _build_vit(name: str, repo_id: str, download_size: str, *, weights=None, device=None, dtype=None,
                resolution: int | None = None) -> ViTBackbone:
-    import transformers
-
     device, dtype = default_device_dtype(device, dtype)
     path = resolve_weights(weights, repo_id=repo_id, model=name, download_size=download_size,
                            allow_patterns=_WEIGHT_FILES)
+    import transformers  # after resolving: an offline error comes in seconds
     cls = getattr(transformers, _FAMILIES[name.split("-")[0]][0])
-    model = cls.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the text tower's weights are expected to be unused
+    try:
+        model = cls.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     return from_model(name, model, resolution=resolution, device=device, dtype=dtype)
 
 

@@ -65,6 +65,7 @@ class Labeler:
         self.std = torch.tensor(pre.get("std", open_clip.OPENAI_DATASET_STD), device=device).view(3, 1, 1)
         self.logit_scale = float(clip.logit_scale.detach().exp()) if hasattr(clip, "logit_scale") else 100.0
         self.templates = load_templates(config.templates)
+        self._text_encoder = _text.fast_encode_text(clip)
 
     # ---- text side ---------------------------------------------------------------------------
     def text_embeddings(self, vocabulary: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,7 +82,7 @@ class Labeler:
         return emb.to(self.device), owner.to(self.device)
 
     def _encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.clip.encode_text(tokens)
+        return self._text_encoder(tokens)
 
     # ---- image side --------------------------------------------------------------------------
     @torch.no_grad()

@@ -82,6 +82,7 @@ def stationary_distribution(P: torch.Tensor, *, teleport: float = 0.0, tol: floa
     if not 0.0 <= teleport < 1.0:
         raise ValueError(f"teleport must be in [0, 1), got {teleport}")
     P = P.double()
+    P = P / P.sum(1, keepdim=True)  # exactly stochastic in float64 (float32 rows are off by ~1e-7)
     N = P.shape[0]
     if teleport > 0:
         P = (1 - teleport) * P + teleport / N
@@ -93,7 +94,7 @@ def stationary_distribution(P: torch.Tensor, *, teleport: float = 0.0, tol: floa
         try:
             pi = torch.linalg.solve(A, b)
             residual = float((pi @ P - pi).abs().sum())
-            if bool(torch.isfinite(pi).all()) and float(pi.min()) > -1e-9 and residual < 1e-8:
+            if bool(torch.isfinite(pi).all()) and float(pi.min()) > -1e-9 and residual < 1e-11:
                 pi = pi.clamp_min(0)
                 return pi / pi.sum()
         except RuntimeError:  # singular: reducible chain
@@ -109,15 +110,20 @@ def stationary_distribution(P: torch.Tensor, *, teleport: float = 0.0, tol: floa
 
 
 def random_walk_affinity(P: torch.Tensor, *, steps: int = 1, normalize: bool = False,
-                         teleport: float = 0.0, atol: float = 1e-3) -> torch.Tensor:
+                         teleport: float = 0.0, drop_self: bool = False,
+                         atol: float = 1e-3) -> torch.Tensor:
     """W = (Pi P^k + (P^k)^T Pi) / 2 (Meila & Shi 2001), (N, N) symmetric, degrees pi, sum 1.
 
     P (N, N) row-stochastic (validated, see ``check_transition``); steps k >= 1 (P^k by repeated
-    squaring: O(N^3 log k)). Same dtype/device as P (float32 for anything but float64).
+    squaring: O(N^3 log k)). ``drop_self``: zero P's diagonal and renormalise the rows first (a
+    walk that mostly stays put makes every split cheap: see docs/random-walk.md). Same
+    dtype/device as P (float32 for anything but float64).
     """
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
     P = check_transition(P, normalize=normalize, atol=atol)
+    if drop_self:
+        P = check_transition(P - torch.diag_embed(P.diagonal()), normalize=True)
     if teleport > 0:
         P = (1 - teleport) * P + teleport / P.shape[0]
     pi = stationary_distribution(P)  # stationary for P^k as well
@@ -216,16 +222,16 @@ def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None) -> float | N
 
 def random_walk_hierarchy(P: torch.Tensor, *, shape: tuple[int, int] | None = None, steps: int = 1,
                           tau: float = AUTO_TAU_MAX, normalize: bool = False, teleport: float = 0.0,
-                          **solver_options) -> Hierarchy:
+                          drop_self: bool = False, **solver_options) -> Hierarchy:
     """Recursive NCut tree of the random-walk affinity of P (see ``random_walk_affinity``)."""
-    W = random_walk_affinity(P, steps=steps, normalize=normalize, teleport=teleport)
+    W = random_walk_affinity(P, steps=steps, normalize=normalize, teleport=teleport, drop_self=drop_self)
     return ncut_hierarchy(W, tau=tau, shape=shape, **solver_options)
 
 
 def random_walk_segments(P: torch.Tensor, *, shape: tuple[int, int], steps: int = 1,
                          tau: float | str = 0.5, tau_max: float = AUTO_TAU_MAX,
                          auto_build_tau: float = 0.5, normalize: bool = False, teleport: float = 0.0,
-                         **solver_options) -> torch.Tensor:
+                         drop_self: bool = False, **solver_options) -> torch.Tensor:
     """Segments (h, w) int64, ids 0..K-1, by random-walk NCut on P (N, N) row-stochastic, N = h*w.
 
     tau: fixed NCut threshold, or "auto" (``auto_tau`` with ceiling ``tau_max``; the tree is first
@@ -236,7 +242,8 @@ def random_walk_segments(P: torch.Tensor, *, shape: tuple[int, int], steps: int 
     if isinstance(tau, str):
         if tau != "auto":
             raise ValueError(f'tau must be a number or "auto", got {tau!r}')
-        W = random_walk_affinity(P, steps=steps, normalize=normalize, teleport=teleport)
+        W = random_walk_affinity(P, steps=steps, normalize=normalize, teleport=teleport,
+                                 drop_self=drop_self)
         h = ncut_hierarchy(W, tau=min(auto_build_tau, tau_max), shape=shape, **solver_options)
         t = auto_tau(h, tau_max=tau_max)
         if t is None:  # a wider gap may hide above the build tau: explore up to tau_max
@@ -244,5 +251,5 @@ def random_walk_segments(P: torch.Tensor, *, shape: tuple[int, int], steps: int 
             t = auto_tau(h)
         return h.cut(min(t, h.tau))  # no change point lies between the build tau and t
     h = random_walk_hierarchy(P, shape=shape, steps=steps, tau=float(tau), normalize=normalize,
-                              teleport=teleport, **solver_options)
+                              teleport=teleport, drop_self=drop_self, **solver_options)
     return h.cut()
