@@ -10,7 +10,6 @@ written atomically, done images skipped, unreadable ones reported and the rest s
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ovseg import __version__, io as _io, viz
+from ovseg import io as _io
+from ovseg._results import Segment, SegmentationResult, build_result
 from ovseg._weights import WeightsNotFoundError
+
+__all__ = ["ModelLoadError", "RunSummary", "Segment", "SegmentationResult", "Segmenter",
+           "SegmenterConfig", "load_vocabulary_spec"]
 
 
 class ModelLoadError(RuntimeError):
@@ -75,111 +78,6 @@ class SegmenterConfig:
         if self.weights and Path(self.weights).expanduser().is_dir():
             out["weights"] = str(Path(self.weights).expanduser().resolve())
         return out
-
-
-@dataclass
-class Segment:
-    """One region: its id in `segment_map`, size, COCO box [x, y, w, h], and its name if labelled."""
-
-    id: int
-    area: int
-    bbox: list[int]
-    class_index: int | None = None
-    class_name: str | None = None
-    score: float | None = None
-    alternatives: list[tuple[str, float]] = field(default_factory=list)
-    segment_map: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def mask(self) -> np.ndarray:
-        """(H, W) bool, at the input's resolution."""
-        return self.segment_map == self.id
-
-
-@dataclass
-class SegmentationResult:
-    """Segments of one image at its full resolution.
-
-    image: (H, W, 3) uint8 RGB, as read (EXIF-oriented, size-guarded).
-    segment_map: (H, W) int32, segment ids 0..K-1.
-    classes: the vocabulary's class names when labelled, else None.
-    """
-
-    image: np.ndarray = field(repr=False)
-    segment_map: np.ndarray = field(repr=False)
-    segments: list[Segment]
-    classes: list[str] | None = None
-    source: str | None = None
-    source_size: tuple[int, int] | None = None  # (H0, W0) of the file before the size guard
-    settings: dict = field(default_factory=dict)
-
-    @property
-    def label_map(self) -> np.ndarray:
-        """(H, W) int32: the class index of each pixel (255 = no class) when labelled, else the
-        segment id."""
-        if self.classes is None:
-            return self.segment_map
-        lut = np.full(len(self.segments), viz.VOID, dtype=np.int32)
-        for s in self.segments:
-            if s.class_index is not None:
-                lut[s.id] = s.class_index
-        return lut[self.segment_map]
-
-    def legend(self) -> dict[int, str]:
-        if self.classes is None:
-            return {s.id: f"segment {s.id}" for s in self.segments}
-        present = sorted({s.class_index for s in self.segments if s.class_index is not None})
-        out = {i: self.classes[i] for i in present}
-        if any(s.class_index is None for s in self.segments):
-            out[viz.VOID] = "(no class)"
-        return out
-
-    def to_json(self, label_png: str | None = None) -> dict:
-        """A JSON-ready dict; masks as COCO compressed RLE (see `ovseg.io.rle_encode`)."""
-        h, w = self.segment_map.shape
-        return {
-            "ovseg_version": __version__,
-            "image": self.source,
-            "height": h,
-            "width": w,
-            "source_size": list(self.source_size or (h, w)),
-            "task": "segment" if self.classes is None else "label",
-            "classes": self.classes,
-            "label_map": {
-                "file": label_png,
-                "values": "segment id" if self.classes is None else "class index (255: no class)",
-                "palette": "Pascal VOC colour map (see ovseg.viz)",
-            },
-            "rle": "COCO compressed RLE (pycocotools' string 'counts'), column-major (Fortran) "
-                   "order, size [height, width]; written by ovseg.io.rle_encode",
-            "settings": self.settings,
-            "segments": [
-                {
-                    "id": s.id,
-                    "class_index": s.class_index,
-                    "class_name": s.class_name,
-                    "score": s.score,
-                    "alternatives": [[n, float(v)] for n, v in s.alternatives],
-                    "area": s.area,
-                    "bbox": s.bbox,
-                    "segmentation": _io.rle_encode(s.mask),
-                }
-                for s in self.segments
-            ],
-        }
-
-    def save_png(self, path: str | os.PathLike) -> Path:
-        """The label map as a palette PNG (values: class index, or segment id when unlabelled)."""
-        im = viz.label_image(self.label_map)
-        return _io.atomic_write(path, lambda f: im.save(f, format="PNG"))
-
-    def save_overlay(self, path: str | os.PathLike) -> Path:
-        im = viz.overlay(self.image, self.label_map, self.legend())
-        return _io.atomic_write(path, lambda f: im.save(f, format="PNG"))
-
-    def save_json(self, path: str | os.PathLike, label_png: str | None = None) -> Path:
-        text = json.dumps(self.to_json(label_png), indent=1)
-        return _io.atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 @dataclass
@@ -387,7 +285,7 @@ class Segmenter:
                                                   top_k=self.config.top_k):
                         labels[int(lab.segment_id)] = lab
                 full = _io.resize_nearest(work, array.shape[:2]).astype(np.int32)
-                results.append(_result(array, full, labels, names, settings,
+                results.append(build_result(array, full, labels, names, settings,
                                        sources[i] if sources else None,
                                        source_sizes[i] if source_sizes else None))
         return results
@@ -438,24 +336,6 @@ def load_vocabulary_spec(spec: str | os.PathLike):
     if Path(spec).is_file():
         return Vocabulary.from_file(spec)
     return load_vocabulary(str(spec))
-
-
-def _result(array, full, labels, names, settings, source, source_size) -> SegmentationResult:
-    segments = []
-    areas = np.bincount(full.reshape(-1), minlength=int(full.max()) + 1)
-    for sid in range(len(areas)):
-        mask = full == sid
-        lab = labels.get(sid)
-        idx = None if lab is None or lab.class_index is None or lab.class_index < 0 else int(lab.class_index)
-        segments.append(Segment(
-            id=sid, area=int(areas[sid]), bbox=_io.bbox_of(mask),
-            class_index=idx,
-            class_name=None if idx is None else (lab.class_name or names[idx]),
-            score=None if lab is None or lab.score is None else float(lab.score),
-            alternatives=[(str(n), float(v)) for n, v in (lab.alternatives if lab else [])],
-            segment_map=full,
-        ))
-    return SegmentationResult(array, full, segments, names, source, source_size, settings)
 
 
 def _class_names(vocab) -> list[str]:
