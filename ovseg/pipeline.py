@@ -6,6 +6,12 @@
 
 `Segmenter.process_files` is what `ovseg label` / `ovseg segment` run: many files, outputs
 written atomically, done images skipped, unreadable ones reported and the rest still done.
+
+Sizes: the backbone sees the image resized to a square of `resolution` pixels (DiffCut's
+setting). Segments are brought back to the image at its own aspect, its long side at most
+`resolution` (the working size: concept assignment and PAMR run there), and the results are
+then at the input's full resolution (nearest-neighbour from the working size; images above
+`max_pixels` are first scaled down on reading, see `ovseg.io`).
 """
 from __future__ import annotations
 
@@ -156,15 +162,15 @@ class Segmenter:
     # -- public API ---------------------------------------------------------------------------
     def segment(self, images):
         """Class-agnostic segments of one image (a result) or of a list (a list of results)."""
-        many, arrays = self._arrays(images)
-        results = self._run(arrays, None)
+        many, arrays, sources, sizes = self._inputs(images)
+        results = self._run(arrays, None, sources, sizes)
         return results if many else results[0]
 
     def label(self, images, classes):
         """Named segments. classes: a list of names ("person;people" = synonyms), a comma string
         ("dog,grass,sky"), a Vocabulary, a vocabulary file, or a shipped vocabulary ("voc")."""
-        many, arrays = self._arrays(images)
-        results = self._run(arrays, self.vocabulary(classes))
+        many, arrays, sources, sizes = self._inputs(images)
+        results = self._run(arrays, self.vocabulary(classes), sources, sizes)
         return results if many else results[0]
 
     @staticmethod
@@ -262,12 +268,23 @@ class Segmenter:
                 summary.failed.append((path, f"{path}: cannot write outputs: {err}"))
             bar.update()
 
-    def _arrays(self, images) -> tuple[bool, list[np.ndarray]]:
+    def _inputs(self, images) -> tuple[bool, list[np.ndarray], list, list]:
+        """-> (a list was given, arrays (H, W, 3) uint8, sources (path or None), source sizes)."""
         many = isinstance(images, (list, tuple)) or (
             type(images).__module__.startswith("torch") and images.ndim == 4
         )
-        items = list(images) if many else [images]
-        return many, [_io.as_rgb_array(x, max_pixels=self.config.max_pixels) for x in items]
+        arrays, sources, sizes = [], [], []
+        for item in list(images) if many else [images]:
+            if isinstance(item, (str, os.PathLike)):
+                array, size = _io.read_image(item, max_pixels=self.config.max_pixels)
+                sources.append(str(item))
+            else:
+                array = _io.as_rgb_array(item, max_pixels=self.config.max_pixels)
+                size = None
+                sources.append(None)
+            arrays.append(array)
+            sizes.append(size)
+        return many, arrays, sources, sizes
 
     def _run(self, arrays, vocab, sources=None, source_sizes=None) -> list[SegmentationResult]:
         import torch

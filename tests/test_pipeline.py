@@ -70,6 +70,8 @@ def test_every_image_form_gives_the_same_segments(segmenter, tmp_path):
     for r in results:
         assert isinstance(r, SegmentationResult) and r.segment_map.shape == (40, 56)
         assert (r.segment_map == results[0].segment_map).all()
+    assert results[0].source == str(tmp_path / "p.png") and results[0].source_size == (40, 56)
+    assert results[3].source is None
     single = segmenter.segment(pic)
     assert isinstance(single, SegmentationResult) and (single.segment_map == results[0].segment_map).all()
     batch = segmenter.segment(torch.stack([forms[-1], forms[-1]]))  # (B, 3, H, W): a list back
