@@ -39,8 +39,8 @@ def main() -> None:
         result = segmenter.label(HERE / name, classes)
         stem = Path(name).stem
         result.save_png(out / f"{stem}.labels.png")  # palette PNG: value = class index
-        result.save_overlay(out / f"{stem}.overlay.png")  # the photo, coloured, with a legend
-        result.save_json(out / f"{stem}.json", label_png=f"{stem}.labels.png")  # COCO RLE masks
+        result.save_overlay(out / f"{stem}.labels.overlay.png")  # the photo, coloured, with a legend
+        result.save_json(out / f"{stem}.labels.json", label_png=f"{stem}.labels.png")  # COCO RLE masks
         found = sorted({s.class_name for s in result.segments})
         print(f"{name}: {len(result.segments)} segments; classes found: {', '.join(found)}")
     # Segments are cached on disk: labelling the same photos with other classes skips the

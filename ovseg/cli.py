@@ -113,9 +113,9 @@ def label(inputs, out_dir, overwrite, classes, vocab, **kw) -> None:
     """Segment images and name every segment from a vocabulary.
 
     INPUTS are image files and folders (searched recursively for image files). Per image, OUT
-    gets NAME.labels.png (palette PNG, value = class index, 255 = none), NAME.overlay.png (the
-    image with coloured regions and a legend) and NAME.json (segments, classes, scores and
-    COCO run-length-encoded masks). Images already done are skipped.
+    gets NAME.labels.png (palette PNG, value = class index, 255 = none), NAME.labels.overlay.png
+    (the image with coloured regions and a legend) and NAME.labels.json (segments, classes,
+    scores and COCO run-length-encoded masks). Images already done are skipped.
 
     \b
     ovseg label examples/chelsea.png --classes "cat,floor,wall" --out out/
@@ -141,8 +141,8 @@ def label(inputs, out_dir, overwrite, classes, vocab, **kw) -> None:
 def segment(inputs, out_dir, overwrite, **kw) -> None:
     """Class-agnostic segments (no names): DiffCut masks only.
 
-    Per image, OUT gets NAME.segments.png (palette PNG, value = segment id), NAME.overlay.png
-    and NAME.json (COCO run-length-encoded masks, areas, boxes).
+    Per image, OUT gets NAME.segments.png (palette PNG, value = segment id),
+    NAME.segments.overlay.png and NAME.segments.json (COCO run-length-encoded masks, areas, boxes).
 
     \b
     ovseg segment photo.jpg --out masks/

@@ -298,6 +298,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -306,15 +307,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def output_paths(image: Path, out_dir: Path, task: str, stem: str | None = None) -> dict[str, Path]:
-    """Where the outputs of one image go: {"png", "overlay", "json"} -> paths in `out_dir`."""
-    stem = stem or image.stem
+    """Where the outputs of one image go: {"png", "overlay", "json"} -> paths in `out_dir`:
+    `<stem>.labels.png`, `<stem>.labels.overlay.png`, `<stem>.labels.json` for task "label",
+    the same with `segments` for task "segment" (so both can share a folder)."""
     kind = "labels" if task == "label" else "segments"
-    return {
-        "png": out_dir / f"{stem}.{kind}.png",
-        "overlay": out_dir / f"{stem}.overlay.png",
-        "json": out_dir / f"{stem}.json",
-    }
+    base = f"{stem or image.stem}.{kind}"
+    return {"png": out_dir / f"{base}.png", "overlay": out_dir / f"{base}.overlay.png",
+            "json": out_dir / f"{base}.json"}
 
 
 def output_stems(images: list[Path], roots: Iterable[str | os.PathLike] = ()) -> list[str]:

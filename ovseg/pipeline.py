@@ -207,7 +207,8 @@ class Segmenter:
         progress: bool | None = None,
     ) -> RunSummary:
         """Label (classes given) or segment every image in `inputs` (files or folders), writing
-        per image `<stem>.labels.png` (or `.segments.png`), `<stem>.overlay.png`, `<stem>.json`
+        per image `<stem>.labels.png`, `<stem>.labels.overlay.png`, `<stem>.labels.json` (with
+        `segments` in place of `labels` when segmenting only)
         into `out_dir`. Images whose three outputs exist are skipped unless `overwrite`.
         progress: a tqdm bar (None: only on a terminal)."""
         from tqdm.auto import tqdm

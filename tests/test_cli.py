@@ -49,10 +49,10 @@ def _check_outputs(out, stem, task, classes=None):
     png = Image.open(out / f"{stem}.{kind}.png")
     assert png.mode == "P"
     labels = np.asarray(png)
-    overlay = Image.open(out / f"{stem}.overlay.png")
+    overlay = Image.open(out / f"{stem}.{kind}.overlay.png")
     overlay.load()
     assert overlay.width > png.width and overlay.height >= png.height  # image + legend panel
-    data = json.loads((out / f"{stem}.json").read_text())
+    data = json.loads((out / f"{stem}.{kind}.json").read_text())
     assert (data["height"], data["width"]) == labels.shape
     assert data["task"] == task and "column-major" in data["rle"]
     assert data["label_map"]["file"] == f"{stem}.{kind}.png"
@@ -99,7 +99,7 @@ def test_label_good_and_bad_inputs(tiny, tmp_path):
     assert result.exit_code == 1, result.output  # some inputs failed
     for bad in ["truncated.jpg", "text.jpg", "empty.png"]:
         assert bad in result.output
-        assert not (out / f"{bad.split('.')[0]}.json").exists()
+        assert not (out / f"{bad.split('.')[0]}.labels.json").exists()
     assert "3 image(s) failed" in result.output and "labelled 8 image(s)" in result.output
     classes = ["cat", "dog", "sky"]
     for stem in ["rgb", "gray", "palette", "cmyk", "rgba", "sixteen", "rotated"]:
@@ -110,10 +110,10 @@ def test_label_good_and_bad_inputs(tiny, tmp_path):
     assert labels.shape == (5, 7)
 
     # A rerun skips what is done and retries only the failures.
-    before = (out / "rgb.json").stat().st_mtime_ns
+    before = (out / "rgb.labels.json").stat().st_mtime_ns
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1 and "skipped 8 already done" in result.output
-    assert (out / "rgb.json").stat().st_mtime_ns == before
+    assert (out / "rgb.labels.json").stat().st_mtime_ns == before
 
 
 def test_cache_skips_backbone_when_relabelling(tiny, tmp_path, monkeypatch):
@@ -138,14 +138,14 @@ def test_cache_skips_backbone_when_relabelling(tiny, tmp_path, monkeypatch):
     assert r2.exit_code == 0, r2.output
     assert len(calls) == 2  # segments came from the cache: no backbone pass
     s1 = np.asarray(Image.open(tmp_path / "o1" / "a.labels.png"))
-    d1 = json.loads((tmp_path / "o1" / "a.json").read_text())
-    d2 = json.loads((tmp_path / "o2" / "a.json").read_text())
+    d1 = json.loads((tmp_path / "o1" / "a.labels.json").read_text())
+    d2 = json.loads((tmp_path / "o2" / "a.labels.json").read_text())
     assert [s["segmentation"] for s in d1["segments"]] == [s["segmentation"] for s in d2["segments"]]
     assert d2["classes"] == ["tree", "road", "sky"] and s1.shape == (40, 56)
     r3 = CliRunner().invoke(main, ["segment", *base[1:3], *FAST, *tiny[:2], "--no-cache",
                                    "--out", str(tmp_path / "o3")])
     assert r3.exit_code == 0 and len(calls) == 4  # --no-cache: computed again
-    d3 = json.loads((tmp_path / "o3" / "a.json").read_text())  # recomputed: the same segments
+    d3 = json.loads((tmp_path / "o3" / "a.segments.json").read_text())  # recomputed: the same segments
     assert [s["segmentation"] for s in d3["segments"]] == [s["segmentation"] for s in d1["segments"]]
 
 

@@ -1,6 +1,7 @@
 """ovseg.io, ovseg.viz, ovseg._cache on synthetic images and maps (no models)."""
 import io as pyio
 import json
+import os
 
 import numpy as np
 import pytest
@@ -78,6 +79,9 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert target.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1
     atomic_write(target, lambda f: f.write(b"new"))
     assert target.read_bytes() == b"new"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 # -- reading images -------------------------------------------------------------------------------

@@ -142,6 +142,6 @@ def test_process_files_summary(segmenter, tmp_path):
     summary = segmenter.process_files([tmp_path], out, classes="cat,sky", progress=False)
     assert summary.done == [tmp_path / "a.png"] and [p for p, _ in summary.failed] == [tmp_path / "b.jpg"]
     assert "b.jpg" in summary.failed[0][1]
-    assert {p.name for p in out.iterdir()} == {"a.labels.png", "a.overlay.png", "a.json"}
+    assert {p.name for p in out.iterdir()} == {"a.labels.png", "a.labels.overlay.png", "a.labels.json"}
     again = segmenter.process_files([tmp_path], out, classes="cat,sky", progress=False)
     assert again.skipped == [tmp_path / "a.png"] and not again.done
