@@ -1,10 +1,12 @@
 """Pictures of results: the palette of label maps, and overlays with a legend.
 
-Palette: the Pascal VOC colour map (index 0 black, 1 dark red, 2 dark green, 3 olive, ...; the
-bits of the index spread over the high bits of R, G and B). Label-map PNGs are palette-indexed
-("P" mode) with this palette, so any viewer shows them in colour while the pixel values stay the
-class index (`ovseg label`) or segment id (`ovseg segment`). Index 255, VOC's "void", marks pixels
-without a class. Overlays use the same colours, so a legend entry matches the label map.
+Palette: the Pascal VOC colour map shifted by one, so that index 0 (a real class or segment here,
+not VOC's background) is not black: index i has VOC colour i + 1 (0 dark red, 1 dark green,
+2 olive, 3 dark blue, ...; the bits of i + 1 spread over the high bits of R, G and B), and index
+255, which marks pixels without a class, is white. All 256 colours differ. Label-map PNGs are
+palette-indexed ("P" mode) with this palette, so any viewer shows them in colour while the pixel
+values stay the class index (`ovseg label`) or segment id (`ovseg segment`). Overlays use the same
+colours, so a legend entry matches the label map.
 """
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 VOID = 255
 
 
-def palette(n: int = 256) -> np.ndarray:
-    """The Pascal VOC colour map: (n, 3) uint8, row i the colour of index i."""
+def voc_colormap(n: int = 256) -> np.ndarray:
+    """The Pascal VOC colour map: (n, 3) uint8, row i the colour of VOC index i."""
     cmap = np.zeros((n, 3), dtype=np.uint8)
     for i in range(n):
         c, r, g, b = i, 0, 0, 0
@@ -26,6 +28,13 @@ def palette(n: int = 256) -> np.ndarray:
             c >>= 3
         cmap[i] = (r, g, b)
     return cmap
+
+
+def palette() -> np.ndarray:
+    """ovseg's palette (256, 3) uint8: VOC colour i + 1 for index i < 255, white for 255."""
+    pal = voc_colormap(256)[np.r_[1:256, 0]]
+    pal[VOID] = 255
+    return pal
 
 
 _PALETTE = palette()
@@ -54,11 +63,12 @@ def overlay(
     legend: dict[int, str] | None = None,
     *,
     alpha: float = 0.5,
-    max_legend: int = 40,
+    max_legend: int | None = None,
 ) -> Image.Image:
     """The image (H, W, 3) uint8 tinted by the colours of `labels` (H, W), region edges drawn,
     and, beside it, a legend of colour swatches and names (`legend`: value -> name, in order;
-    by default every value present). Values the legend lists beyond `max_legend` are summarised.
+    by default every value present). Entries beyond `max_legend` (default: as many as fit beside
+    the image, at least 8) are summarised in one line.
     """
     image = np.asarray(image, dtype=np.uint8)
     labels = np.asarray(labels)
@@ -76,14 +86,16 @@ def overlay(
     return _add_legend(picture, legend, max_legend)
 
 
-def _add_legend(picture: Image.Image, legend: dict[int, str], max_legend: int) -> Image.Image:
+def _add_legend(picture: Image.Image, legend: dict[int, str], max_legend: int | None) -> Image.Image:
     size = int(np.clip(picture.height / 32, 12, 48))
     font = ImageFont.load_default(size=size)
+    row, pad = int(size * 1.5), size // 2
+    if max_legend is None:
+        max_legend = max(8, (picture.height - 2 * pad) // row - 1)
     items = list(legend.items())
     lines = [(v, name) for v, name in items[:max_legend]]
     if len(items) > max_legend:
         lines.append((None, f"... and {len(items) - max_legend} more"))
-    row, pad = int(size * 1.5), size // 2
     measure = ImageDraw.Draw(picture)
     text_w = max([measure.textlength(name, font=font) for _, name in lines] + [0])
     width = int(pad * 3 + size + text_w) + pad

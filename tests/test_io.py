@@ -183,7 +183,9 @@ def test_find_images_and_stems(tmp_path):
 def test_palette_and_label_png():
     pal = viz.palette()
     assert pal.shape == (256, 3) and len({tuple(c) for c in pal}) == 256
-    assert tuple(pal[0]) == (0, 0, 0) and tuple(pal[1]) == (128, 0, 0) and tuple(pal[15]) == (192, 128, 128)
+    voc = viz.voc_colormap()
+    assert tuple(voc[0]) == (0, 0, 0) and tuple(voc[1]) == (128, 0, 0) and tuple(voc[15]) == (192, 128, 128)
+    assert (pal[:255] == voc[1:]).all() and tuple(pal[255]) == (255, 255, 255)
     lab = np.array([[0, 1], [2, 255]])
     im = viz.label_image(lab)
     buf = pyio.BytesIO()

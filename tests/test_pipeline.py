@@ -125,13 +125,16 @@ def test_bad_classes_are_clear(segmenter):
         segmenter.label(_picture(), 42)
 
 
-def test_cache_and_determinism(weights, tmp_path):
+def test_cache_and_determinism(segmenter, tmp_path):
     pic = _picture(seed=5)
-    seg = Segmenter(resolution=64, refine_iterations=2, cache_dir=str(tmp_path), **weights)
+    seg = Segmenter(segmenter.config, cache_dir=str(tmp_path))
+    seg._backbone = segmenter.backbone  # the same weights: no need to load them again
     a = seg.segment(pic)
     b = seg.segment(pic)
     assert (seg._cache.misses, seg._cache.hits) == (1, 1)
-    c = Segmenter(resolution=64, refine_iterations=2, cache=False, **weights).segment(pic)
+    fresh = Segmenter(segmenter.config, cache=False)
+    fresh._backbone = segmenter.backbone
+    c = fresh.segment(pic)
     assert (a.segment_map == b.segment_map).all() and (a.segment_map == c.segment_map).all()
 
 
