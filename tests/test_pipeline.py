@@ -148,3 +148,13 @@ def test_process_files_summary(segmenter, tmp_path):
     assert {p.name for p in out.iterdir()} == {"a.labels.png", "a.labels.overlay.png", "a.labels.json"}
     again = segmenter.process_files([tmp_path], out, classes="cat,sky", progress=False)
     assert again.skipped == [tmp_path / "a.png"] and not again.done
+
+
+def test_batches_give_the_per_image_results(segmenter):
+    pics = [_picture(seed=7), _picture(30, 30, seed=8)]
+    batched = Segmenter(segmenter.config, batch_size=2, cache=False)
+    batched._backbone = segmenter.backbone
+    one = Segmenter(segmenter.config, batch_size=1, cache=False)
+    one._backbone = segmenter.backbone
+    for a, b in zip(batched.segment(pics), one.segment(pics)):
+        assert (a.segment_map == b.segment_map).all()
