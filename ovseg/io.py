@@ -338,10 +338,16 @@ def output_stems(images: list[Path], roots: Iterable[str | os.PathLike] = ()) ->
     counts: dict[str, int] = {}
     for s in stems:
         counts[s] = counts.get(s, 0) + 1
-    return [
+    stems = [
         s if counts[s] == 1 else f"{s}.{img.suffix.lstrip('.').lower()}"
         for s, img in zip(stems, images)
     ]
+    seen: dict[str, int] = {}  # still equal (same name in two folders given as files): -2, -3, ...
+    out = []
+    for s in stems:
+        seen[s] = seen.get(s, 0) + 1
+        out.append(s if seen[s] == 1 else f"{s}-{seen[s]}")
+    return out
 
 
 def iter_batches(items: list, size: int) -> Iterator[list]:

@@ -177,6 +177,8 @@ def test_find_images_and_stems(tmp_path):
     assert output_stems(found, [tmp_path]) == ["a.jpg", "a.png", "b", "sub/c"]
     assert find_images([tmp_path / "notes.txt", tmp_path / "notes.txt"]) == [tmp_path / "notes.txt"]
     assert [p.name for p in find_images([tmp_path], exclude=[tmp_path / "sub"])] == ["a.jpg", "a.png", "b.JPG"]
+    (tmp_path / "c.png").write_bytes(b"x")
+    assert output_stems([tmp_path / "c.png", tmp_path / "sub" / "c.png"]) == ["c.png", "c.png-2"]
 
 
 # -- pictures --------------------------------------------------------------------------------------
