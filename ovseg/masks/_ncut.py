@@ -61,6 +61,7 @@ def check_affinity(w: object) -> tuple[torch.Tensor, float, float]:
         raise TypeError(f"W must be a torch.Tensor, got {type(w).__name__}")
     if w.ndim != 2 or w.shape[0] != w.shape[1] or w.shape[0] == 0:
         raise ValueError(f"W must be a non-empty square (N, N) matrix, got shape {tuple(w.shape)}")
+    w = w.detach()
     if not w.is_floating_point() or w.dtype in (torch.float16, torch.bfloat16):
         w = w.float()
     lo, hi = (float(v) for v in torch.aminmax(w))
@@ -100,7 +101,7 @@ def ncut_hierarchy(W: torch.Tensor, *, tau: float = 0.5, shape: tuple[int, int] 
     eig = dict(dense_below=cfg.dense_below, krylov_dim=cfg.krylov_dim,
                max_restarts=cfg.max_restarts, tol=cfg.tol, seed=cfg.seed)
     on_cpu = w.device.type == "cpu"
-    w_np = w.numpy() if on_cpu else None  # shares memory, no copy
+    w_np = w.detach().numpy() if on_cpu else None  # shares memory, no copy
     nodes: list[HierarchyNode | None] = []
     # queue entries: (members, parent index, depth, warm start y restricted to members)
     queue = deque([(torch.arange(n_all, device=w.device), None, 0, None)])
