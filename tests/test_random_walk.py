@@ -168,3 +168,11 @@ def test_combine_attention_layers():
     assert (canonical(seg) == canonical(lab8)).float().mean() > 0.9  # 4x4 blurs the boundary
     with pytest.raises(ValueError, match="square grid"):
         combine_attention([torch.eye(6)])
+
+
+def test_drop_self_handles_walks_that_mostly_stay_put():
+    P, lab = planted(K=3, leak=0.1, seed=4)
+    lazy = 0.8 * torch.eye(P.shape[0]) + 0.2 * P  # every split is cheap: over-segmentation
+    assert int(random_walk_segments(lazy, shape=(12, 12), tau=0.5).max()) + 1 > 3
+    seg = random_walk_segments(lazy, shape=(12, 12), tau=0.5, drop_self=True)
+    assert torch.equal(canonical(seg), canonical(lab))
