@@ -176,3 +176,5 @@ def test_drop_self_handles_walks_that_mostly_stay_put():
     assert int(random_walk_segments(lazy, shape=(12, 12), tau=0.5).max()) + 1 > 3
     seg = random_walk_segments(lazy, shape=(12, 12), tau=0.5, drop_self=True)
     assert torch.equal(canonical(seg), canonical(lab))
+    # auto: the tree reaches single patches below tau_max; that finest cut must not win
+    assert torch.equal(canonical(random_walk_segments(lazy, shape=(12, 12), tau="auto")), canonical(lab))
