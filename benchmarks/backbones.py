@@ -26,13 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-CASES = [  # (backbone, mode); whole-unet of SDXL (2.6B fp32 = 10 GB of weights) is left out on CPU
-    ("dinov2-s", "features"), ("dinov2-b", "features"), ("dinov2-l", "features"), ("dinov2-g", "features"),
-    ("clip-b16", "features"), ("siglip-b16", "features"),
+CASES = [  # (backbone, mode), most informative first; whole-unet of SDXL (2.6B, 10 GB fp32) left out on CPU
+    ("ssd-1b", "features"), ("ssd-1b", "whole-unet"),
     ("sd15", "features"), ("sd15", "whole-unet"),
     ("vega", "features"), ("vega", "whole-unet"),
-    ("ssd-1b", "features"), ("ssd-1b", "whole-unet"),
     ("sdxl", "features"),
+    ("clip-b16", "features"), ("siglip-b16", "features"),
+    ("dinov2-s", "features"), ("dinov2-b", "features"), ("dinov2-l", "features"), ("dinov2-g", "features"),
 ]
 
 
@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--mode", default="features", choices=["features", "whole-unet"])
     ap.add_argument("--only", nargs="*", help="backbones to run (default: all cases)")
     ap.add_argument("--repeats", type=int, default=2, help="timed passes per case (the first includes warm-up)")
+    ap.add_argument("--whole-repeats", type=int, default=1, help="timed passes of the whole UNet (slow on CPU)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--resolution", type=int, help="default: each backbone's own resolution")
@@ -106,7 +107,8 @@ def main() -> None:
     for name, mode in CASES:
         if args.only and name not in args.only:
             continue
-        cmd = [sys.executable, __file__, "--case", name, "--mode", mode, "--repeats", str(args.repeats),
+        cmd = [sys.executable, __file__, "--case", name, "--mode", mode,
+               "--repeats", str(args.whole_repeats if mode == "whole-unet" else args.repeats),
                "--device", args.device, "--threads", str(args.threads)] + (["--resolution", str(args.resolution)] if args.resolution else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)  # one case at a time, never two
         if proc.returncode != 0:

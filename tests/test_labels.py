@@ -166,6 +166,10 @@ def test_offline_without_weights_fails_fast_and_clearly():
         create_labeler(weights="/no/such/clip/dir")
     with pytest.raises(ValueError, match="unknown pretrained tag"):
         create_labeler(pretrained="no-such-tag")
+    with pytest.raises(TypeError, match="unknown labeler options.*resolution"):
+        create_labeler(resolutoin=320)
+    with pytest.raises(ValueError, match="score must be"):
+        create_labeler(score="logits")
 
 
 def test_whole_image_segment_is_the_model_image_embedding(labelers):
@@ -206,6 +210,11 @@ def test_segment_weights_are_area_fractions():
     assert ids.tolist() == [0, 1]
     assert w[1, 0, 0] == pytest.approx(1 / 16) and w[1].sum() == pytest.approx(1 / 16)
     torch.testing.assert_close(w.sum(0), torch.ones(2, 2))
+    many = torch.arange(40).repeat_interleave(10).reshape(20, 20)  # more segments than one chunk
+    ids, w = segment_weights(many, (5, 5))
+    assert ids.tolist() == list(range(40))
+    torch.testing.assert_close(w.sum(0), torch.ones(5, 5))
+    torch.testing.assert_close(w.sum((1, 2)), torch.full((40,), 10 / 16))
 
 
 def test_class_whose_text_embedding_equals_the_segment_embedding_wins(labelers, monkeypatch):

@@ -89,16 +89,20 @@ def test_recovered_with_every_solver_and_split(split, dense_below):
 
 
 def test_lower_tau_never_gives_more_segments():
-    for name in ["blocks8", "mixed5"]:
-        feats = _planted(_layout(name, 16, 16), noise=1.2, seed=3)
-        counts = [int(segment_features(feats, tau=t).max()) + 1 for t in (0.05, 0.2, 0.5, 0.8, 1.0, 1.3)]
-        assert counts == sorted(counts), counts
-        assert counts[-1] > counts[0]
+    feats = _planted(_layout("blocks8", 12, 12), noise=0.9, seed=3)
+    taus = (0.05, 0.2, 0.5, 0.7, 0.8, 0.9)
+    counts = [int(segment_features(feats, tau=t).max()) + 1 for t in taus]
+    assert counts == sorted(counts), counts
+    assert counts[-1] > counts[0]
+    h = build_hierarchy(feats, tau=0.9)  # and on the tree, over a fine sweep of tau
+    fine = [h.num_segments(t / 100) for t in range(0, 91)]
+    assert fine == sorted(fine) and [h.num_segments(t) for t in taus] == counts
 
 
 def test_deterministic():
     feats = _planted(_layout("blocks6", 20, 20), noise=0.8, seed=5)
-    a, b = segment_features(feats, tau=0.9), segment_features(feats.clone(), tau=0.9)
+    a, b = segment_features(feats, tau=0.6), segment_features(feats.clone(), tau=0.6)
+    assert int(a.max()) + 1 >= 6
     assert torch.equal(a, b)
 
 
@@ -177,7 +181,7 @@ def test_every_position_takes_part_at_every_level():
 def test_ids_never_collide_with_many_segments():
     """Defect 2: 300 planted clusters must give 300 distinct int64 ids."""
     g = torch.Generator().manual_seed(0)
-    k, per = 300, 3
+    k, per = 300, 2
     centroids = torch.randn(k, 256, generator=g)
     rows = centroids.repeat_interleave(per, 0) + 0.01 * torch.randn(k * per, 256, generator=g)
     h = build_hierarchy(rows, tau=0.9)
@@ -208,7 +212,7 @@ def test_total_solver_failure_gives_leaves_not_crash(monkeypatch):
         raise RuntimeError("simulated LAPACK failure")
 
     monkeypatch.setattr(_eigen, "_lanczos_top", broken)
-    monkeypatch.setattr(_eigen, "_deflated_dense", broken)
+    monkeypatch.setattr(_eigen, "_top_dense", broken)
     h = build_hierarchy(_planted(_layout("halves", 8, 8)))
     assert h.nodes[0].reason == "solver-failed" and int(h.cut().max()) == 0
 
@@ -238,9 +242,9 @@ def test_split_search_with_one_signed_vector():
     w = torch.block_diag(torch.ones(3, 3), torch.ones(2, 2))
     y = torch.tensor([1.0, 1.0, 1.0, 1.001, 1.001])
     for split in ("grid", "exact"):
-        cost, low = best_split(w, w.sum(1), y, split=split)
+        cost, low = best_split(w, y, split=split)
         assert cost == 0.0 and low.tolist() == [True, True, True, False, False]
-    cost, low = best_split(w, w.sum(1), torch.ones(5))
+    cost, low = best_split(w, torch.ones(5))
     assert math.isinf(cost) and low is None
 
 
@@ -249,7 +253,7 @@ def test_exact_search_never_worse_than_grid():
     w = affinity(feats)
     d = w.sum(1)
     y, _ = _eigen.fiedler_vector(w, d)
-    assert best_split(w, d, y, split="exact")[0] <= best_split(w, d, y, split="grid")[0] + 1e-12
+    assert best_split(w, y, split="exact")[0] <= best_split(w, y, split="grid")[0] * (1 + 1e-5)
 
 
 # ---------------------------------------------------------------- degenerate input

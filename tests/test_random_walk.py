@@ -142,11 +142,13 @@ def test_auto_tau_widest_interval_rule():
     P, _ = planted(K=4, leak=0.05, seed=7)
     h = ncut_hierarchy(random_walk_affinity(P), tau=1.0)
     ts = [0.0, *h.thresholds(), 1.0]
-    t = auto_tau(h)
-    widest = max(b - a for a, b in zip(ts[:-1], ts[1:]))
-    lo = max(x for x in ts if x < t)
-    hi = min(x for x in ts if x > t)
-    assert abs((hi - lo) - widest) < 1e-12 and abs(t - (lo + hi) / 2) < 1e-12
+    for weight in (0.5, 1.0):
+        gaps = [b - a for a, b in zip(ts[:-1], ts[1:])]
+        gaps[0] *= weight
+        j = gaps.index(max(gaps))
+        assert abs(auto_tau(h, one_segment_weight=weight) - (ts[j] + ts[j + 1]) / 2) < 1e-12
+    # a large weight on [0, t_1] makes one segment win
+    assert h.num_segments(auto_tau(h, one_segment_weight=100.0)) == 1
     small = ncut_hierarchy(random_walk_affinity(P), tau=0.05)  # too shallow to decide
     assert auto_tau(small, tau_max=1.0) is None
 
@@ -168,3 +170,13 @@ def test_combine_attention_layers():
     assert (canonical(seg) == canonical(lab8)).float().mean() > 0.9  # 4x4 blurs the boundary
     with pytest.raises(ValueError, match="square grid"):
         combine_attention([torch.eye(6)])
+
+
+def test_drop_self_handles_walks_that_mostly_stay_put():
+    P, lab = planted(K=3, leak=0.1, seed=4)
+    lazy = 0.8 * torch.eye(P.shape[0]) + 0.2 * P  # every split is cheap: over-segmentation
+    assert int(random_walk_segments(lazy, shape=(12, 12), tau=0.5).max()) + 1 > 3
+    seg = random_walk_segments(lazy, shape=(12, 12), tau=0.5, drop_self=True)
+    assert torch.equal(canonical(seg), canonical(lab))
+    # auto: the tree reaches single patches below tau_max; that finest cut must not win
+    assert torch.equal(canonical(random_walk_segments(lazy, shape=(12, 12), tau="auto")), canonical(lab))

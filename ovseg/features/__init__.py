@@ -4,6 +4,11 @@
     backbone = ovseg.create_backbone("ssd-1b")            # DiffCut's default encoder
     feats = backbone(images)                              # (B, 1280, H/32, W/32) float32
     out = backbone.extract(images, attention_layers=[-1]) # features + self-attention maps
+
+Features are raw (not L2-normalised); H, W that are not multiples of `backbone.stride` are resized
+to the nearest multiples. Weights: `weights=None` (official repo id, HF cache), another repo id, or
+a local directory; offline without them, `ovseg.WeightsNotFoundError` within seconds.
+Third-party backbones: entry-point group "ovseg.backbones" (see `ovseg.features._registry`).
 """
 from ovseg.features._base import Backbone, BackboneOutput
 from ovseg.features._registry import (

@@ -116,8 +116,10 @@ def segment_weights(segments: torch.Tensor, grid: tuple[int, int]) -> tuple[torc
     ids = ids[ids >= 0]
     if ids.numel() == 0:
         return ids, segments.new_zeros((0, *grid), dtype=torch.float32)
-    masks = (segments[None] == ids[:, None, None]).float()  # (K, H, W)
-    return ids, F.adaptive_avg_pool2d(masks, grid)
+    # a chunk of full-resolution masks at a time: K masks of a 1024^2 image would be K * 4 MB
+    chunks = [F.adaptive_avg_pool2d((segments[None] == chunk[:, None, None]).float(), grid)
+              for chunk in ids.split(16)]
+    return ids, torch.cat(chunks)
 
 
 def pool(feats: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

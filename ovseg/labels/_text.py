@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 
 import torch
@@ -100,7 +101,7 @@ def cached_text_embeddings(
     emb = compute()
     _MEMORY[key] = emb
     if path is not None:
-        tmp = path.with_suffix(f".tmp{id(emb)}")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         torch.save(emb, tmp)
         tmp.replace(path)  # atomic: concurrent runs never read half a file
     return emb

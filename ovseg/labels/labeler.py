@@ -5,6 +5,12 @@ DiffCut's open-vocabulary extension (METHOD.md section 6): open_clip `convnext_l
 inside each segment, passed through the model's head and projection, compared by cosine with
 the text embeddings of the class names; the best class wins.
 
+Image preprocessing: the image is resized (bicubic, antialiased) so that its short side is the
+model's input size (320 for convnext_large_d_320; `resolution=` to change it) and both sides are
+multiples of the feature stride, keeping the aspect ratio (no crop, unlike CLIP's own transform:
+every segment must be seen), then normalised with the model's own mean and std. Segments are
+downsampled to the feature grid by area, as soft weights.
+
     labeler = create_labeler(weights="/models/clip-convnext")   # or weights=None: official hub repo
     labels = labeler.label(image, segments, load_vocabulary("voc"))
     classes = semantic_map(segments, labels)                     # (H, W) class ids, -1 unlabeled
@@ -254,6 +260,10 @@ def create_labeler(
     config = replace(LabelerConfig(), **{k: v for k, v in options.items() if v is not None})
     if config.score not in ("softmax", "cosine"):
         raise ValueError(f"score must be 'softmax' or 'cosine', got {config.score!r}")
+    if config.resolution is not None and (not isinstance(config.resolution, int) or config.resolution < 32):
+        raise ValueError(f"resolution must be an int >= 32 (pixels, short side), got {config.resolution!r}")
+    if not isinstance(config.text_batch_size, int) or config.text_batch_size < 1:
+        raise ValueError(f"text_batch_size must be a positive int, got {config.text_batch_size!r}")
     device = torch.device(device or "cpu")
     dtype = dtype or torch.float32
     clip, tokenizer, identity = load_open_clip(model, pretrained, weights)

@@ -189,14 +189,18 @@ def _resize_grid(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x[None], size=size, mode="area")[0]
 
 
-def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None) -> float | None:
+def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None,
+             one_segment_weight: float = 0.5) -> float | None:
     """Per-image NCut threshold: the middle of the widest tau interval with one segmentation.
 
     The segmentation of a hierarchy is piecewise constant in tau, changing at
     ``hierarchy.thresholds()`` t_1 < ... < t_m. With t_0 = 0 (one segment) and t_{m+1} = tau_max
     (default: the build tau), pick the j maximising t_{j+1} - t_j (the segmentation that persists
     over the widest range of tau, as the cluster-lifetime rule for dendrograms) and return
-    (t_j + t_{j+1}) / 2. Ties go to the coarser segmentation. Uses the tree only.
+    (t_j + t_{j+1}) / 2. Ties go to the coarser segmentation. Uses the tree only. The first
+    interval [0, t_1] (one segment) counts with weight ``one_segment_weight``: its lower end is
+    the bound of the scale, not a change point (see docs/random-walk.md). If the tree ends in
+    single patches only (no leaf was rejected), the last interval does not count.
 
     ``tau_max`` may exceed the build tau: the next change point above it is then known exactly
     (the smallest cost of a rejected leaf), the unknown ones lie between that and tau_max, so the
@@ -204,16 +208,23 @@ def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None) -> float | N
     otherwise None is returned (rebuild the tree at tau_max). See docs/random-walk.md.
     """
     top = hierarchy.tau if tau_max is None else float(tau_max)
-    ts = [0.0] + [t for t in hierarchy.thresholds() if t < min(top, hierarchy.tau)]
+    all_ts = hierarchy.thresholds()
+    ts = [0.0] + [t for t in all_ts if t < min(top, hierarchy.tau)]
+    rejected = [n.cost for n in hierarchy.nodes if not n.children and n.cost < float("inf")]
     unknown = 0.0  # width of the stretch below top whose change points were not explored
     if top > hierarchy.tau:
-        rejected = [n.cost for n in hierarchy.nodes if not n.children and n.cost < float("inf")]
         nxt = min(rejected, default=float("inf"))  # exact next change point above the build tau
         if nxt < top:
             unknown = top - nxt
         top = min(top, nxt)
     ts.append(top)
     gaps = [b - a for a, b in zip(ts[:-1], ts[1:])]
+    gaps[0] *= one_segment_weight  # the one-segment interval starts at the bound 0
+    exhausted = not rejected and len(ts) == len(all_ts) + 2  # the finest cut: unsplittable leaves
+    if exhausted and len(gaps) > 1:
+        # every leaf is a single patch (or uniform): the finest segmentation "persists" only
+        # because nothing is left to split, so its interval measures the ceiling, not the data
+        gaps[-1] = -1.0
     j = max(range(len(gaps)), key=lambda i: (gaps[i], -i))  # widest; first (coarsest) on ties
     if unknown > 0.0 and gaps[j] < unknown:
         return None
