@@ -255,9 +255,13 @@ class Segmenter:
                                 [p[3] for p in pending])
         except (WeightsNotFoundError, ModelLoadError, MemoryError, KeyboardInterrupt):
             raise
-        except (ValueError, RuntimeError, OSError) as err:  # this batch fails, the run goes on
-            summary.failed += [(p[0], f"{p[0]}: {type(err).__name__}: {err}") for p in pending]
-            bar.update(len(pending))
+        except (ValueError, RuntimeError, OSError) as err:  # this image fails, the run goes on
+            if len(pending) > 1:  # find which image of the batch it was
+                for item in pending:
+                    self._write_batch([item], vocab, summary, bar)
+                return
+            summary.failed.append((pending[0][0], f"{pending[0][0]}: {type(err).__name__}: {err}"))
+            bar.update()
             return
         for (path, outs, _, _), result in zip(pending, results):
             try:

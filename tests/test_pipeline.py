@@ -158,3 +158,21 @@ def test_batches_give_the_per_image_results(segmenter):
     one._backbone = segmenter.backbone
     for a, b in zip(batched.segment(pics), one.segment(pics)):
         assert (a.segment_map == b.segment_map).all()
+
+
+def test_a_failing_image_does_not_sink_its_batch(segmenter, tmp_path, monkeypatch):
+    for name, seed in [("a.png", 1), ("b.png", 2), ("c.png", 3)]:
+        Image.fromarray(_picture(seed=seed)).save(tmp_path / name)
+    seg = Segmenter(segmenter.config, batch_size=3, cache=False)
+    seg._backbone = segmenter.backbone
+    real = seg._segment_maps
+
+    def fussy(arrays):
+        if any(a[0, 0, 0] == _picture(seed=2)[0, 0, 0] and (a == _picture(seed=2)).all() for a in arrays):
+            raise RuntimeError("stage failure on b")
+        return real(arrays)
+
+    monkeypatch.setattr(seg, "_segment_maps", fussy)
+    summary = seg.process_files([tmp_path], tmp_path / "out", progress=False)
+    assert [p.name for p in summary.done] == ["a.png", "c.png"]
+    assert [p.name for p, _ in summary.failed] == ["b.png"] and "stage failure" in summary.failed[0][1]
