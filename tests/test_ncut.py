@@ -9,7 +9,7 @@ import torch
 from ovseg.masks import (Hierarchy, NCutConfig, affinity, build_hierarchy, ncut_hierarchy,
                          segment_features)
 from ovseg.masks import _eigen
-from ovseg.masks._ncut import best_split
+from ovseg.masks._split import best_split, best_split_small
 
 
 # ---------------------------------------------------------------- planted partitions
@@ -254,6 +254,29 @@ def test_exact_search_never_worse_than_grid():
     d = w.sum(1)
     y, _ = _eigen.fiedler_vector(w, d)
     assert best_split(w, y, split="exact")[0] <= best_split(w, y, split="grid")[0] * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("split", ["grid", "exact"])
+def test_torch_and_numpy_split_searches_agree(split):
+    """Large nodes use the binned torch search, small CPU nodes the sorted NumPy one: same cut,
+    and both equal a brute-force evaluation of every candidate threshold."""
+    g = torch.Generator().manual_seed(7)
+    for n in (5, 40, 120):
+        x = torch.randn(n, 6, generator=g, dtype=torch.float64)
+        w = torch.exp(-torch.cdist(x, x))
+        y = torch.randn(n, generator=g, dtype=torch.float64)
+        cost_t, low_t = best_split(w, y, split=split)
+        cost_n, low_n = best_split_small(w.numpy(), y.numpy(), split=split)
+        assert torch.equal(low_t, torch.from_numpy(low_n)) and cost_t == pytest.approx(cost_n, rel=1e-9)
+        if split == "exact":
+            ys = torch.sort(y).values
+            best = min(_ncut_value(w, y <= t) for t in ys[:-1])
+            assert cost_t == pytest.approx(best, rel=1e-9)
+
+
+def _ncut_value(w: torch.Tensor, low: torch.Tensor) -> float:
+    cut = w[low][:, ~low].sum()
+    return float(cut / w[low].sum() + cut / w[~low].sum())
 
 
 # ---------------------------------------------------------------- degenerate input
