@@ -1,0 +1,140 @@
+"""What the pipeline returns: segments of one image at full resolution, and how they are saved.
+
+Label maps are palette PNGs (`ovseg.viz`), masks in the JSON are COCO run-length encoded
+(`ovseg.io.rle_encode`), and every file is written atomically (`ovseg.io.atomic_write`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ovseg import __version__, io as _io, viz
+
+
+@dataclass
+class Segment:
+    """One region: its id in `segment_map`, size, COCO box [x, y, w, h], and its name if labelled."""
+
+    id: int
+    area: int
+    bbox: list[int]
+    class_index: int | None = None
+    class_name: str | None = None
+    score: float | None = None
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+    segment_map: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(H, W) bool, at the input's resolution."""
+        return self.segment_map == self.id
+
+
+@dataclass
+class SegmentationResult:
+    """Segments of one image at its full resolution.
+
+    image: (H, W, 3) uint8 RGB, as read (EXIF-oriented, size-guarded).
+    segment_map: (H, W) int32, segment ids 0..K-1.
+    classes: the vocabulary's class names when labelled, else None.
+    """
+
+    image: np.ndarray = field(repr=False)
+    segment_map: np.ndarray = field(repr=False)
+    segments: list[Segment]
+    classes: list[str] | None = None
+    source: str | None = None
+    source_size: tuple[int, int] | None = None  # (H0, W0) of the file before the size guard
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def label_map(self) -> np.ndarray:
+        """(H, W) int32: the class index of each pixel (255 = no class) when labelled, else the
+        segment id."""
+        if self.classes is None:
+            return self.segment_map
+        lut = np.full(len(self.segments), viz.VOID, dtype=np.int32)
+        for s in self.segments:
+            if s.class_index is not None:
+                lut[s.id] = s.class_index
+        return lut[self.segment_map]
+
+    def legend(self) -> dict[int, str]:
+        if self.classes is None:
+            return {s.id: f"segment {s.id}" for s in self.segments}
+        present = sorted({s.class_index for s in self.segments if s.class_index is not None})
+        out = {i: self.classes[i] for i in present}
+        if any(s.class_index is None for s in self.segments):
+            out[viz.VOID] = "(no class)"
+        return out
+
+    def to_json(self, label_png: str | None = None) -> dict:
+        """A JSON-ready dict; masks as COCO compressed RLE (see `ovseg.io.rle_encode`)."""
+        h, w = self.segment_map.shape
+        return {
+            "ovseg_version": __version__,
+            "image": self.source,
+            "height": h,
+            "width": w,
+            "source_size": list(self.source_size or (h, w)),
+            "task": "segment" if self.classes is None else "label",
+            "classes": self.classes,
+            "label_map": {
+                "file": label_png,
+                "values": "segment id" if self.classes is None else "class index (255: no class)",
+                "palette": "Pascal VOC colour map (see ovseg.viz)",
+            },
+            "rle": "COCO compressed RLE (pycocotools' string 'counts'), column-major (Fortran) "
+                   "order, size [height, width]; written by ovseg.io.rle_encode",
+            "settings": self.settings,
+            "segments": [
+                {
+                    "id": s.id,
+                    "class_index": s.class_index,
+                    "class_name": s.class_name,
+                    "score": s.score,
+                    "alternatives": [[n, float(v)] for n, v in s.alternatives],
+                    "area": s.area,
+                    "bbox": s.bbox,
+                    "segmentation": _io.rle_encode(s.mask),
+                }
+                for s in self.segments
+            ],
+        }
+
+    def save_png(self, path: str | os.PathLike) -> Path:
+        """The label map as a palette PNG (values: class index, or segment id when unlabelled)."""
+        im = viz.label_image(self.label_map)
+        return _io.atomic_write(path, lambda f: im.save(f, format="PNG"))
+
+    def save_overlay(self, path: str | os.PathLike) -> Path:
+        im = viz.overlay(self.image, self.label_map, self.legend())
+        return _io.atomic_write(path, lambda f: im.save(f, format="PNG"))
+
+    def save_json(self, path: str | os.PathLike, label_png: str | None = None) -> Path:
+        text = json.dumps(self.to_json(label_png), indent=1)
+        return _io.atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+
+def build_result(array, full, labels, names, settings, source, source_size) -> SegmentationResult:
+    """array (H, W, 3) uint8; full (H, W) int32 segment ids 0..K-1; labels: id -> SegmentLabel."""
+    segments = []
+    areas = np.bincount(full.reshape(-1), minlength=int(full.max()) + 1)
+    for sid in range(len(areas)):
+        mask = full == sid
+        lab = labels.get(sid)
+        idx = None if lab is None or lab.class_index is None or lab.class_index < 0 else int(lab.class_index)
+        segments.append(Segment(
+            id=sid, area=int(areas[sid]), bbox=_io.bbox_of(mask),
+            class_index=idx,
+            class_name=None if idx is None else (lab.class_name or names[idx]),
+            score=None if lab is None or lab.score is None else float(lab.score),
+            alternatives=[(str(n), float(v)) for n, v in (lab.alternatives if lab else [])],
+            segment_map=full,
+        ))
+    return SegmentationResult(array, full, segments, names, source, source_size, settings)

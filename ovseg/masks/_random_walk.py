@@ -1,0 +1,266 @@
+"""Random-walk normalized cuts on self-attention (METHOD.md section 5; seed 002).
+
+Ivanova et al., "Unsupervised Segmentation by Diffusing, Walking and Cutting" (WACV 2026) read a
+self-attention map softmax(QK^T / sqrt(d)) (heads averaged) as the transition matrix P of a random
+walk over patches. Meila & Shi (2001): with the stationary distribution pi (pi^T P = pi^T) and
+Pi = diag(pi), the symmetric affinity
+
+    W = (Pi P + P^T Pi) / 2                                             (Meila & Shi 2001)
+
+has degrees d = pi, W_ij = half the stationary probability flow between i and j, and
+
+    NCut(A, B) = P(X_1 in B | X_0 in A) + P(X_1 in A | X_0 in B)
+
+(the walk started from pi): the probability of leaving each side in one step. A split of an
+unstructured chain costs about 1 (leaving probabilities proportional to the other side's mass),
+which is why ``tau_max = 1`` below is the natural ceiling. P^k (k-step walks) replaces P for long-
+range relations; pi is stationary for P^k too. The recursion is ovseg's ``ncut_hierarchy``.
+
+Stationary distribution: solved exactly (float64 linear system pi^T (I - P) = 0, sum pi = 1) up
+to ``solve_below`` nodes, else by power iteration on the *lazy* chain (I + P) / 2, which has the
+same stationary distributions and no periodicity, so the iteration converges for periodic chains
+too. A reducible chain has no unique pi: the linear system is then singular and we fall back to
+the lazy power iteration from the uniform start, which converges to a valid stationary
+distribution (each closed class gets the mass the uniform start drains into it; transient states
+get 0, i.e. zero degree). ``teleport=eps`` (PageRank: P <- (1 - eps) P + eps/N) makes any chain
+irreducible at the price of an O(eps) change of pi; self-attention maps are strictly positive
+(softmax), so neither issue arises on real inputs.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ovseg.masks._hierarchy import Hierarchy
+from ovseg.masks._ncut import ncut_hierarchy
+
+__all__ = [
+    "check_transition", "stationary_distribution", "random_walk_affinity", "combine_attention",
+    "random_walk_hierarchy", "random_walk_segments", "auto_tau", "AUTO_TAU_MAX",
+]
+
+AUTO_TAU_MAX = 1.0  # random-walk NCut of a split of an unstructured chain (a random split) ~ 1
+
+
+def check_transition(P: object, *, normalize: bool = False, atol: float = 1e-3) -> torch.Tensor:
+    """Validate a transition matrix: (N, N), finite, non-negative, rows summing to 1 within atol.
+
+    ``normalize=True`` divides each row by its sum instead of checking it (a zero row is still an
+    error). Returns P as floating point (float32 unless it was float64).
+    """
+    if not isinstance(P, torch.Tensor):
+        raise TypeError(f"P must be a torch.Tensor, got {type(P).__name__}")
+    if P.ndim != 2 or P.shape[0] != P.shape[1] or P.shape[0] == 0:
+        raise ValueError(f"P must be a non-empty square (N, N) matrix, got shape {tuple(P.shape)}")
+    P = P if P.dtype == torch.float64 else P.float()
+    if not bool(torch.isfinite(P).all()):
+        raise ValueError("P holds NaN or inf")
+    if bool((P < 0).any()):
+        raise ValueError(f"P must be non-negative (min entry {float(P.min()):.3g})")
+    rows = P.sum(1)
+    if normalize:
+        if bool((rows <= 0).any()):
+            raise ValueError(f"P has {int((rows <= 0).sum())} all-zero rows: cannot normalise them")
+        return P / rows[:, None]
+    err = float((rows - 1).abs().max())
+    if err > atol:
+        raise ValueError(
+            f"P is not row-stochastic: row sums deviate from 1 by up to {err:.3g} (atol={atol}); "
+            "pass normalize=True to divide each row by its sum"
+        )
+    return P
+
+
+def stationary_distribution(P: torch.Tensor, *, teleport: float = 0.0, tol: float = 1e-12,
+                            max_iter: int = 100_000, solve_below: int = 4096) -> torch.Tensor:
+    """Stationary distribution pi (N,) float64, pi >= 0, sum 1, pi^T P = pi^T (see module doc).
+
+    P (N, N) row-stochastic (checked by the caller). ``teleport`` in [0, 1): PageRank mixing.
+    """
+    if not 0.0 <= teleport < 1.0:
+        raise ValueError(f"teleport must be in [0, 1), got {teleport}")
+    P = P.double()
+    P = P / P.sum(1, keepdim=True)  # exactly stochastic in float64 (float32 rows are off by ~1e-7)
+    N = P.shape[0]
+    if teleport > 0:
+        P = (1 - teleport) * P + teleport / N
+    if N <= solve_below:  # exact: replace one equation of (I - P)^T pi = 0 by sum(pi) = 1
+        A = torch.eye(N, dtype=P.dtype, device=P.device) - P.T
+        A[-1] = 1.0
+        b = torch.zeros(N, dtype=P.dtype, device=P.device)
+        b[-1] = 1.0
+        try:
+            pi = torch.linalg.solve(A, b)
+            residual = float((pi @ P - pi).abs().sum())
+            if bool(torch.isfinite(pi).all()) and float(pi.min()) > -1e-9 and residual < 1e-11:
+                pi = pi.clamp_min(0)
+                return pi / pi.sum()
+        except RuntimeError:  # singular: reducible chain
+            pass
+    pi = torch.full((N,), 1.0 / N, dtype=P.dtype, device=P.device)
+    for _ in range(max_iter):  # lazy chain (I + P)/2: same pi, aperiodic
+        nxt = 0.5 * (pi + pi @ P)
+        done = float((nxt - pi).abs().sum()) < tol
+        pi = nxt
+        if done:
+            break
+    return pi / pi.sum()
+
+
+def random_walk_affinity(P: torch.Tensor, *, steps: int = 1, normalize: bool = False,
+                         teleport: float = 0.0, drop_self: bool = False,
+                         atol: float = 1e-3) -> torch.Tensor:
+    """W = (Pi P^k + (P^k)^T Pi) / 2 (Meila & Shi 2001), (N, N) symmetric, degrees pi, sum 1.
+
+    P (N, N) row-stochastic (validated, see ``check_transition``); steps k >= 1 (P^k by repeated
+    squaring: O(N^3 log k)). ``drop_self``: zero P's diagonal and renormalise the rows first (a
+    walk that mostly stays put makes every split cheap: see docs/random-walk.md). Same
+    dtype/device as P (float32 for anything but float64).
+    """
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps}")
+    P = check_transition(P, normalize=normalize, atol=atol)
+    if drop_self:
+        P = check_transition(P - torch.diag_embed(P.diagonal()), normalize=True)
+    if teleport > 0:
+        P = (1 - teleport) * P + teleport / P.shape[0]
+    pi = stationary_distribution(P)  # stationary for P^k as well
+    Pk = torch.linalg.matrix_power(P.double(), int(steps)) if steps > 1 else P.double()
+    flow = pi[:, None] * Pk  # Pi P^k: stationary probability flow i -> j in k steps
+    return ((flow + flow.T) / 2).to(P.dtype)
+
+
+def combine_attention(maps: Sequence[torch.Tensor], *, size: tuple[int, int] | None = None,
+                      shapes: Sequence[tuple[int, int]] | None = None,
+                      weights: Sequence[float] | None = None) -> torch.Tensor:
+    """Bring attention maps of several layers to one grid and average them (DiffSeg-style).
+
+    maps: each (N_i, N_i) or (heads, N_i, N_i) (heads averaged), row-stochastic, on grids
+    ``shapes[i]`` (default: square, sqrt(N_i)). size: target grid (default: the finest one).
+    weights: default proportional to each map's resolution (grid height), as DiffSeg weights its
+    layers by resolution; normalised to sum 1. Each map is resized on the query axes (which
+    position attends) and on the key axes (where it attends): bilinear (align_corners=False) when
+    enlarging, area averaging when shrinking; rows are renormalised after resizing, so every map,
+    and the combination, stays row-stochastic. Returns P (h*w, h*w) float32.
+    """
+    if not maps:
+        raise ValueError("need at least one attention map")
+    mats = []
+    for m in maps:
+        m = m.float()
+        if m.ndim == 3:
+            m = m.mean(0)  # heads averaged
+        if m.ndim != 2 or m.shape[0] != m.shape[1]:
+            raise ValueError(f"each map must be (N, N) or (heads, N, N), got {tuple(m.shape)}")
+        mats.append(m)
+    if shapes is None:
+        shapes = []
+        for m in mats:
+            side = int(round(m.shape[0] ** 0.5))
+            if side * side != m.shape[0]:
+                raise ValueError(f"map with N={m.shape[0]} is not a square grid: pass shapes=")
+            shapes.append((side, side))
+    shapes = [(int(a), int(b)) for a, b in shapes]
+    if len(shapes) != len(mats) or any(a * b != m.shape[0] for (a, b), m in zip(shapes, mats)):
+        raise ValueError("shapes must give one (h, w) with h*w = N per map")
+    h, w = size if size is not None else max(shapes, key=lambda s: s[0] * s[1])
+    if weights is None:
+        weights = [float(s[0]) for s in shapes]  # DiffSeg: weight proportional to resolution
+    if len(weights) != len(mats) or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError("weights must be non-negative, one per map, not all zero")
+    total = float(sum(weights))
+    out = torch.zeros(h * w, h * w, dtype=torch.float32, device=mats[0].device)
+    for m, (hi, wi), wt in zip(mats, shapes, weights):
+        m = _resize_grid(m.reshape(hi * wi, hi, wi), (h, w))  # keys: (N_i, h, w)
+        m = _resize_grid(m.reshape(hi, wi, h * w).permute(2, 0, 1), (h, w))  # queries
+        m = m.reshape(h * w, h * w).T.clamp_min(0)
+        out += (wt / total) * (m / m.sum(1, keepdim=True).clamp_min(1e-30))
+    return out
+
+
+def _resize_grid(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, hi, wi) -> (B, h, w): bilinear when enlarging, area when shrinking (both convex)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if size[0] >= x.shape[-2] and size[1] >= x.shape[-1]:
+        return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
+    return F.interpolate(x[None], size=size, mode="area")[0]
+
+
+def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None,
+             one_segment_weight: float = 0.5) -> float | None:
+    """Per-image NCut threshold: the middle of the widest tau interval with one segmentation.
+
+    The segmentation of a hierarchy is piecewise constant in tau, changing at
+    ``hierarchy.thresholds()`` t_1 < ... < t_m. With t_0 = 0 (one segment) and t_{m+1} = tau_max
+    (default: the build tau), pick the j maximising t_{j+1} - t_j (the segmentation that persists
+    over the widest range of tau, as the cluster-lifetime rule for dendrograms) and return
+    (t_j + t_{j+1}) / 2. Ties go to the coarser segmentation. Uses the tree only. The first
+    interval [0, t_1] (one segment) counts with weight ``one_segment_weight``: its lower end is
+    the bound of the scale, not a change point (see docs/random-walk.md). If the tree ends in
+    single patches only (no leaf was rejected), the last interval does not count.
+
+    ``tau_max`` may exceed the build tau: the next change point above it is then known exactly
+    (the smallest cost of a rejected leaf), the unknown ones lie between that and tau_max, so the
+    answer is still determined when a known gap is at least as wide as that unknown stretch;
+    otherwise None is returned (rebuild the tree at tau_max). See docs/random-walk.md.
+    """
+    top = hierarchy.tau if tau_max is None else float(tau_max)
+    all_ts = hierarchy.thresholds()
+    ts = [0.0] + [t for t in all_ts if t < min(top, hierarchy.tau)]
+    rejected = [n.cost for n in hierarchy.nodes if not n.children and n.cost < float("inf")]
+    unknown = 0.0  # width of the stretch below top whose change points were not explored
+    if top > hierarchy.tau:
+        nxt = min(rejected, default=float("inf"))  # exact next change point above the build tau
+        if nxt < top:
+            unknown = top - nxt
+        top = min(top, nxt)
+    ts.append(top)
+    gaps = [b - a for a, b in zip(ts[:-1], ts[1:])]
+    gaps[0] *= one_segment_weight  # the one-segment interval starts at the bound 0
+    exhausted = not rejected and len(ts) == len(all_ts) + 2  # the finest cut: unsplittable leaves
+    if exhausted and len(gaps) > 1:
+        # every leaf is a single patch (or uniform): the finest segmentation "persists" only
+        # because nothing is left to split, so its interval measures the ceiling, not the data
+        gaps[-1] = -1.0
+    j = max(range(len(gaps)), key=lambda i: (gaps[i], -i))  # widest; first (coarsest) on ties
+    if unknown > 0.0 and gaps[j] < unknown:
+        return None
+    return (ts[j] + ts[j + 1]) / 2
+
+
+def random_walk_hierarchy(P: torch.Tensor, *, shape: tuple[int, int] | None = None, steps: int = 1,
+                          tau: float = AUTO_TAU_MAX, normalize: bool = False, teleport: float = 0.0,
+                          drop_self: bool = False, **solver_options) -> Hierarchy:
+    """Recursive NCut tree of the random-walk affinity of P (see ``random_walk_affinity``)."""
+    W = random_walk_affinity(P, steps=steps, normalize=normalize, teleport=teleport, drop_self=drop_self)
+    return ncut_hierarchy(W, tau=tau, shape=shape, **solver_options)
+
+
+def random_walk_segments(P: torch.Tensor, *, shape: tuple[int, int], steps: int = 1,
+                         tau: float | str = 0.5, tau_max: float = AUTO_TAU_MAX,
+                         auto_build_tau: float = 0.5, normalize: bool = False, teleport: float = 0.0,
+                         drop_self: bool = False, **solver_options) -> torch.Tensor:
+    """Segments (h, w) int64, ids 0..K-1, by random-walk NCut on P (N, N) row-stochastic, N = h*w.
+
+    tau: fixed NCut threshold, or "auto" (``auto_tau`` with ceiling ``tau_max``; the tree is first
+    built at ``auto_build_tau`` and rebuilt at tau_max only if that does not settle the answer).
+    steps: k of P^k (larger k merges more on block-structured chains; not guaranteed in general,
+    see docs/random-walk.md). ``solver_options`` go to ``ncut_hierarchy`` (split, tol, seed, ...).
+    """
+    if isinstance(tau, str):
+        if tau != "auto":
+            raise ValueError(f'tau must be a number or "auto", got {tau!r}')
+        W = random_walk_affinity(P, steps=steps, normalize=normalize, teleport=teleport,
+                                 drop_self=drop_self)
+        h = ncut_hierarchy(W, tau=min(auto_build_tau, tau_max), shape=shape, **solver_options)
+        t = auto_tau(h, tau_max=tau_max)
+        if t is None:  # a wider gap may hide above the build tau: explore up to tau_max
+            h = ncut_hierarchy(W, tau=tau_max, shape=shape, **solver_options)
+            t = auto_tau(h)
+        return h.cut(min(t, h.tau))  # no change point lies between the build tau and t
+    h = random_walk_hierarchy(P, shape=shape, steps=steps, tau=float(tau), normalize=normalize,
+                              teleport=teleport, drop_self=drop_self, **solver_options)
+    return h.cut()

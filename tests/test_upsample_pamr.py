@@ -1,0 +1,141 @@
+"""Full-resolution concept assignment and PAMR on synthetic inputs with known answers."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ovseg.masks._pamr import PAMRConfig, median_filter_labels, mode_filter_labels, pamr, pamr_affinity
+from ovseg.masks._upsample import assign_concepts, concept_embeddings, interpolation_matrix
+
+
+def _planted(h=7, w=9, C=32, noise=0.01, seed=0):
+    """Low-res features with 4 planted stripes (ids 3, 10, 42, 5) and their id map.
+
+    Stripes, because bilinear upsampling rounds convex corners (a pixel diagonal to a corner cell
+    has more weight on the other region): that is the method, so corners have no exact answer.
+    """
+    g = torch.Generator().manual_seed(seed)
+    seg = torch.full((h, w), 3, dtype=torch.int64)
+    seg[:, 2:5] = 10
+    seg[:, 5:7] = 42
+    seg[:, 7:] = 5
+    ids = torch.tensor([3, 10, 42, 5])
+    protos = torch.linalg.qr(torch.randn(C, 4, generator=g))[0].T  # orthonormal prototypes
+    index = (seg[..., None] == ids).float().argmax(-1)
+    feats = protos[index].permute(2, 0, 1) + noise * torch.randn(C, h, w, generator=g)
+    return 2.5 * feats, seg  # any scale: features are normalised inside
+
+
+def _nearest(seg, size):
+    return F.interpolate(seg[None, None].float(), size=size, mode="nearest-exact")[0, 0].long()
+
+
+def test_interpolation_matrix_matches_bilinear():
+    g = torch.Generator().manual_seed(1)
+    Z = torch.randn(5, 6, generator=g)
+    for H, W in [(20, 24), (13, 17), (3, 4)]:
+        ref = F.interpolate(Z[None, None], size=(H, W), mode="bilinear", align_corners=False)[0, 0]
+        mine = interpolation_matrix(5, H) @ Z @ interpolation_matrix(6, W).T
+        torch.testing.assert_close(mine, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(28, 36), (23, 31)])  # 4x, and a non-integer scale with no ties
+def test_assign_concepts_recovers_planted_regions(size):
+    feats, seg = _planted()
+    out = assign_concepts(feats, seg, size, chunk_rows=5)
+    assert out.shape == size and out.dtype == torch.int64
+    assert torch.equal(out, _nearest(seg, size))  # same regions, same (non-contiguous) ids
+
+
+def test_assign_concepts_equals_dense_reference_and_batches():
+    g = torch.Generator().manual_seed(2)
+    feats = torch.randn(2, 16, 6, 8, generator=g)
+    segs = torch.randint(0, 5, (2, 6, 8), generator=g) * 2
+    out = assign_concepts(feats, segs, (19, 25), chunk_rows=4)
+    for b in range(2):
+        ids, concepts = concept_embeddings(feats[b], segs[b])
+        up = F.interpolate(F.normalize(feats[b], dim=0)[None], size=(19, 25), mode="bilinear")[0]
+        ref = ids[torch.einsum("kc,chw->khw", concepts, up).argmax(0)]
+        assert torch.equal(out[b], ref)
+        assert set(out[b].unique().tolist()) <= set(segs[b].unique().tolist())
+
+
+def test_assign_concepts_rejects_bad_input():
+    feats, seg = _planted()
+    with pytest.raises(ValueError, match="segments"):
+        assign_concepts(feats, seg[:-1], (10, 10))
+    with pytest.raises(TypeError, match="integer"):
+        assign_concepts(feats, seg.float(), (10, 10))
+    with pytest.raises(ValueError, match=r"\(C, h, w\)"):
+        assign_concepts(feats[0], seg, (10, 10))
+
+
+def _edge_image(H=32, W=40, col=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    img = torch.empty(3, H, W)
+    img[:, :, :col] = torch.tensor([0.2, 0.5, 0.3])[:, None, None]
+    img[:, :, col:] = torch.tensor([0.8, 0.3, 0.6])[:, None, None]
+    return (img + 0.02 * torch.randn(3, H, W, generator=g)).clamp(0, 1)
+
+
+@pytest.mark.parametrize("offset", [-5, -3, 3, 5])
+def test_pamr_pulls_boundary_onto_image_edge(offset):
+    img = _edge_image()
+    seg = torch.full((32, 40), 2, dtype=torch.int64)
+    seg[:, 20 + offset :] = 9
+    out = pamr(img, seg)
+    first = torch.stack([(row == 9).float().argmax() for row in out])  # first column labelled 9
+    assert (first - 20).abs().max() <= 1
+    assert set(out.unique().tolist()) == {2, 9}
+
+
+def test_pamr_keeps_correct_segmentation():
+    H, W = 48, 48
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    seg = torch.zeros(H, W, dtype=torch.int64)
+    seg[:, 16:32] = 1
+    seg[:, 32:] = 4
+    disk = (yy - 24) ** 2 + (xx - 24) ** 2 < 10**2
+    seg[disk] = 7
+    colours = {0: (0.1, 0.1, 0.9), 1: (0.9, 0.2, 0.1), 4: (0.3, 0.8, 0.3), 7: (0.9, 0.9, 0.2)}
+    img = torch.zeros(3, H, W)
+    for k, c in colours.items():
+        img[:, seg == k] = torch.tensor(c)[:, None]
+    img = (img + 0.02 * torch.randn(3, H, W, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+    raw = pamr(img, seg, config=PAMRConfig(iterations=10, dilations=(1, 2, 4, 8), label_filter="none"))
+    assert torch.equal(raw, seg)  # the propagation itself changes nothing
+    # a 3x3 filter flips lone staircase pixels of the digital disk, and only those
+    out = pamr(img, seg)
+    changed = out != seg
+    assert changed.sum() <= 8
+    dist = ((yy - 24) ** 2 + (xx - 24) ** 2).float().sqrt()
+    assert ((dist[changed] - 10).abs() < 2).all()
+
+
+def test_mode_filter_unlike_median_never_invents_a_minority_label():
+    labels = torch.tensor([[1, 1, 7], [1, 1, 7], [4, 4, 7]])  # centre 1: four 1, three 7, two 4
+    assert mode_filter_labels(labels)[1, 1] == 1
+    assert median_filter_labels(labels)[1, 1] == 4  # the median of the ids is a minority label
+
+
+def test_pamr_affinity_is_a_distribution_and_median_filter():
+    img = _edge_image(16, 16, 8)
+    a = pamr_affinity(img, (1, 2))
+    assert a.shape == (16, 16, 16)
+    torch.testing.assert_close(a.sum(0), torch.ones(16, 16))
+    labels = torch.zeros(9, 9, dtype=torch.int64)
+    labels[4, 4] = 5  # an isolated pixel disappears, a stripe stays
+    labels[:, 7:] = 3
+    for filt in (median_filter_labels, mode_filter_labels):
+        out = filt(labels)
+        assert out[4, 4] == 0 and (out[:, 7:] == 3).all() and (out[:, :7] == 0).all()
+
+
+def test_pamr_config_presets_and_errors():
+    assert PAMRConfig() == PAMRConfig(10, (1, 2, 4, 8), "mode")
+    assert PAMRConfig.demo().dilations == (1, 2, 4, 8, 12, 24, 32, 64)
+    with pytest.raises(ValueError, match="segments"):
+        pamr(torch.rand(3, 8, 8), torch.zeros(8, 9, dtype=torch.int64))
+    with pytest.raises(ValueError, match="dilations"):
+        pamr(torch.rand(3, 8, 8), torch.zeros(8, 8, dtype=torch.int64), dilations=(0,))
+    with pytest.raises(ValueError, match="label_filter"):
+        pamr(torch.rand(3, 8, 8), torch.zeros(8, 8, dtype=torch.int64), label_filter="mean")
