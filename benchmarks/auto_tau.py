@@ -105,10 +105,10 @@ def run(grid: int, seeds: int, taus: list[float]) -> None:
             dt = time.perf_counter() - t0
             label = ", ".join(f"{k}={v}" for k, v in setting.items())
             print(f"\n{fam} ({label}); {dt:.0f} s")
-            print("  method     mean ARI   exact K")
+            print("  method      mean ARI  exact K")
             for m in methods:
                 n = len(scores[m])
-                print(f"  {m:<9} {sum(scores[m]) / n:8.3f}   {sum(exact[m]) / n:6.2f}")
+                print(f"  {m:<10} {sum(scores[m]) / n:7.3f}   {sum(exact[m]) / n:6.2f}")
 
 
 def main() -> None:
