@@ -54,11 +54,10 @@ def affinity(feats: torch.Tensor, *, alpha: float = 10.0) -> torch.Tensor:
     if feats.dtype not in (torch.float32, torch.float64):
         feats = feats.float()  # fp16/bf16 features are cast to fp32 before the cut (METHOD.md 1)
     x = F.normalize(feats, dim=1)  # L2-normalise each position; zero rows stay zero
-    cos = x @ x.T  # cosine similarity, (N, N)
-    cos = (cos + cos.T) / 2  # exact symmetry despite rounding in the matmul
-    lo, hi = torch.aminmax(cos)
+    cos = x @ x.T  # cosine similarity, (N, N); symmetric up to float rounding
+    lo, hi = (float(v) for v in torch.aminmax(cos))
     span = hi - lo
-    if float(span) <= 1e-6 * max(1.0, float(hi.abs())):
+    if span <= 1e-6 * max(1.0, abs(hi)):
         return torch.ones_like(cos)
-    w = ((cos - lo) / span).clamp_(0.0, 1.0)  # min-max over the whole matrix (METHOD.md 2)
-    return w.pow_(alpha)  # W = C ** alpha, a soft threshold
+    w = cos.sub_(lo).div_(span).clamp_(0.0, 1.0)  # min-max over the whole matrix (METHOD.md 2)
+    return w.pow_(alpha)  # W = C ** alpha, a soft threshold (in place: one N x N buffer)
