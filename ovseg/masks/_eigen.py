@@ -74,6 +74,7 @@ def _lanczos_top(
     krylov_dim = max(2, min(krylov_dim, n - 1))
     x = start
     converged = False
+    breakdown = 10 * torch.finfo(start.dtype).eps  # ||M|| <= 1, so this is relative
     for _ in range(max_restarts + 1):
         x = x - u * (u @ x)
         nrm = x.norm()
@@ -94,7 +95,7 @@ def _lanczos_top(
             b = w.norm()
             k = j + 1
             betas.append(b)
-            if float(b) <= 1e-10:  # invariant subspace found: the Ritz pairs are exact
+            if float(b) <= breakdown:  # invariant subspace found: the Ritz pairs are exact
                 break
             q[j + 1] = w / b
             if k % 8 == 0 or k == krylov_dim:
@@ -168,9 +169,11 @@ def fiedler_vector(
 
         x0 = None
         if start is not None:
-            x0 = (start.to(w.dtype) / inv_sqrt_d)  # y -> v = D^1/2 y
+            x0 = start.to(w.dtype) / inv_sqrt_d  # parent's y restricted -> z = D^1/2 y
+            before = float(x0.norm())
             x0 = x0 - u * (u @ x0)
-            if not bool(torch.isfinite(x0).all()) or float(x0.norm()) < 1e-6 * float(x0.abs().max() + 1e-30):
+            # useless if (nearly) parallel to z0: the child's part of the parent's vector can be flat
+            if not bool(torch.isfinite(x0).all()) or float(x0.norm()) <= 1e-6 * before:
                 x0 = None
         if x0 is None:
             x0 = _start_vector(n, seed, w)

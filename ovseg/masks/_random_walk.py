@@ -190,7 +190,7 @@ def _resize_grid(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None,
-             one_segment_weight: float = 0.5) -> float | None:
+             one_segment_weight: float = 1.0) -> float | None:
     """Per-image NCut threshold: the middle of the widest tau interval with one segmentation.
 
     The segmentation of a hierarchy is piecewise constant in tau, changing at
@@ -198,8 +198,9 @@ def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None,
     (default: the build tau), pick the j maximising t_{j+1} - t_j (the segmentation that persists
     over the widest range of tau, as the cluster-lifetime rule for dendrograms) and return
     (t_j + t_{j+1}) / 2. Ties go to the coarser segmentation. Uses the tree only. The first
-    interval [0, t_1] (one segment) counts with weight ``one_segment_weight``: its lower end is
-    the bound of the scale, not a change point (see docs/random-walk.md). If the tree ends in
+    interval [0, t_1] (one segment) counts with weight ``one_segment_weight`` (default 1; 0.5
+    helps chains whose real splits are expensive and hurts attention-like ones: see
+    docs/random-walk.md). If the tree ends in
     single patches only (no leaf was rejected), the last interval does not count.
 
     ``tau_max`` may exceed the build tau: the next change point above it is then known exactly
@@ -219,7 +220,7 @@ def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None,
         top = min(top, nxt)
     ts.append(top)
     gaps = [b - a for a, b in zip(ts[:-1], ts[1:])]
-    gaps[0] *= one_segment_weight  # the one-segment interval starts at the bound 0
+    gaps[0] *= one_segment_weight  # the one-segment interval starts at the bound 0, not a change
     exhausted = not rejected and len(ts) == len(all_ts) + 2  # the finest cut: unsplittable leaves
     if exhausted and len(gaps) > 1:
         # every leaf is a single patch (or uniform): the finest segmentation "persists" only
