@@ -214,7 +214,8 @@ def test_total_solver_failure_gives_leaves_not_crash(monkeypatch):
 
     monkeypatch.setattr(_eigen, "_lanczos_top", broken)
     monkeypatch.setattr(_eigen, "_top_dense", broken)
-    h = build_hierarchy(_planted(_layout("halves", 8, 8)))
+    with pytest.warns(RuntimeWarning, match="eigensolvers failed"):
+        h = build_hierarchy(_planted(_layout("halves", 8, 8)))
     assert h.nodes[0].reason == "solver-failed" and int(h.cut().max()) == 0
 
 
