@@ -368,6 +368,8 @@ def test_half_precision_and_config():
     seg = segment_features(feats, config=cfg)
     assert _same_partition(seg, lab)
     assert cfg.alpha == 10.0 and NCutConfig().tau == 0.5 and NCutConfig().split == "grid"
+    with pytest.raises(TypeError, match="either config"):
+        segment_features(feats, config=cfg, tau=0.3)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
