@@ -214,7 +214,8 @@ def test_total_solver_failure_gives_leaves_not_crash(monkeypatch):
 
     monkeypatch.setattr(_eigen, "_lanczos_top", broken)
     monkeypatch.setattr(_eigen, "_top_dense", broken)
-    h = build_hierarchy(_planted(_layout("halves", 8, 8)))
+    with pytest.warns(RuntimeWarning, match="eigensolvers failed"):
+        h = build_hierarchy(_planted(_layout("halves", 8, 8)))
     assert h.nodes[0].reason == "solver-failed" and int(h.cut().max()) == 0
 
 
@@ -367,6 +368,8 @@ def test_half_precision_and_config():
     seg = segment_features(feats, config=cfg)
     assert _same_partition(seg, lab)
     assert cfg.alpha == 10.0 and NCutConfig().tau == 0.5 and NCutConfig().split == "grid"
+    with pytest.raises(TypeError, match="either config"):
+        segment_features(feats, config=cfg, tau=0.3)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

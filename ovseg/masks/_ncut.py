@@ -7,6 +7,7 @@ each side is cut again. The whole recursion tree is kept (see ``Hierarchy``).
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from dataclasses import dataclass, fields
 
@@ -146,8 +147,12 @@ def ncut_hierarchy(W: torch.Tensor, *, tau: float = 0.5, shape: tuple[int, int] 
                         d = sub.sum(1)  # degrees d_i = sum_j W_ij (Shi & Malik 2000, sec. 2)
                         y, solver = fiedler_vector(sub, d, start=start, **eig)
                         cost, low = best_split(sub, y, split=cfg.split, num_thresholds=cfg.num_thresholds)
-                except (RuntimeError, ValueError, np.linalg.LinAlgError):
+                except torch.cuda.OutOfMemoryError:
+                    raise  # not a solver failure: fail loudly
+                except (RuntimeError, ValueError, np.linalg.LinAlgError) as err:
                     cost, low, reason = float("inf"), None, "solver-failed"  # even dense failed
+                    warnings.warn(f"normalized cut: eigensolvers failed on a node of {n} positions "
+                                  f"({err}); it is kept as one segment", RuntimeWarning, stacklevel=2)
                 if low is not None and cost < cfg.tau:
                     reason = "split"
                     a, b = members[low], members[~low]

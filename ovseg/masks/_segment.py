@@ -8,25 +8,26 @@ from ovseg.masks._hierarchy import Hierarchy
 from ovseg.masks._ncut import NCutConfig, ncut_hierarchy
 
 
-def _config(config: NCutConfig | None, alpha: float | None, tau: float | None, options: dict) -> NCutConfig:
-    base = config.__dict__.copy() if config is not None else {}
-    base.update({k: v for k, v in options.items() if v is not None})
-    if alpha is not None:
-        base["alpha"] = alpha
-    if tau is not None:
-        base["tau"] = tau
-    return NCutConfig(**base)
+def _config(config: NCutConfig | None, alpha: float, tau: float, options: dict) -> NCutConfig:
+    if config is None:
+        return NCutConfig(alpha=alpha, tau=tau, **options)
+    if not isinstance(config, NCutConfig):
+        raise TypeError(f"config must be an NCutConfig, got {type(config).__name__}")
+    if options or alpha != NCutConfig.alpha or tau != NCutConfig.tau:
+        raise TypeError("pass either config=NCutConfig(...) or alpha/tau/solver options, not both")
+    return config
 
 
 @torch.no_grad()
-def build_hierarchy(feats: torch.Tensor, *, alpha: float | None = None, tau: float | None = None,
+def build_hierarchy(feats: torch.Tensor, *, alpha: float = 10.0, tau: float = 0.5,
                     config: NCutConfig | None = None, **solver_options) -> Hierarchy:
     """Recursion tree of DiffCut's normalized cut for one image.
 
     Args:
         feats: (C, h, w) feature map (cut() then gives (h, w) maps) or (N, C) rows; any device.
-        alpha, tau: affinity exponent and NCut threshold (defaults 10.0 and 0.5, or ``config``'s).
-        config: an NCutConfig; keyword arguments override its fields.
+        alpha, tau: affinity exponent and NCut threshold (paper defaults 10.0 and 0.5).
+        config: an NCutConfig, used instead of alpha/tau/solver_options (not with them).
+        solver_options: NCutConfig's other fields (split, dense_below, ...).
 
     Returns:
         Hierarchy; ``.cut(t)`` gives the segmentation at any t <= tau without recomputation.
@@ -41,7 +42,7 @@ def build_hierarchy(feats: torch.Tensor, *, alpha: float | None = None, tau: flo
 
 
 @torch.no_grad()
-def segment_features(feats: torch.Tensor, *, alpha: float | None = None, tau: float | None = None,
+def segment_features(feats: torch.Tensor, *, alpha: float = 10.0, tau: float = 0.5,
                      config: NCutConfig | None = None, **solver_options) -> torch.Tensor:
     """DiffCut segmentation of feature maps.
 
@@ -49,7 +50,8 @@ def segment_features(feats: torch.Tensor, *, alpha: float | None = None, tau: fl
         feats: (C, h, w) or (B, C, h, w) float features (L2 normalisation happens here), any
             device; the cut runs on that device.
         alpha: affinity exponent, default 10.0.  tau: NCut threshold, default 0.5 (lower = fewer
-            segments).  config / solver_options: see NCutConfig.
+            segments).  config: an NCutConfig instead of alpha/tau/solver_options.
+        solver_options: NCutConfig's other fields (split, dense_below, ...).
 
     Returns:
         int64 segment ids 0..K-1 per image, numbered by first position in raster order, shape
