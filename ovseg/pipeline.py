@@ -331,8 +331,7 @@ class Segmenter:
     def _cut(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         import torch
         from ovseg.masks import segment_features
-        from ovseg.masks._pamr import PAMRConfig, pamr
-        from ovseg.masks._upsample import assign_concepts
+        from ovseg.masks import PAMRConfig, assign_concepts, pamr
 
         backbone = self.backbone
         res = self.config.resolution or backbone.resolution

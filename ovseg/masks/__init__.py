@@ -1,24 +1,24 @@
 """features -> segments: DiffCut's affinity and recursive normalized cut (METHOD.md sections 2-3),
-then upsampling, PAMR refinement and random-walk cuts (the maskrefine modules)."""
+the full-resolution concept assignment and PAMR refinement (section 4), and random-walk cuts on
+self-attention (section 5)."""
 from ovseg.masks._affinity import affinity
 from ovseg.masks._hierarchy import Hierarchy, HierarchyNode
 from ovseg.masks._ncut import NCutConfig, ncut_hierarchy
+from ovseg.masks._pamr import PAMRConfig, pamr
+from ovseg.masks._random_walk import (
+    auto_tau,
+    combine_attention,
+    random_walk_affinity,
+    random_walk_hierarchy,
+    random_walk_segments,
+    stationary_distribution,
+)
 from ovseg.masks._segment import build_hierarchy, segment_features
+from ovseg.masks._upsample import assign_concepts
 
-# Stages built on the cut, in their own modules (docs/architecture.md); resolved on first use.
-_LAZY = {
-    "assign_concepts": "ovseg.masks._upsample",
-    "pamr": "ovseg.masks._pamr",
-    "random_walk_segments": "ovseg.masks._random_walk",
-}
-
-__all__ = ["Hierarchy", "HierarchyNode", "NCutConfig", "affinity", "build_hierarchy",
-           "ncut_hierarchy", "segment_features", *_LAZY]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ovseg.masks' has no attribute {name!r}")
+__all__ = [
+    "Hierarchy", "HierarchyNode", "NCutConfig", "PAMRConfig", "affinity", "assign_concepts",
+    "auto_tau", "build_hierarchy", "combine_attention", "ncut_hierarchy", "pamr",
+    "random_walk_affinity", "random_walk_hierarchy", "random_walk_segments", "segment_features",
+    "stationary_distribution",
+]
