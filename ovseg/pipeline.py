@@ -330,8 +330,7 @@ class Segmenter:
 
     def _cut(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         import torch
-        from ovseg.masks import segment_features
-        from ovseg.masks import PAMRConfig, assign_concepts, pamr
+        from ovseg.masks import PAMRConfig, assign_concepts, pamr, segment_features
 
         backbone = self.backbone
         res = self.config.resolution or backbone.resolution
