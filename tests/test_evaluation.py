@@ -228,6 +228,12 @@ def test_over_segmentation_penalty(name, roots):
         assert split_a.miou == pytest.approx(1.0)  # split background is merged back: no penalty
 
 
+def test_published_matching_option(roots):
+    split_b = _run("cityscapes", roots, colour_oracle(split="B"), matching="published")
+    assert split_b.miou == pytest.approx((1 + 0.5 + 0) / 3)  # B's leftover half: FP of an absent class
+    assert _run("cityscapes", roots, colour_oracle(), matching="published").miou == pytest.approx(1.0)
+
+
 def test_resume_equals_uninterrupted(tmp_path, roots):
     full = _run("voc", roots, colour_oracle(split="B"), out=tmp_path / "a", settings={"tau": 0.5})
     calls = []

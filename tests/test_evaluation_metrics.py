@@ -62,6 +62,9 @@ def test_hungarian_equals_brute_force(seed):
     assert counts[0].sum() == _brute_force_max(overlap)
     # TP + FN = class areas; TP + FP = area of the matched segments
     np.testing.assert_array_equal(counts[0] + counts[2], np.bincount(gt.ravel(), minlength=6))
+    published = unsupervised_counts(gt, seg, 6, matching="published")
+    assert published[0].sum() == counts[0].sum()  # same optimum: only FP differ
+    np.testing.assert_array_equal(published[0] + published[2], counts[0] + counts[2])
     pred = match_segments(gt.ravel(), seg.ravel())
     assert counts[1].sum() == (pred != UNMATCHED).sum() - counts[0].sum()
 
@@ -100,3 +103,19 @@ def test_shape_mismatch_is_an_error():
         unsupervised_counts(np.zeros((4, 4), int), np.zeros((4, 5), int), 2)
     with pytest.raises(ValueError, match=r"\(3, C\)"):
         iou_per_class(np.zeros((2, 3)))
+
+
+def test_published_rule_charges_leftover_segments_to_absent_classes():
+    gt = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    seg = np.array([0, 0, 0, 0, 1, 1, 2, 2])  # class 1 split in two
+    present = unsupervised_counts(gt, seg, 4)
+    assert present.tolist() == [[4, 2, 0, 0], [0, 0, 0, 0], [0, 2, 0, 0]]
+    published = unsupervised_counts(gt, seg, 4, matching="published")
+    assert published[0].tolist() == [4, 2, 0, 0] and published[2].tolist() == [0, 2, 0, 0]
+    assert published[1, :2].tolist() == [0, 0] and published[1, 2:].sum() == 2  # FP of class 2 or 3
+    assert mean_iou(published) == pytest.approx((1 + 0.5 + 0) / 3)
+    # background datasets: background row last in the published order, counts back in ours
+    bg = unsupervised_counts(gt, seg, 4, background=0, matching="published")
+    assert bg[0].tolist() == [4, 2, 0, 0] and bg[1].tolist() == [2, 0, 0, 0] and bg[2].tolist() == [0, 2, 0, 0]
+    with pytest.raises(ValueError, match="matching"):
+        unsupervised_counts(gt, seg, 4, matching="greedy")

@@ -25,6 +25,8 @@ from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON f
 @click.option("--weights", default=None, help="Backbone weights: hub id or local folder.")
 @click.option("--clip-weights", default=None, help="Labeler (CLIP) weights, open-vocabulary protocol.")
 @click.option("--vocabulary", default=None, help="Vocabulary in prompts/ (default: the dataset's).")
+@click.option("--matching", type=click.Choice(["present", "published"]), default="present", show_default=True,
+              help="Unmatched segments: FP of no class (ovseg), or of an absent class (published code).")
 @click.option("--refine/--no-refine", default=True, show_default=True, help="PAMR on the 128 px masks.")
 @click.option("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N images.")
@@ -32,7 +34,7 @@ from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON f
               help="Output folder [default: eval/<dataset>]. Reruns resume from per_image.jsonl there.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weights, clip_weights, vocabulary,
-                 refine, device, limit, out, progress):
+                 matching, refine, device, limit, out, progress):
     """Score ovseg on a segmentation benchmark; write a table, CSV, JSON and a bar chart.
 
     \b
@@ -58,7 +60,7 @@ def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weig
     if protocol == "open-vocabulary":
         settings.update(vocabulary=vocabulary, clip_weights=clip_weights)
     results = evaluate(spec, predictor, samples=samples, protocol=protocol, limit=limit, out=out,
-                       settings=settings, progress=progress)
+                       settings=settings, matching=matching, progress=progress)
     paths = write_report(results, out)
     click.echo(markdown_table(results))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

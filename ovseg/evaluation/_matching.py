@@ -91,14 +91,64 @@ def _scored(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> tuple[np.ndar
     return gt[keep], pred[keep]
 
 
+MATCHINGS = ("present", "published")
+
+
 def unsupervised_counts(gt: np.ndarray, seg: np.ndarray, num_classes: int, *,
-                        background: int | None = None) -> np.ndarray:
+                        background: int | None = None, matching: str = "present") -> np.ndarray:
     """(3, C) TP/FP/FN of a class-agnostic segment map seg (h, w) against classes gt (h, w).
 
     Pixels whose label is IGNORE are removed before matching, from both maps.
+    matching: "present" (ovseg's rule, `match_segments`) or "published" (`published_counts`).
     """
+    if matching not in MATCHINGS:
+        raise ValueError(f"unknown matching {matching!r}; choose one of {', '.join(MATCHINGS)}")
     g, s = _scored(gt, seg, num_classes)
+    if matching == "published":
+        return published_counts(g, s, num_classes, background=background)
     return counts_from_class_map(g, match_segments(g, s, background=background), num_classes)
+
+
+def _histogram(gt: np.ndarray, seg: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, max(C, K)) overlap of every class (present or not) with segment ids 0..K-1."""
+    width = max(num_classes, int(seg.max()) + 1 if seg.size else 0)
+    return np.bincount(gt * width + seg, minlength=num_classes * width).reshape(num_classes, width)
+
+
+def published_counts(gt: np.ndarray, seg: np.ndarray, num_classes: int, *,
+                     background: int | None = None) -> np.ndarray:
+    """(3, C) TP/FP/FN by the rule of the published DiffCut evaluation, for comparison only.
+
+    gt, seg (N,) over the scored pixels. The matching there runs over *all* C classes, present or
+    not, on a square-or-wider overlap matrix: every segment beyond the present classes is matched
+    to some absent class (which one is the solver's tie-break) and all its pixels become FP of that
+    class. Background datasets: step 1 matches foreground classes (background rows left out); a
+    segment counts as kept if its class overlaps any matched segment; all others are merged; the
+    background row is last in the final matching. Segment ids are first renumbered 0..K-1 in
+    increasing order, so which absent class absorbs a leftover segment may differ from the
+    published run; the totals of TP and FN do not.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    seg = np.unique(seg, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    rank = np.arange(num_classes)
+    if background is not None:
+        order = [c for c in range(num_classes) if c != background] + [background]
+        rank[order] = np.arange(num_classes)  # background becomes the last row, as published
+        gt = rank[gt]
+        fg = gt != num_classes - 1
+        hist = _histogram(gt[fg], seg[fg], num_classes - 1)
+        _, cols = linear_sum_assignment(hist, maximize=True)
+        kept = {int(cols[i]) for i in range(len(cols)) if hist[i, cols].max() > 0}
+        seg = np.where(np.isin(seg, list(kept)), seg, seg.max() + 1 if seg.size else 0)
+    hist = _histogram(gt, seg, num_classes)
+    rows, cols = linear_sum_assignment(hist, maximize=True)
+    tp = hist[rows, cols]
+    fn = hist.sum(1)[rows] - tp
+    fp = hist[:, cols].sum(0) - tp
+    counts = np.zeros((3, num_classes), dtype=np.int64)
+    counts[:, rows] = np.stack([tp, fp, fn])
+    return counts[:, rank]
 
 
 def open_vocabulary_counts(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ovseg.evaluation._datasets import DatasetSpec, Sample, get_dataset
-from ovseg.evaluation._matching import open_vocabulary_counts, unsupervised_counts
+from ovseg.evaluation._matching import MATCHINGS, open_vocabulary_counts, unsupervised_counts
 from ovseg.evaluation._metrics import EvaluationResult
 
 PROTOCOLS = ("unsupervised", "open-vocabulary")
@@ -100,19 +100,22 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
              image_list: str | Path | None = None, samples: list[Sample] | None = None,
              protocol: str = "unsupervised", limit: int | None = None, out: str | Path | None = None,
              settings: Mapping | None = None, image_size: int = 1024, score_size: int = 128,
-             progress: bool = True) -> EvaluationResult | dict[str, EvaluationResult]:
+             matching: str = "present", progress: bool = True) -> EvaluationResult | dict[str, EvaluationResult]:
     """Score `predictor` on a dataset with the published protocol (see docs/evaluation.md).
 
     dataset: a registered name (`list_datasets()`) or a DatasetSpec; images come from `root`
     (and `image_list`), or from `samples`. limit: first N images only. out: folder where
     per-image TP/FP/FN are appended (per_image.jsonl), keyed by image id and a hash of the
     settings, so an interrupted run resumes where it stopped. settings: what identifies the
-    predictor (tau, alpha, backbone...): recorded, and part of that key.
+    predictor (tau, alpha, backbone...): recorded, and part of that key. matching: "present"
+    (ovseg's rule) or "published" (the published code's rule, for comparison; docs/evaluation.md).
     Returns one EvaluationResult, or {variant: EvaluationResult} if the predictor returns dicts.
     """
     spec = get_dataset(dataset) if isinstance(dataset, str) else dataset
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if matching not in MATCHINGS:
+        raise ValueError(f"unknown matching {matching!r}; choose one of {', '.join(MATCHINGS)}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
     if samples is None:
@@ -121,6 +124,8 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
         samples = spec.samples(root, image_list)
     samples = list(samples)[:limit] if limit else list(samples)
     settings = dict(settings or {})
+    if protocol == "unsupervised":
+        settings["matching"] = matching
     key = settings_key(spec, protocol, image_size, score_size, settings)
 
     results_path = None
@@ -145,7 +150,8 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
             for variant, pred in maps.items():
                 pred = resize_nearest(_as_map(pred), labels.shape)
                 if protocol == "unsupervised":
-                    c = unsupervised_counts(labels, pred, spec.num_classes, background=spec.background)
+                    c = unsupervised_counts(labels, pred, spec.num_classes, background=spec.background,
+                                            matching=matching)
                 else:
                     c = open_vocabulary_counts(labels, pred, spec.num_classes)
                 counts[str(variant)] = c.tolist()
