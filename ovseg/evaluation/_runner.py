@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from ovseg.evaluation._metrics import EvaluationResult
 PROTOCOLS = ("unsupervised", "open-vocabulary")
 RESULTS_FILE = "per_image.jsonl"
 
-Predictor = Callable[["object"], "object"]
+Predictor = Callable[[Any], Any]  # image (3, H, W) tensor -> (h, w) int map, or {variant: map}
 
 
 def centre_square(height: int, width: int) -> tuple[int, int, int]:
