@@ -317,3 +317,44 @@ def test_cli_writes_all_outputs(tmp_path, roots, monkeypatch):
     assert "mIoU" in res.output
     bad = CliRunner().invoke(eval_command, ["--dataset", "cocostuff27", "--root", str(roots["cocostuff27"][0])])
     assert bad.exit_code != 0 and "Coco164kFull_Stuff_Coarse_7.txt" in str(bad.exception)
+
+
+def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
+    """The tau-sweep predictor against stand-ins of the stage APIs of docs/architecture.md."""
+    import sys
+    import types
+
+    import torch
+
+    import ovseg
+    from ovseg.evaluation import _adapter
+
+    calls = {"build": 0, "cut": [], "pamr": []}
+
+    class Hierarchy:
+        def cut(self, tau):
+            calls["cut"].append(tau)
+            return (torch.arange(16).reshape(4, 4) >= 8).long() * int(10 * tau)
+
+    def build_hierarchy(feats, *, alpha, tau):
+        calls["build"] += 1
+        assert feats.shape == (1, 5, 4, 4) and alpha == 7.0 and tau == 0.6
+        return Hierarchy()
+
+    def assign_concepts(feats, segments, size):
+        return torch.nn.functional.interpolate(segments[None, None].float(), size=size)[0, 0].long()
+
+    def pamr(image, segments, *, iterations, dilations):
+        calls["pamr"].append((tuple(image.shape), iterations, tuple(dilations)))
+        return segments
+
+    fake = types.ModuleType("ovseg.masks")
+    fake.build_hierarchy, fake.assign_concepts, fake.pamr = build_hierarchy, assign_concepts, pamr
+    monkeypatch.setitem(sys.modules, "ovseg.masks", fake)
+    monkeypatch.setitem(vars(ovseg), "create_backbone", lambda name, **kw: (lambda x: torch.rand(1, 5, 4, 4)))
+    predict = _adapter.make_predictor("unsupervised", vocabulary="voc", taus=(0.6, 0.3), backbone="ssd-1b",
+                                      weights=None, clip_weights=None, device="cpu", alpha=7.0, refine=True)
+    out = predict(torch.rand(3, 64, 64))
+    assert sorted(out) == ["tau=0.3", "tau=0.6"] and calls["build"] == 1 and sorted(calls["cut"]) == [0.3, 0.6]
+    assert out["tau=0.6"].shape == (128, 128) and set(out["tau=0.6"].unique().tolist()) == {0, 6}
+    assert calls["pamr"] == [((3, 128, 128), 10, (1, 2, 4, 8))] * 2
