@@ -338,14 +338,14 @@ def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
 
     def build_hierarchy(feats, *, alpha, tau):
         calls["build"] += 1
-        assert feats.shape == (1, 5, 4, 4) and alpha == 7.0 and tau == 0.6
+        assert feats.shape == (5, 4, 4) and alpha == 7.0 and tau == 0.6
         return Hierarchy()
 
     def assign_concepts(feats, segments, size):
         return torch.nn.functional.interpolate(segments[None, None].float(), size=size)[0, 0].long()
 
-    def pamr(image, segments, *, iterations, dilations):
-        calls["pamr"].append((tuple(image.shape), iterations, tuple(dilations)))
+    def pamr(image, segments, *, iterations, dilations, label_filter):
+        calls["pamr"].append((tuple(image.shape), iterations, tuple(dilations), label_filter))
         return segments
 
     fake = types.ModuleType("ovseg.masks")
@@ -357,4 +357,4 @@ def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
     out = predict(torch.rand(3, 64, 64))
     assert sorted(out) == ["tau=0.3", "tau=0.6"] and calls["build"] == 1 and sorted(calls["cut"]) == [0.3, 0.6]
     assert out["tau=0.6"].shape == (128, 128) and set(out["tau=0.6"].unique().tolist()) == {0, 6}
-    assert calls["pamr"] == [((3, 128, 128), 10, (1, 2, 4, 8))] * 2
+    assert calls["pamr"] == [((3, 128, 128), 10, (1, 2, 4, 8), "median")] * 2

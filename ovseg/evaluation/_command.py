@@ -50,11 +50,12 @@ def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weig
     spec = get_dataset(dataset)
     out = out or Path("eval") / dataset
     taus = tuple(dict.fromkeys(tau))
+    offset = 0 if vocabulary else spec.vocabulary_offset
     vocabulary = vocabulary or spec.vocabulary
     samples = spec.samples(root, image_list)  # fail on a bad layout before loading any model
-    predictor = _adapter.make_predictor(protocol, vocabulary=vocabulary, taus=taus, backbone=backbone,
-                                        weights=weights, clip_weights=clip_weights, device=device,
-                                        alpha=alpha, refine=refine)
+    predictor = _adapter.make_predictor(
+        protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
+        weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine)
     settings = {"backbone": backbone, "weights": weights, "alpha": alpha, "refine": refine,
                 "taus": list(taus)}
     if protocol == "open-vocabulary":

@@ -34,9 +34,10 @@ class DatasetSpec:
     classes: tuple[str, ...]
     lut: tuple[int, ...]  # raw label value (0..255) -> class index, or IGNORE
     background: int | None  # class that absorbs unmatched segments (VOC, Context, COCO-Object)
-    vocabulary: str  # name of the matching vocabulary in prompts/ (open-vocabulary protocol)
+    vocabulary: str | None  # vocabulary in prompts/ for the open-vocabulary protocol (None: none fits)
     find: Callable[[Path, Path | None], list[Sample]]  # (root, image_list) -> samples
     description: str = ""
+    vocabulary_offset: int = 0  # vocabulary class i is dataset class i - offset (i < offset: none)
 
     @property
     def num_classes(self) -> int:
@@ -97,8 +98,8 @@ def _lut(mapping: dict[int, int]) -> tuple[int, ...]:
     return tuple(mapping.get(v, IGNORE) for v in range(256))
 
 
-def _pairs(ids: list[str], image_dir: Path, label_dir: Path, image_ext: str, label_suffix: str = ".png") -> list[Sample]:
-    samples = [Sample(i, image_dir / f"{i}{image_ext}", label_dir / f"{i}{label_suffix}") for i in ids]
+def _pairs(ids: list[str], image_dir: Path, label_dir: Path, image_ext: str) -> list[Sample]:
+    samples = [Sample(i, image_dir / f"{i}{image_ext}", label_dir / f"{i}.png") for i in ids]
     missing = [str(p) for s in samples for p in (s.image, s.label) if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} listed files are missing, e.g. {missing[0]}")
@@ -126,7 +127,8 @@ register_dataset(
 )(_voc_find)
 register_dataset(
     name="voc20", classes=tuple(_VOC[1:]), lut=_lut({i: i - 1 for i in range(1, 21)}), background=None,
-    vocabulary="voc20", description="Pascal VOC 2012 val, 20 object classes, background ignored (open vocabulary)",
+    vocabulary="voc", vocabulary_offset=1,
+    description="Pascal VOC 2012 val, 20 object classes, background ignored (open vocabulary)",
 )(_voc_find)
 
 
@@ -140,11 +142,13 @@ def _context_find(root: Path, image_list: Path | None) -> list[Sample]:
 _CONTEXT = class_data()["context"]
 register_dataset(
     name="context", classes=tuple(_CONTEXT), lut=_lut({i: i for i in range(60)}), background=0,
-    vocabulary="context60", description="Pascal Context val (5,105 images), 60 classes: 0 = background + 59",
+    vocabulary="pascal_context_60",
+    description="Pascal Context val (5,105 images), 60 classes: 0 = background + 59",
 )(_context_find)
 register_dataset(
     name="context59", classes=tuple(_CONTEXT[1:]), lut=_lut({i: i - 1 for i in range(1, 60)}), background=None,
-    vocabulary="context59", description="Pascal Context val, 59 classes, background ignored (open vocabulary)",
+    vocabulary="pascal_context_59",
+    description="Pascal Context val, 59 classes, background ignored (open vocabulary)",
 )(_context_find)
 
 
@@ -185,12 +189,12 @@ register_dataset(
 register_dataset(
     name="cocostuff27", classes=tuple(class_data()["cocostuff27"]),
     lut=_lut(dict(enumerate(class_data()["cocostuff_fine_to_coarse"]))), background=None,
-    vocabulary="cocostuff27", description="COCO val2017 curated list, 27 coarse classes (PiCIE/STEGO table)",
+    vocabulary="coco_stuff_27", description="COCO val2017 curated list, 27 coarse classes (PiCIE/STEGO table)",
 )(_coco_find)
 _USED = _THING_IDS + _STUFF_IDS
 register_dataset(
     name="cocostuff171", classes=tuple(_COCO[i].replace("_", " ") for i in _USED),
-    lut=_lut({v: k for k, v in enumerate(_USED)}), background=None, vocabulary="cocostuff171",
+    lut=_lut({v: k for k, v in enumerate(_USED)}), background=None, vocabulary="coco_stuff_171",
     description="COCO-Stuff 171 classes (open vocabulary); with --image-list, any image list",
 )(_coco_find)
 
@@ -216,7 +220,7 @@ def _cityscapes_find(root: Path, image_list: Path | None) -> list[Sample]:
 _CITY = class_data()["cityscapes"]
 register_dataset(
     name="cityscapes", classes=tuple(_CITY), lut=_lut({i + 7: i for i in range(27)}), background=None,
-    vocabulary="cityscapes27", description="Cityscapes val, 27 classes = labelIds 7..33, all others ignored",
+    vocabulary=None, description="Cityscapes val, 27 classes = labelIds 7..33, all others ignored",
 )(_cityscapes_find)
 _CITY19 = class_data()["cityscapes19_label_ids"]
 register_dataset(
@@ -238,6 +242,6 @@ def _ade_find(root: Path, image_list: Path | None) -> list[Sample]:
 
 register_dataset(
     name="ade20k", classes=tuple(class_data()["ade20k"]), lut=_lut({i: i - 1 for i in range(1, 151)}),
-    background=None, vocabulary="ade20k",
+    background=None, vocabulary="ade20k_150",
     description="ADE20K val (2,000 images), 150 classes; id 0 'other' ignored, not scored as a class",
 )(_ade_find)
