@@ -358,3 +358,32 @@ def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
     assert sorted(out) == ["tau=0.3", "tau=0.6"] and calls["build"] == 1 and sorted(calls["cut"]) == [0.3, 0.6]
     assert out["tau=0.6"].shape == (128, 128) and set(out["tau=0.6"].unique().tolist()) == {0, 6}
     assert calls["pamr"] == [((3, 128, 128), 10, (1, 2, 4, 8), "median")] * 2
+
+
+def test_dataset_classes_match_shipped_vocabularies():
+    """Open-vocabulary scoring relies on prompts/ listing the classes in the dataset's order."""
+    labels = pytest.importorskip("ovseg.labels", reason="runs once the labels stage is merged")
+    from ovseg.evaluation import list_datasets
+
+    for name in list_datasets():
+        spec = get_dataset(name)
+        if spec.vocabulary is not None:
+            vocab = labels.load_vocabulary(spec.vocabulary)
+            assert len(vocab.classes) - spec.vocabulary_offset == spec.num_classes, name
+
+
+def test_cli_end_to_end_with_tiny_weights(tmp_path, roots):
+    """`ovseg eval` through the real stages, with a tiny random-weight SSD-1B (scores meaningless)."""
+    pytest.importorskip("ovseg.masks", reason="runs once the masks stage is merged")
+    testing = pytest.importorskip("ovseg.testing._features", reason="runs once the features stage is merged")
+    from ovseg.evaluation._command import eval_command
+
+    weights = testing.make_tiny_backbone_weights("ssd-1b", tmp_path / "ssd")
+    out = tmp_path / "out"
+    args = ["--dataset", "cityscapes", "--root", str(roots["cityscapes"][0]), "--weights", weights,
+            "--device", "cpu", "--limit", "1", "--tau", "0.3", "--tau", "0.6", "--out", str(out), "--no-progress"]
+    res = CliRunner().invoke(eval_command, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "results.json").read_text())
+    assert [d["settings"]["variant"] for d in data] == ["tau=0.3", "tau=0.6"]
+    assert all(d["num_images"] == 1 and 0 <= d["miou"] <= 1 for d in data)
