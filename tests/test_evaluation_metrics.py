@@ -119,3 +119,15 @@ def test_published_rule_charges_leftover_segments_to_absent_classes():
     assert bg[0].tolist() == [4, 2, 0, 0] and bg[1].tolist() == [2, 0, 0, 0] and bg[2].tolist() == [0, 2, 0, 0]
     with pytest.raises(ValueError, match="matching"):
         unsupervised_counts(gt, seg, 4, matching="greedy")
+
+
+@pytest.mark.parametrize("matching", ["present", "published"])
+@pytest.mark.parametrize("background", [None, 0])
+def test_fully_ignored_image_counts_nothing(matching, background):
+    gt = np.full((4, 4), IGNORE)
+    seg = np.arange(16).reshape(4, 4) - 3  # negative ids are ids like any other
+    counts = unsupervised_counts(gt, seg, 3, background=background, matching=matching)
+    assert counts.shape == (3, 3) and counts.sum() == 0
+    gt[0, 0] = 2
+    counts = unsupervised_counts(gt, seg, 3, background=background, matching=matching)
+    assert counts[0].tolist() == [0, 0, 1] and counts[2].sum() == 0
