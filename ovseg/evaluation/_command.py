@@ -38,7 +38,7 @@ def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weig
     """Score ovseg on a segmentation benchmark; write a table, CSV, JSON and a bar chart.
 
     \b
-    ovseg eval --dataset voc --root data/VOCdevkit/.. --out eval/voc
+    ovseg eval --dataset voc --root data --out eval/voc
     ovseg eval --dataset cocostuff27 --root data/coco --image-list Coco164kFull_Stuff_Coarse_7.txt
     ovseg eval --dataset ade20k --root data/ADEChallengeData2016 --limit 50 --tau 0.3 --tau 0.5
     """
