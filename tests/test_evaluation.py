@@ -255,6 +255,11 @@ def test_resume_equals_uninterrupted(tmp_path, roots):
     np.testing.assert_array_equal(resumed.counts, full.counts)
     assert resumed.num_images == full.num_images == 4
     calls.clear()
+    again = _run("voc", roots, lambda im: (calls.append(1), colour_oracle(split="B")(im))[1],
+                 out=tmp_path / "b", settings={"tau": 0.5})
+    assert not calls and again.num_images == 4  # every record was kept, the cut line aside
+    np.testing.assert_array_equal(again.counts, full.counts)
+    calls.clear()
     _run("voc", roots, lambda im: (calls.append(1), colour_oracle()(im))[1],
          out=tmp_path / "b", settings={"tau": 0.7})
     assert len(calls) == 4  # other settings: nothing reused

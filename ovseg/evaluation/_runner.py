@@ -141,6 +141,8 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), disable=not progress,
                desc=f"{spec.name} ({protocol})", unit="img")
     handle = open(results_path, "a") if results_path else None
+    if handle and results_path.stat().st_size and not results_path.read_bytes().endswith(b"\n"):
+        handle.write("\n")  # after a line cut short by an interruption, start on a fresh line
     try:
         for sample in todo:
             image, labels = prepare(spec, sample, protocol, image_size, score_size)
