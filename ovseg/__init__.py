@@ -14,6 +14,10 @@ _LAZY = {
     "create_labeler": "ovseg.labels",
     "Vocabulary": "ovseg.labels",
     "Segmenter": "ovseg.pipeline",
+    "SegmenterConfig": "ovseg.pipeline",
+    "SegmentationResult": "ovseg.pipeline",
+    "load_vocabulary": "ovseg.labels",
+    "evaluate": "ovseg.evaluation",
 }
 
 __all__ = ["WeightsNotFoundError", "__version__", *_LAZY]

@@ -170,5 +170,10 @@ def backbones() -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
+# Commands that live beside their stage; importing them loads only click and small files.
+from ovseg.evaluation._command import eval_command  # noqa: E402
+
+main.add_command(eval_command)
+
 if __name__ == "__main__":
     main()
