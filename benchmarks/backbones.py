@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 CASES = [  # (backbone, mode), most informative first; whole-unet of SDXL (2.6B, 10 GB fp32) left out on CPU
-    ("ssd-1b", "features"), ("ssd-1b", "whole-unet"),
     ("sd15", "features"), ("sd15", "whole-unet"),
+    ("ssd-1b", "features"), ("ssd-1b", "whole-unet"),
     ("vega", "features"), ("vega", "whole-unet"),
     ("sdxl", "features"),
     ("clip-b16", "features"), ("siglip-b16", "features"),
@@ -71,22 +71,44 @@ def run_case(name: str, mode: str, repeats: int, device: str, resolution: int | 
         step = lambda: backbone.unet(**backbone._unet_inputs(images))  # noqa: E731
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    times = []
+    times, cpu = [], []
     with torch.no_grad():
         for _ in range(repeats):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             out = step()
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)  # CPU seconds: far less sensitive to a loaded machine
+        vae_cpu = None
+        if hasattr(backbone, "encode_latents") and device == "cpu":
+            c = time.process_time()
+            backbone.encode_latents(images)
+            vae_cpu = round(time.process_time() - c, 1)
     stop.set()
     sampler.join()
     shape = tuple(out.shape if isinstance(out, torch.Tensor) else out[0].shape)
     return {"backbone": name, "mode": mode, "resolution": res, "device": device, "params_M": round(params / 1e6, 1),
             "threads": torch.get_num_threads(), "build_s": round(build_s, 1), "times_s": [round(t, 2) for t in times],
+            "cpu_s": [round(c, 1) for c in cpu], "vae_cpu_s": vae_cpu,
             "rss_before_pass_MB": round(rss_before), "peak_rss_during_pass_MB": round(max(peak)),
             "peak_rss_process_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "output_shape": shape}
+
+
+def markdown_table(lines: list[dict]) -> str:
+    """The JSON lines written with --out as a markdown table."""
+    rows = ["| backbone | mode | px | params (M) | CPU s per pass | of which VAE encoder | wall s per pass "
+            "| RSS before pass (MB) | peak RSS in pass (MB) | output |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in lines:
+        if "error" in r:
+            rows.append(f"| {r['backbone']} | {r['mode']} | | | error: {r['error']} | | | | | |")
+            continue
+        rows.append(f"| {r['backbone']} | {r['mode']} | {r['resolution']} | {r['params_M']} | "
+                    f"{', '.join(map(str, r.get('cpu_s', ['not measured'])))} | {r.get('vae_cpu_s') or '-'} | "
+                    f"{', '.join(map(str, r['times_s']))} | {r['rss_before_pass_MB']} | "
+                    f"{r['peak_rss_during_pass_MB']} | {'x'.join(map(str, r['output_shape']))} |")
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -100,7 +122,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--resolution", type=int, help="default: each backbone's own resolution")
     ap.add_argument("--out", help="append each result as one JSON line to this file")
+    ap.add_argument("--table", nargs="+", help="print the JSON-lines files as a markdown table and exit")
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table([json.loads(l) for f in args.table for l in open(f) if l.strip()]))
+        return
     if args.case:
         print(json.dumps(run_case(args.case, args.mode, args.repeats, args.device, args.resolution, args.threads)))
         return
