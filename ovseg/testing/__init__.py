@@ -10,6 +10,7 @@ the same `from_pretrained` code, so tests exercise the real loaders. Their outpu
 _LAZY = {
     "make_tiny_backbone_weights": "ovseg.testing._features",
     "make_tiny_clip_weights": "ovseg.testing._labels",
+    "make_random_backbone": "ovseg.testing._features",
 }
 __all__ = list(_LAZY)
 
