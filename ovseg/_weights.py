@@ -29,12 +29,15 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def weights_help(model: str, repo_id: str, download_size: str, hint: str = "weights") -> str:
+    """hint: the name of the option that takes the folder, `--HINT DIR` in the CLI; in Python,
+    `weights=` of the create_* function (`HINT=` of `ovseg.Segmenter`)."""
     return (
         f"The weights of {model} ({repo_id}, about {download_size}) are not on this machine and "
         f"cannot be downloaded (no network, or HF_HUB_OFFLINE=1). Either run once with network "
         f"access (they are then kept in the Hugging Face cache), or copy the repository to a "
         f"folder, e.g. `huggingface-cli download {repo_id} --local-dir DIR` on a machine with "
-        f"network, and pass that folder: --{hint} DIR on the command line, {hint}='DIR' in Python."
+        f"network, and pass that folder: --{hint.replace('_', '-')} DIR on the command line, "
+        f"weights='DIR' in Python ({hint}='DIR' for ovseg.Segmenter)."
     )
 
 

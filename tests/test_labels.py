@@ -159,7 +159,7 @@ def test_offline_without_weights_fails_fast_and_clearly():
     from ovseg.labels import create_labeler
 
     start = time.monotonic()
-    with pytest.raises(WeightsNotFoundError, match=r"convnext_large_d_320.*1\.4 GB.*weights='DIR'"):
+    with pytest.raises(WeightsNotFoundError, match=r"convnext_large_d_320.*1\.4 GB.*--clip-weights DIR.*weights='DIR'"):
         create_labeler()
     assert time.monotonic() - start < 10
     with pytest.raises(WeightsNotFoundError, match="not a directory"):

@@ -59,7 +59,7 @@ def load_open_clip(model: str, pretrained: str | None, weights: str | os.PathLik
         repo_id = str(weights)
     directory = Path(resolve_weights(
         weights, repo_id=repo_id, model=f"open_clip {model} ({pretrained or 'custom weights'})",
-        download_size=_SIZES.get(model, "an unknown size"), allow_patterns=_ALLOW,
+        download_size=_SIZES.get(model, "an unknown size"), allow_patterns=_ALLOW, hint="clip_weights",
     ))
     checkpoint = _checkpoint_in(directory)
     if checkpoint is None:
