@@ -1,0 +1,193 @@
+"""Semantic coherence as a number: does patch similarity separate same-class from other-class pairs?
+
+For each image with ground truth, every feature cell gets the majority ground-truth class of the
+pixels it covers (cells whose majority is the ignore label are dropped). Random pairs of cells are
+drawn with a seeded generator; the score is the ROC AUC of cosine similarity as a predictor of
+"same class": the probability that a random same-class pair is more similar than a random
+other-class pair (ties count 1/2). 1.0 is perfect separation, 0.5 is chance.
+Beside it, the unsupervised mIoU the backbone's features give through the normalized cut.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ovseg.coherence._inputs import (
+    BackboneSpec,
+    extract,
+    grid_cells,
+    iter_backbones,
+    load_image,
+    load_mask,
+)
+
+DROPPED = -1  # label of a cell with no usable ground truth
+
+
+@dataclass(frozen=True)
+class CoherenceScore:
+    """One backbone's row of the comparison."""
+
+    backbone: str
+    auc: float               # ROC AUC of same-class vs other-class pair similarity; nan if undefined
+    miou: float | None       # unsupervised mIoU through the cut; None when not measured
+    images: int              # images used
+    positive_pairs: int      # sampled same-class pairs
+    negative_pairs: int      # sampled other-class pairs
+    mean_positive: float     # mean cosine similarity of same-class pairs
+    mean_negative: float     # mean cosine similarity of other-class pairs
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """ROC AUC from ranks (Mann-Whitney U): P(score of a positive > score of a negative),
+    ties counted 1/2. scores (N,) float, positive (N,) bool. nan without both classes."""
+    from scipy.stats import rankdata
+
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    positive = np.asarray(positive, dtype=bool).ravel()
+    if scores.shape != positive.shape:
+        raise ValueError(f"scores {scores.shape} and positive {positive.shape} differ in length")
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores, method="average")  # tied scores share their mean rank
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2  # Mann & Whitney 1947, U statistic
+    return float(u / (n_pos * n_neg))
+
+
+def patch_labels(mask: np.ndarray, grid: tuple[int, int], ignore_index: int | None = 255) -> np.ndarray:
+    """mask (H, W) int -> (h * w,) int64: the majority class of the pixels each cell covers
+    (row-major cells; ties go to the smaller class id). Cells whose majority is `ignore_index`
+    (or a negative id) are DROPPED (-1)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got {mask.shape}")
+    h, w = grid
+    cells = grid_cells(mask.shape, grid).ravel()
+    values, inverse = np.unique(mask.ravel(), return_inverse=True)
+    counts = np.bincount(cells * len(values) + inverse.ravel(), minlength=h * w * len(values))
+    counts = counts.reshape(h * w, len(values))
+    labels = values[counts.argmax(1)].astype(np.int64)
+    bad = (counts.sum(1) == 0) | (labels < 0)
+    if ignore_index is not None:
+        bad |= labels == ignore_index
+    labels[bad] = DROPPED
+    return labels
+
+
+def sample_pairs(n: int, num_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`num_pairs` ordered pairs (i, j), i != j, uniform over the n * (n - 1) such pairs."""
+    if n < 2 or num_pairs <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    i = rng.integers(0, n, size=num_pairs)
+    j = rng.integers(0, n - 1, size=num_pairs)
+    return i, j + (j >= i)  # skip i itself: uniform over the other n - 1 cells
+
+
+def pair_similarities(
+    feats: "torch.Tensor", labels: np.ndarray, num_pairs: int, rng: np.random.Generator  # noqa: F821
+) -> tuple[np.ndarray, np.ndarray]:
+    """feats (C, h, w), labels (h * w,) -> (cosine similarity (P,), same class (P,) bool) of
+    `num_pairs` random pairs of labelled cells."""
+    import torch.nn.functional as F
+
+    flat = F.normalize(feats.reshape(feats.shape[0], -1).float(), dim=0).T.numpy()  # (h*w, C)
+    if flat.shape[0] != labels.shape[0]:
+        raise ValueError(f"{flat.shape[0]} feature cells but {labels.shape[0]} cell labels")
+    valid = np.flatnonzero(labels != DROPPED)
+    i, j = sample_pairs(len(valid), num_pairs, rng)
+    a, b = valid[i], valid[j]
+    sims = np.einsum("pc,pc->p", flat[a], flat[b]).astype(np.float64)
+    return sims, labels[a] == labels[b]
+
+
+def _default_segment(alpha: float, tau: float) -> Callable:
+    def segment(feats):
+        from ovseg.masks import segment_features
+
+        return segment_features(feats, alpha=alpha, tau=tau)
+
+    return segment
+
+
+def _default_miou(predictions, ground_truths, ignore_index):
+    raise NotImplementedError("wired to ovseg.evaluation after merge")
+
+
+def coherence_scores(
+    pairs: Iterable[tuple[Any, Any]],
+    backbones: str | Sequence[BackboneSpec] | Mapping[str, BackboneSpec],
+    *,
+    num_pairs: int = 2000,
+    seed: int = 0,
+    ignore_index: int | None = 255,
+    resolution: int | None = None,
+    miou: bool = True,
+    alpha: float = 10.0,
+    tau: float = 0.5,
+    weights: Mapping[str, str] | None = None,
+    device: str | None = None,
+    dtype: Any = None,
+    segment_fn: Callable | None = None,
+    miou_fn: Callable | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[CoherenceScore]:
+    """Score each backbone on images with ground truth.
+
+    pairs: (image, mask) items: paths, PIL images, (3, H, W) tensors / (H, W) class arrays
+        (`read_pairs(folder)` gives them for a folder of name.jpg + name.png).
+    num_pairs: cell pairs drawn per image, with `numpy.random.default_rng([seed, image index])`,
+        so backbones with the same feature grid see the same pairs.
+    miou: also run the cut (`ovseg.masks.segment_features(feats, alpha=, tau=)`) and score its
+        segments, upsampled to the mask by nearest cell, with the Hungarian-matched mIoU.
+    segment_fn, miou_fn: replace the cut (feats (1, C, h, w) -> (h, w) ids) and the metric
+        (list of predicted (H, W), list of ground-truth (H, W), ignore_index -> mIoU in [0, 1]).
+    """
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("no (image, mask) pairs to score")
+    if num_pairs < 1:
+        raise ValueError(f"num_pairs must be positive, got {num_pairs}")
+    segment_fn = segment_fn or _default_segment(alpha, tau)
+    miou_fn = miou_fn or _default_miou
+    results = []
+    for label, backbone in iter_backbones(backbones, weights=weights, device=device, dtype=dtype):
+        sims, same, predictions, truths = [], [], [], []
+        for index, (image_spec, mask_spec) in enumerate(pairs):
+            image, mask = load_image(image_spec), load_mask(mask_spec)
+            if tuple(image.shape[-2:]) != mask.shape:
+                raise ValueError(
+                    f"pair {index} ({image_spec}): image is {tuple(image.shape[-2:])} but its mask "
+                    f"is {mask.shape} (H, W)"
+                )
+            feats = extract(backbone, image, resolution=resolution, device=device)
+            grid = tuple(feats.shape[-2:])
+            rng = np.random.default_rng([seed, index])
+            s, p = pair_similarities(feats, patch_labels(mask, grid, ignore_index), num_pairs, rng)
+            sims.append(s)
+            same.append(p)
+            if miou:
+                segments = np.asarray(segment_fn(feats[None])).reshape(grid)
+                predictions.append(segments.ravel()[grid_cells(mask.shape, grid)])
+                truths.append(mask)
+            if progress is not None:
+                progress(f"{label}: image {index + 1}/{len(pairs)}")
+        sims, same = np.concatenate(sims), np.concatenate(same)
+        results.append(CoherenceScore(
+            backbone=label,
+            auc=roc_auc(sims, same),
+            miou=float(miou_fn(predictions, truths, ignore_index)) if miou else None,
+            images=len(pairs),
+            positive_pairs=int(same.sum()),
+            negative_pairs=int((~same).sum()),
+            mean_positive=float(sims[same].mean()) if same.any() else float("nan"),
+            mean_negative=float(sims[~same].mean()) if (~same).any() else float("nan"),
+        ))
+    return results
