@@ -135,10 +135,10 @@ def test_onehot_backbone_separates_perfectly_and_noise_is_chance(scenes):
     scores = coherence_scores(scenes, {"onehot": OneHotBackbone(), "noise": NoiseBackbone()},
                               num_pairs=3000, seed=0, segment_fn=segment, miou_fn=pixel_accuracy)
     onehot, noise = scores
-    assert onehot.auc == 1.0
+    assert onehot.auc == 1.0 and onehot.cross_auc == 1.0
     assert onehot.mean_positive == pytest.approx(1.0) and onehot.mean_negative == pytest.approx(0.0)
     assert onehot.miou == pytest.approx(1.0)  # segments reach the mask cell by cell
-    assert abs(noise.auc - 0.5) < 0.05
+    assert abs(noise.auc - 0.5) < 0.05 and abs(noise.cross_auc - 0.5) < 0.05
     assert onehot.positive_pairs + onehot.negative_pairs == 4 * 3000
     assert onehot.positive_pairs > 1000 and onehot.negative_pairs > 1000
     table = format_table(scores)
@@ -166,7 +166,7 @@ def test_score_input_errors(scenes):
 def test_save_scores_writes_csv_json_png(scenes, tmp_path):
     scores = coherence_scores(scenes[:1], [OneHotBackbone()], num_pairs=200, miou=False)
     paths = save_scores(scores, tmp_path, meta={"seed": 0})
-    assert paths["csv"].read_text().splitlines()[0].startswith("backbone,auc,miou")
+    assert paths["csv"].read_text().splitlines()[0].startswith("backbone,auc,cross_auc,miou")
     payload = json.loads(paths["json"].read_text())
     assert payload["scores"][0]["auc"] == 1.0 and payload["settings"] == {"seed": 0}
     with Image.open(paths["png"]) as png:

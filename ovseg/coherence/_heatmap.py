@@ -126,6 +126,8 @@ def plot_similarity(
     share one colour scale (min to max over the whole figure) and one colour bar, so rows compare.
     The figure's axes are the `rows x columns` panels followed by the colour bar.
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     if not maps:
@@ -175,7 +177,9 @@ def plot_similarity(
             if r == 0:
                 ax.set_title(titles[c], fontsize=10)
         axes[r, 0].set_ylabel(label, fontsize=11)
-    fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.8, label="cosine similarity")
+    # The bar shows the colours opaque, not blended with the image as in the panels.
+    opaque = ScalarMappable(norm=Normalize(vmin, vmax), cmap=mappable.get_cmap())
+    fig.colorbar(opaque, ax=axes.ravel().tolist(), shrink=0.8, label="cosine similarity")
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)

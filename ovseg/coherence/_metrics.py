@@ -33,6 +33,7 @@ class CoherenceScore:
 
     backbone: str
     auc: float               # ROC AUC of same-class vs other-class pair similarity; nan if undefined
+    cross_auc: float         # the same over pairs across consecutive images (the figure's target row)
     miou: float | None       # unsupervised mIoU through the cut; None when not measured
     images: int              # images used
     positive_pairs: int      # sampled same-class pairs
@@ -91,21 +92,43 @@ def sample_pairs(n: int, num_pairs: int, rng: np.random.Generator) -> tuple[np.n
     return i, j + (j >= i)  # skip i itself: uniform over the other n - 1 cells
 
 
-def pair_similarities(
-    feats: "torch.Tensor", labels: np.ndarray, num_pairs: int, rng: np.random.Generator  # noqa: F821
-) -> tuple[np.ndarray, np.ndarray]:
-    """feats (C, h, w), labels (h * w,) -> (cosine similarity (P,), same class (P,) bool) of
-    `num_pairs` random pairs of labelled cells."""
+def _unit_cells(feats: "torch.Tensor") -> np.ndarray:  # noqa: F821
+    """feats (C, h, w) -> (h * w, C) float32, each row L2-normalised (cosine = dot product)."""
     import torch.nn.functional as F
 
-    flat = F.normalize(feats.reshape(feats.shape[0], -1).float(), dim=0).T.numpy()  # (h*w, C)
-    if flat.shape[0] != labels.shape[0]:
-        raise ValueError(f"{flat.shape[0]} feature cells but {labels.shape[0]} cell labels")
-    valid = np.flatnonzero(labels != DROPPED)
-    i, j = sample_pairs(len(valid), num_pairs, rng)
-    a, b = valid[i], valid[j]
-    sims = np.einsum("pc,pc->p", flat[a], flat[b]).astype(np.float64)
-    return sims, labels[a] == labels[b]
+    return F.normalize(feats.reshape(feats.shape[0], -1).float(), dim=0).T.numpy()
+
+
+def pair_similarities(
+    feats: "torch.Tensor",  # noqa: F821
+    labels: np.ndarray,
+    num_pairs: int,
+    rng: np.random.Generator,
+    other: tuple["torch.Tensor", np.ndarray] | None = None,  # noqa: F821
+) -> tuple[np.ndarray, np.ndarray]:
+    """feats (C, h, w), labels (h * w,) -> (cosine similarity (P,), same class (P,) bool) of
+    `num_pairs` random pairs of labelled cells: two distinct cells of this image, or, with
+    `other` = (feats', labels') of a second image, one cell of each (cross-image pairs)."""
+    a_cells = _unit_cells(feats)
+    if a_cells.shape[0] != labels.shape[0]:
+        raise ValueError(f"{a_cells.shape[0]} feature cells but {labels.shape[0]} cell labels")
+    valid_a = np.flatnonzero(labels != DROPPED)
+    if other is None:
+        b_cells, labels_b = a_cells, labels
+        i, j = sample_pairs(len(valid_a), num_pairs, rng)
+        a, b = valid_a[i], valid_a[j]
+    else:
+        b_cells, labels_b = _unit_cells(other[0]), other[1]
+        valid_b = np.flatnonzero(labels_b != DROPPED)
+        if len(valid_a) == 0 or len(valid_b) == 0:
+            a = b = np.zeros(0, np.int64)
+        else:
+            a = valid_a[rng.integers(0, len(valid_a), size=num_pairs)]
+            b = valid_b[rng.integers(0, len(valid_b), size=num_pairs)]
+    if a_cells.shape[1] != b_cells.shape[1]:
+        raise ValueError(f"feature dims differ between images: {a_cells.shape[1]} vs {b_cells.shape[1]}")
+    sims = np.einsum("pc,pc->p", a_cells[a], b_cells[b]).astype(np.float64)
+    return sims, labels[a] == labels_b[b]
 
 
 def _default_segment(alpha: float, tau: float) -> Callable:
@@ -143,8 +166,9 @@ def coherence_scores(
 
     pairs: (image, mask) items: paths, PIL images, (3, H, W) tensors / (H, W) class arrays
         (`read_pairs(folder)` gives them for a folder of name.jpg + name.png).
-    num_pairs: cell pairs drawn per image, with `numpy.random.default_rng([seed, image index])`,
-        so backbones with the same feature grid see the same pairs.
+    num_pairs: cell pairs drawn within each image, and as many between each image and the one
+        before it (cross-image pairs), with `numpy.random.default_rng([seed, image index])`, so
+        backbones with the same feature grid see the same pairs.
     miou: also run the cut (`ovseg.masks.segment_features(feats, alpha=, tau=)`) and score its
         segments, upsampled to the mask by nearest cell, with the Hungarian-matched mIoU.
     segment_fn, miou_fn: replace the cut (feats (1, C, h, w) -> (h, w) ids) and the metric
@@ -159,7 +183,8 @@ def coherence_scores(
     miou_fn = miou_fn or _default_miou
     results = []
     for label, backbone in iter_backbones(backbones, weights=weights, device=device, dtype=dtype):
-        sims, same, predictions, truths = [], [], [], []
+        sims, same, cross_sims, cross_same, predictions, truths = [], [], [], [], [], []
+        previous = None
         for index, (image_spec, mask_spec) in enumerate(pairs):
             image, mask = load_image(image_spec), load_mask(mask_spec)
             if tuple(image.shape[-2:]) != mask.shape:
@@ -169,10 +194,16 @@ def coherence_scores(
                 )
             feats = extract(backbone, image, resolution=resolution, device=device)
             grid = tuple(feats.shape[-2:])
+            labels = patch_labels(mask, grid, ignore_index)
             rng = np.random.default_rng([seed, index])
-            s, p = pair_similarities(feats, patch_labels(mask, grid, ignore_index), num_pairs, rng)
+            s, p = pair_similarities(feats, labels, num_pairs, rng)
             sims.append(s)
             same.append(p)
+            if previous is not None:
+                s, p = pair_similarities(feats, labels, num_pairs, rng, other=previous)
+                cross_sims.append(s)
+                cross_same.append(p)
+            previous = (feats, labels)
             if miou:
                 segments = np.asarray(segment_fn(feats[None])).reshape(grid)
                 predictions.append(segments.ravel()[grid_cells(mask.shape, grid)])
@@ -180,9 +211,11 @@ def coherence_scores(
             if progress is not None:
                 progress(f"{label}: image {index + 1}/{len(pairs)}")
         sims, same = np.concatenate(sims), np.concatenate(same)
+        cross_auc = roc_auc(np.concatenate(cross_sims), np.concatenate(cross_same)) if cross_sims else float("nan")
         results.append(CoherenceScore(
             backbone=label,
             auc=roc_auc(sims, same),
+            cross_auc=cross_auc,
             miou=float(miou_fn(predictions, truths, ignore_index)) if miou else None,
             images=len(pairs),
             positive_pairs=int(same.sum()),

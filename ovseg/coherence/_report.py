@@ -20,9 +20,9 @@ def _fmt(value: float | None) -> str:
 
 def format_table(scores: Sequence[CoherenceScore]) -> str:
     """A plain-text table, one row per backbone."""
-    header = ["backbone", "pair AUC", "mIoU (cut)", "images", "same pairs", "other pairs",
+    header = ["backbone", "pair AUC", "cross AUC", "mIoU (cut)", "images", "same pairs", "other pairs",
               "sim same", "sim other"]
-    rows = [[s.backbone, _fmt(s.auc), _fmt(s.miou), str(s.images), str(s.positive_pairs),
+    rows = [[s.backbone, _fmt(s.auc), _fmt(s.cross_auc), _fmt(s.miou), str(s.images), str(s.positive_pairs),
              str(s.negative_pairs), _fmt(s.mean_positive), _fmt(s.mean_negative)] for s in scores]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
@@ -31,25 +31,30 @@ def format_table(scores: Sequence[CoherenceScore]) -> str:
 
 
 def plot_scores(scores: Sequence[CoherenceScore], out: str | os.PathLike | None = None):
-    """Bar chart: pair AUC per backbone (chance = 0.5 dashed), and mIoU where measured."""
+    """Bar chart: pair AUCs per backbone (chance = 0.5 dashed), and mIoU where measured."""
+    import numpy as np
     from matplotlib.figure import Figure
 
     names = [s.backbone for s in scores]
     has_miou = any(s.miou is not None for s in scores)
-    fig = Figure(figsize=(1.2 + 1.1 * len(scores) * (2 if has_miou else 1), 3.6), dpi=100,
+    fig = Figure(figsize=((2.0 + 1.1 * len(scores)) * (2 if has_miou else 1), 3.6), dpi=100,
                  layout="constrained")
     axes = fig.subplots(1, 2 if has_miou else 1, squeeze=False)[0]
-    axes[0].bar(names, [s.auc for s in scores], color="tab:blue")
+    x = np.arange(len(scores))
+    axes[0].bar(x - 0.2, [s.auc for s in scores], width=0.4, color="tab:blue", label="same image")
+    axes[0].bar(x + 0.2, [s.cross_auc for s in scores], width=0.4, color="tab:cyan",
+                label="across images")
+    axes[0].set_xticks(x, names)
     axes[0].axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
-    axes[0].set_ylim(0, 1)
+    axes[0].set_ylim(0, 1.18)  # headroom for the legend
     axes[0].set_ylabel("ROC AUC, same vs other class")
     axes[0].set_title("patch-pair separation")
-    axes[0].legend(loc="lower right", fontsize=8)
+    axes[0].legend(loc="upper center", ncols=3, fontsize=7, frameon=False)
     if has_miou:
         axes[1].bar(names, [s.miou if s.miou is not None else 0.0 for s in scores], color="tab:orange")
         axes[1].set_ylim(0, 1)
         axes[1].set_ylabel("mIoU (Hungarian-matched)")
-        axes[1].set_title("unsupervised mIoU through the cut")
+        axes[1].set_title("mIoU through the cut")
     for ax in axes:
         ax.tick_params(axis="x", labelrotation=30)
     if out is not None:
