@@ -11,6 +11,7 @@ from ovseg.coherence._inputs import Point, load_image, load_mask, parse_point, r
 from ovseg.coherence._metrics import (
     CoherenceScore,
     coherence_scores,
+    dataset_pairs,
     patch_labels,
     roc_auc,
     sample_pairs,
@@ -23,6 +24,7 @@ __all__ = [
     "SimilarityMaps",
     "coherence_scores",
     "cosine_map",
+    "dataset_pairs",
     "format_table",
     "load_image",
     "load_mask",

@@ -35,9 +35,15 @@ def _check_point(ctx, param, value: str) -> str:
 @click.option("--point", "-p", default="0.5,0.5", show_default=True, callback=_check_point,
               help="Reference patch: X,Y in pixels (120,80) or as fractions (0.5,0.4 or 50%,40%).")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="Heatmaps: the PNG to write. With --pairs: the folder for the CSV/JSON/PNG.")
+              help="Heatmaps: the PNG to write. Score mode: the folder for the CSV/JSON/PNG.")
 @click.option("--pairs", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Score mode: a folder of name.jpg + name.png (class map) pairs.")
+@click.option("--dataset", help="Score mode: a dataset the evaluation reads (voc, ade20k, ...; "
+              "see `ovseg eval --help`), with --data-root.")
+@click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Score mode: the dataset's root folder, in its standard layout.")
+@click.option("--image-list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Score mode: ids of the dataset images to use [default: its val list].")
 @click.option("--weights", "-w", multiple=True, metavar="NAME=DIR",
               help="Local weights of a backbone; repeatable.")
 @click.option("--resolution", type=click.IntRange(min=1),
@@ -47,20 +53,21 @@ def _check_point(ctx, param, value: str) -> str:
               help="Score mode: patch pairs drawn per image.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Score mode: sampling seed.")
 @click.option("--ignore-index", default=255, show_default=True, type=int,
-              help="Score mode: ground-truth label to ignore.")
+              help="Score mode with --pairs: ground-truth label to ignore (datasets: their own).")
 @click.option("--max-images", type=click.IntRange(min=1), help="Score mode: use the first N pairs.")
 @click.option("--miou/--no-miou", default=True, show_default=True,
               help="Score mode: also measure the unsupervised mIoU through the cut.")
 @click.option("--alpha", default=10.0, show_default=True, type=float, help="Cut: affinity exponent.")
 @click.option("--tau", default=0.5, show_default=True, type=float, help="Cut: NCut threshold.")
-def coherence_command(ref_image, target_image, backbones, point, out, pairs, weights, resolution,
-                      device, num_pairs, seed, ignore_index, max_images, miou, alpha, tau) -> None:
+def coherence_command(ref_image, target_image, backbones, point, out, pairs, dataset, data_root,
+                      image_list, weights, resolution, device, num_pairs, seed, ignore_index,
+                      max_images, miou, alpha, tau) -> None:
     """Compare backbones on semantic coherence.
 
     Heatmaps: for each backbone, the cosine similarity between the patch under --point in
     REF_IMAGE and every patch of REF_IMAGE (and of TARGET_IMAGE, if given), one row per backbone.
 
-    Scores (--pairs DIR): on images with ground-truth class maps, how well patch similarity
+    Scores (--pairs DIR, or --dataset NAME --data-root DIR): on images with ground-truth class maps, how well patch similarity
     separates same-class from other-class patch pairs (ROC AUC, 0.5 = chance, 1 = perfect) and
     the unsupervised mIoU of the cut on each backbone's features. Prints a table and writes
     coherence.csv, coherence.json and coherence.png into --out.
@@ -68,17 +75,22 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, wei
     \b
     ovseg coherence dog.jpg dogs.jpg --point 0.5,0.4 --out coherence.png
     ovseg coherence dog.jpg --point 320,200 -b ssd-1b,dinov2-b -w ssd-1b=/models/SSD-1B --out c.png
-    ovseg coherence --pairs voc_val_subset/ -b ssd-1b,dinov2-b,clip-b16 --out results/
+    ovseg coherence --pairs my_pairs/ -b ssd-1b,dinov2-b,clip-b16 --out results/
+    ovseg coherence --dataset voc --data-root data/VOCdevkit --max-images 200 --out results/
     """
     weights_map = _parse_weights(weights)
-    if pairs is not None:
+    if (dataset is None) != (data_root is None):
+        raise click.UsageError("--dataset and --data-root go together")
+    if pairs is not None or dataset is not None:
         if ref_image is not None:
-            raise click.UsageError("give either images (heatmaps) or --pairs DIR (scores), not both")
-        _score(pairs, backbones, out, weights_map, resolution, device, num_pairs, seed,
-               ignore_index, max_images, miou, alpha, tau)
+            raise click.UsageError("give either images (heatmaps) or --pairs/--dataset (scores), not both")
+        if pairs is not None and dataset is not None:
+            raise click.UsageError("give --pairs DIR or --dataset NAME, not both")
+        _score(pairs, dataset, data_root, image_list, backbones, out, weights_map, resolution,
+               device, num_pairs, seed, ignore_index, max_images, miou, alpha, tau)
         return
     if ref_image is None:
-        raise click.UsageError("give REF_IMAGE (heatmaps) or --pairs DIR (scores)")
+        raise click.UsageError("give REF_IMAGE (heatmaps), or --pairs DIR or --dataset NAME (scores)")
     if out.suffix.lower() != ".png":
         raise click.BadParameter(f"{out}: the figure is written as PNG; name it *.png",
                                  param_hint="--out")
@@ -96,23 +108,28 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, wei
     click.echo(f"wrote {out}")
 
 
-def _score(folder, backbones, out, weights, resolution, device, num_pairs, seed, ignore_index,
-           max_images, miou, alpha, tau) -> None:
+def _score(folder, dataset, data_root, image_list, backbones, out, weights, resolution, device,
+           num_pairs, seed, ignore_index, max_images, miou, alpha, tau) -> None:
     from ovseg._weights import WeightsNotFoundError
-    from ovseg.coherence import coherence_scores, format_table, read_pairs, save_scores
+    from ovseg.coherence import coherence_scores, dataset_pairs, format_table, read_pairs, save_scores
 
     try:
-        items = read_pairs(folder)[:max_images]
+        if dataset is not None:
+            items, options = dataset_pairs(dataset, data_root, image_list=image_list)
+        else:
+            items, options = read_pairs(folder), {"ignore_index": ignore_index}
+        items = items[:max_images]
         scores = coherence_scores(
-            items, backbones, num_pairs=num_pairs, seed=seed, ignore_index=ignore_index,
-            resolution=resolution, miou=miou, alpha=alpha, tau=tau, weights=weights,
-            device=device, progress=lambda msg: click.echo(msg, err=True),
+            items, backbones, num_pairs=num_pairs, seed=seed, resolution=resolution, miou=miou,
+            alpha=alpha, tau=tau, weights=weights, device=device,
+            progress=lambda msg: click.echo(msg, err=True), **options,
         )
-    except (ValueError, TypeError, WeightsNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, WeightsNotFoundError) as error:
         raise click.ClickException(str(error)) from None
-    settings = {"pairs": str(folder), "images": len(items), "backbones": backbones,
-                "num_pairs": num_pairs, "seed": seed, "ignore_index": ignore_index,
-                "resolution": resolution, "alpha": alpha, "tau": tau}
+    settings = {"source": str(folder or f"{dataset}:{data_root}"), "images": len(items),
+                "backbones": backbones, "num_pairs": num_pairs, "seed": seed,
+                "ignore_index": options["ignore_index"], "resolution": resolution,
+                "alpha": alpha, "tau": tau}
     paths = save_scores(scores, out, meta=settings)
     click.echo(format_table(scores))
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))

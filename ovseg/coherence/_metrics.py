@@ -131,17 +131,45 @@ def pair_similarities(
     return sims, labels[a] == labels_b[b]
 
 
-def _default_segment(alpha: float, tau: float) -> Callable:
+def _default_segment(alpha: float | None, tau: float | None) -> Callable:
     def segment(feats):
         from ovseg.masks import segment_features
 
-        return segment_features(feats, alpha=alpha, tau=tau)
+        return segment_features(feats, alpha=alpha, tau=tau)  # None: the cut's paper defaults
 
     return segment
 
 
-def _default_miou(predictions, ground_truths, ignore_index):
-    raise NotImplementedError("wired to ovseg.evaluation after merge")
+def _default_counts(num_classes: int | None, background: int | None) -> Callable:
+    """gt (H, W) (-1 = not scored), seg (H, W) -> (3, C) TP/FP/FN by the evaluation's per-image
+    Hungarian matching (`ovseg.evaluation.unsupervised_counts`)."""
+
+    def counts(gt: np.ndarray, seg: np.ndarray) -> np.ndarray:
+        from ovseg.evaluation import unsupervised_counts
+
+        n = num_classes or int(gt.max()) + 1  # classes present so far: absent ones score nothing
+        return unsupervised_counts(gt, seg, max(n, 1), background=background)
+
+    return counts
+
+
+def _mean_iou(counts: np.ndarray) -> float:
+    """Mean over classes with TP + FP + FN > 0 of TP / (TP + FP + FN)."""
+    tp, fp, fn = counts.astype(np.float64)
+    union = tp + fp + fn
+    return float((tp[union > 0] / union[union > 0]).mean()) if (union > 0).any() else float("nan")
+
+
+def _add(total: np.ndarray | None, counts: np.ndarray) -> np.ndarray:
+    """Sum (3, C) count arrays whose C may differ (missing classes count zero)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if total is None:
+        return counts.copy()
+    width = max(total.shape[1], counts.shape[1])
+    out = np.zeros((3, width), np.int64)
+    out[:, : total.shape[1]] += total
+    out[:, : counts.shape[1]] += counts
+    return out
 
 
 def coherence_scores(
@@ -153,26 +181,34 @@ def coherence_scores(
     ignore_index: int | None = 255,
     resolution: int | None = None,
     miou: bool = True,
-    alpha: float = 10.0,
-    tau: float = 0.5,
+    alpha: float | None = None,
+    tau: float | None = None,
+    num_classes: int | None = None,
+    background: int | None = None,
+    read_mask: Callable[[Any], np.ndarray] = load_mask,
     weights: Mapping[str, str] | None = None,
     device: str | None = None,
     dtype: Any = None,
     segment_fn: Callable | None = None,
-    miou_fn: Callable | None = None,
+    counts_fn: Callable | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[CoherenceScore]:
     """Score each backbone on images with ground truth.
 
     pairs: (image, mask) items: paths, PIL images, (3, H, W) tensors / (H, W) class arrays
-        (`read_pairs(folder)` gives them for a folder of name.jpg + name.png).
+        (`read_pairs(folder)` gives them for a folder of name.jpg + name.png, `dataset_pairs`
+        for a dataset the evaluation reads).
     num_pairs: cell pairs drawn within each image, and as many between each image and the one
         before it (cross-image pairs), with `numpy.random.default_rng([seed, image index])`, so
         backbones with the same feature grid see the same pairs.
-    miou: also run the cut (`ovseg.masks.segment_features(feats, alpha=, tau=)`) and score its
-        segments, upsampled to the mask by nearest cell, with the Hungarian-matched mIoU.
-    segment_fn, miou_fn: replace the cut (feats (1, C, h, w) -> (h, w) ids) and the metric
-        (list of predicted (H, W), list of ground-truth (H, W), ignore_index -> mIoU in [0, 1]).
+    miou: also run the cut (`ovseg.masks.segment_features(feats, alpha=, tau=)`; None = the
+        paper's 10 and 0.5), upsample its segments to the mask by nearest cell, and score them by
+        the evaluation's per-image Hungarian matching, counts summed over images, then mIoU.
+    num_classes, background: for the matching (background: the class that absorbs unmatched
+        segments, as on VOC); num_classes None = the largest class id seen + 1.
+    read_mask: reads a mask item into (H, W) int64 (e.g. a dataset's `read_label`).
+    segment_fn, counts_fn: replace the cut (feats (1, C, h, w) -> (h, w) ids) and the per-image
+        scoring (gt (H, W) with -1 = not scored, seg (H, W) -> (3, C) TP/FP/FN counts).
     """
     pairs = list(pairs)
     if not pairs:
@@ -180,13 +216,13 @@ def coherence_scores(
     if num_pairs < 1:
         raise ValueError(f"num_pairs must be positive, got {num_pairs}")
     segment_fn = segment_fn or _default_segment(alpha, tau)
-    miou_fn = miou_fn or _default_miou
+    counts_fn = counts_fn or _default_counts(num_classes, background)
     results = []
     for label, backbone in iter_backbones(backbones, weights=weights, device=device, dtype=dtype):
-        sims, same, cross_sims, cross_same, predictions, truths = [], [], [], [], [], []
-        previous = None
+        sims, same, cross_sims, cross_same = [], [], [], []
+        counts, previous = None, None
         for index, (image_spec, mask_spec) in enumerate(pairs):
-            image, mask = load_image(image_spec), load_mask(mask_spec)
+            image, mask = load_image(image_spec), read_mask(mask_spec)
             if tuple(image.shape[-2:]) != mask.shape:
                 raise ValueError(
                     f"pair {index} ({image_spec}): image is {tuple(image.shape[-2:])} but its mask "
@@ -206,8 +242,8 @@ def coherence_scores(
             previous = (feats, labels)
             if miou:
                 segments = np.asarray(segment_fn(feats[None])).reshape(grid)
-                predictions.append(segments.ravel()[grid_cells(mask.shape, grid)])
-                truths.append(mask)
+                scored = mask if ignore_index is None else np.where(mask == ignore_index, -1, mask)
+                counts = _add(counts, counts_fn(scored, segments.ravel()[grid_cells(mask.shape, grid)]))
             if progress is not None:
                 progress(f"{label}: image {index + 1}/{len(pairs)}")
         sims, same = np.concatenate(sims), np.concatenate(same)
@@ -216,7 +252,7 @@ def coherence_scores(
             backbone=label,
             auc=roc_auc(sims, same),
             cross_auc=cross_auc,
-            miou=float(miou_fn(predictions, truths, ignore_index)) if miou else None,
+            miou=_mean_iou(counts) if miou else None,
             images=len(pairs),
             positive_pairs=int(same.sum()),
             negative_pairs=int((~same).sum()),
@@ -224,3 +260,17 @@ def coherence_scores(
             mean_negative=float(sims[~same].mean()) if (~same).any() else float("nan"),
         ))
     return results
+
+
+def dataset_pairs(name: str, root: str, *, image_list: str | None = None
+                  ) -> tuple[list[tuple[Any, Any]], dict[str, Any]]:
+    """(image, label) pairs of a dataset the evaluation reads (`ovseg.evaluation.list_datasets()`),
+    and the keyword arguments that score it by that dataset's rules (label reader, ignore label,
+    class count, background class): `coherence_scores(pairs, backbones, **options)`."""
+    from ovseg.evaluation import IGNORE, get_dataset
+
+    spec = get_dataset(name)
+    pairs = [(sample.image, sample.label) for sample in spec.samples(root, image_list)]
+    options = {"read_mask": spec.read_label, "ignore_index": IGNORE,
+               "num_classes": spec.num_classes, "background": spec.background}
+    return pairs, options
