@@ -316,3 +316,46 @@ def test_cli_errors(fake_factory, pairs_dir, tmp_path, args, message):
     result = CliRunner().invoke(coherence_command, argv)
     assert result.exit_code != 0
     assert message in result.output
+
+
+# ---------------------------------------------------------------- with the real stages
+
+def test_onehot_features_through_the_real_cut_and_matching(scenes):
+    """Cells of one class have identical features, classes are orthogonal: the cut must find the
+    classes exactly, and the evaluation's Hungarian matching must then give mIoU 1."""
+    pytest.importorskip("ovseg.masks")
+    pytest.importorskip("ovseg.evaluation")
+    onehot, noise = coherence_scores(scenes[:2], [OneHotBackbone(), NoiseBackbone()], num_pairs=200)
+    assert onehot.miou == pytest.approx(1.0)
+    assert noise.miou < 0.9
+
+
+TINY = ["ssd-1b", "dinov2-b", "clip-b16", "siglip-b16"]
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    pytest.importorskip("ovseg.features")
+    from ovseg.testing import make_tiny_backbone_weights
+
+    root = tmp_path_factory.mktemp("tiny")
+    return {name: make_tiny_backbone_weights(name, root / name) for name in TINY}
+
+
+def test_tiny_real_backbones_through_the_api(tiny_weights, scenes, tmp_path):
+    image, mask = scenes[0]
+    target = scenes[1][0]
+    maps = similarity_maps(image, target, ",".join(TINY), "0.5,0.4", resolution=64,
+                           weights=tiny_weights)
+    assert list(maps) == TINY
+    for m in maps.values():
+        assert m.reference.ndim == 2 and torch.isfinite(m.reference).all()
+        assert m.reference[m.cell] == pytest.approx(1.0, abs=1e-4)  # a cell is itself
+        assert m.target.shape == m.reference.shape
+    fig = plot_similarity(maps, image, target, out=tmp_path / "tiny.png")
+    assert len(fig.axes) == len(TINY) * 3 + 1
+    pytest.importorskip("ovseg.masks")
+    pytest.importorskip("ovseg.evaluation")
+    scores = coherence_scores(scenes[:2], ["dinov2-b"], num_pairs=300, resolution=64,
+                              weights={"dinov2-b": tiny_weights["dinov2-b"]})
+    assert 0.0 <= scores[0].auc <= 1.0 and 0.0 <= scores[0].miou <= 1.0
