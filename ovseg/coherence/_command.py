@@ -17,6 +17,15 @@ def _parse_weights(values: tuple[str, ...]) -> dict[str, str]:
     return weights
 
 
+def _fail(error: Exception) -> click.ClickException:
+    from ovseg._weights import WeightsNotFoundError
+
+    message = str(error)
+    if isinstance(error, WeightsNotFoundError):
+        message += " Here, name the backbone: --weights NAME=DIR (repeatable)."
+    return click.ClickException(message)
+
+
 def _check_point(ctx, param, value: str) -> str:
     from ovseg.coherence._inputs import parse_point
 
@@ -100,8 +109,8 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
     try:
         maps = similarity_maps(ref_image, target_image, backbones, point, resolution=resolution,
                                weights=weights_map, device=device)
-    except (ValueError, TypeError, WeightsNotFoundError) as error:
-        raise click.ClickException(str(error)) from None
+    except (ValueError, TypeError, FileNotFoundError, WeightsNotFoundError) as error:
+        raise _fail(error) from None
     plot_similarity(maps, ref_image, target_image, out=out)
     for label, m in maps.items():
         click.echo(f"{label}: cell {m.cell} of a {tuple(m.reference.shape)} grid")
@@ -125,7 +134,7 @@ def _score(folder, dataset, data_root, image_list, backbones, out, weights, reso
             progress=lambda msg: click.echo(msg, err=True), **options,
         )
     except (ValueError, TypeError, FileNotFoundError, WeightsNotFoundError) as error:
-        raise click.ClickException(str(error)) from None
+        raise _fail(error) from None
     settings = {"source": str(folder or f"{dataset}:{data_root}"), "images": len(items),
                 "backbones": backbones, "num_pairs": num_pairs, "seed": seed,
                 "ignore_index": options["ignore_index"], "resolution": resolution,
