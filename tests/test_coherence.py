@@ -232,6 +232,13 @@ def test_point_range_and_cells():
             bad.to_pixels(64, 32)
 
 
+def test_backbone_labels_must_be_unique(scenes):
+    with pytest.raises(ValueError, match="given twice"):
+        similarity_maps(scenes[0][0], None, [OneHotBackbone(), OneHotBackbone()], "1,1")
+    maps = similarity_maps(scenes[0][0], None, {"a": OneHotBackbone(), "b": OneHotBackbone()}, "1,1")
+    assert list(maps) == ["a", "b"]
+
+
 def test_out_of_range_point_fails_before_any_backbone_runs(scenes):
     def never(images):
         raise AssertionError("the backbone must not run")

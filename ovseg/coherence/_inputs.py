@@ -189,23 +189,29 @@ def iter_backbones(
     items = list(backbones.items()) if isinstance(backbones, Mapping) else [(None, b) for b in backbones]
     if not items:
         raise ValueError("no backbone given")
+    for _, spec in items:
+        if not (isinstance(spec, str) or callable(spec)):
+            raise TypeError(f"a backbone must be a name or a callable, not {type(spec).__name__}")
     weights = dict(weights or {})
     unknown = set(weights) - {b for _, b in items if isinstance(b, str)}
     if unknown:
         raise ValueError(f"weights given for {sorted(unknown)}, which are not among the backbones")
-    for label, spec in items:
+    labels = [label or (spec if isinstance(spec, str) else str(getattr(spec, "name", type(spec).__name__)))
+              for label, spec in items]
+    twice = sorted({x for x in labels if labels.count(x) > 1})
+    if twice:
+        raise ValueError(f"backbone {twice} given twice; to compare copies, pass {{label: backbone}}")
+    for label, (_, spec) in zip(labels, items):
         if isinstance(spec, str):
             import ovseg
 
             kwargs = {k: v for k, v in {"weights": weights.get(spec), "device": device,
                                         "dtype": dtype}.items() if v is not None}
             model = ovseg.create_backbone(spec, **kwargs)
-            yield label or spec, model
+            yield label, model
             del model
-        elif callable(spec):
-            yield label or str(getattr(spec, "name", type(spec).__name__)), spec
         else:
-            raise TypeError(f"a backbone must be a name or a callable, not {type(spec).__name__}")
+            yield label, spec
 
 
 def _device_of(backbone: Any, default: str | None) -> "torch.device":  # noqa: F821
