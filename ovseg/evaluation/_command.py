@@ -1,0 +1,67 @@
+"""`ovseg eval`: score ovseg on a benchmark with the published protocol. Parses and calls the API."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
+
+
+
+@click.command("eval")
+@click.option("--dataset", required=True, type=click.Choice(list_datasets()), help="Benchmark to score on.")
+@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The dataset's folder, in its standard layout (docs/evaluation.md).")
+@click.option("--image-list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File of image ids; required for COCO (Coco164kFull_Stuff_Coarse_7.txt, 2,175 images).")
+@click.option("--protocol", type=click.Choice(["unsupervised", "open-vocabulary"]), default="unsupervised",
+              show_default=True, help="Hungarian-matched segments, or named classes (the labeler).")
+@click.option("--tau", type=float, multiple=True, default=[0.5], show_default=True,
+              help="NCut threshold; repeat (--tau 0.3 --tau 0.5) to sweep, one hierarchy per image.")
+@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Affinity exponent.")
+@click.option("--backbone", default="ssd-1b", show_default=True, help="Feature extractor (ovseg backbones).")
+@click.option("--weights", default=None, help="Backbone weights: hub id or local folder.")
+@click.option("--clip-weights", default=None, help="Labeler (CLIP) weights, open-vocabulary protocol.")
+@click.option("--vocabulary", default=None, help="Vocabulary in prompts/ (default: the dataset's).")
+@click.option("--matching", type=click.Choice(["present", "published"]), default="present", show_default=True,
+              help="Unmatched segments: FP of no class (ovseg), or of an absent class (published code).")
+@click.option("--refine/--no-refine", default=True, show_default=True, help="PAMR on the 128 px masks.")
+@click.option("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N images.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder [default: eval/<dataset>]. Reruns resume from per_image.jsonl there.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weights, clip_weights, vocabulary,
+                 matching, refine, device, limit, out, progress):
+    """Score ovseg on a segmentation benchmark; write a table, CSV, JSON and a bar chart.
+
+    \b
+    ovseg eval --dataset voc --root data --out eval/voc
+    ovseg eval --dataset cocostuff27 --root data/coco --image-list Coco164kFull_Stuff_Coarse_7.txt
+    ovseg eval --dataset ade20k --root data/ADEChallengeData2016 --limit 50 --tau 0.3 --tau 0.5
+    """
+    from ovseg.evaluation import _adapter
+    from ovseg.evaluation._datasets import get_dataset
+    from ovseg.evaluation._report import markdown_table, write_report
+    from ovseg.evaluation._runner import evaluate
+
+    spec = get_dataset(dataset)
+    out = out or Path("eval") / dataset
+    taus = tuple(dict.fromkeys(tau))
+    offset = 0 if vocabulary else spec.vocabulary_offset
+    vocabulary = vocabulary or spec.vocabulary
+    samples = spec.samples(root, image_list)  # fail on a bad layout before loading any model
+    predictor = _adapter.make_predictor(
+        protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
+        weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine)
+    settings = {"backbone": backbone, "weights": weights, "alpha": alpha, "refine": refine,
+                "taus": list(taus)}
+    if protocol == "open-vocabulary":
+        settings.update(vocabulary=vocabulary, clip_weights=clip_weights)
+    results = evaluate(spec, predictor, samples=samples, protocol=protocol, limit=limit, out=out,
+                       settings=settings, matching=matching, progress=progress)
+    paths = write_report(results, out)
+    click.echo(markdown_table(results))
+    click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

@@ -1,0 +1,72 @@
+"""What every backbone is: a module mapping RGB images in [0, 1] to a stride-s feature map."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class BackboneOutput:
+    features: torch.Tensor  # (B, C, h, w) float32
+    attentions: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (B, N, N), N = h*w
+
+
+class Backbone(torch.nn.Module):
+    """Base class. Subclasses set the attributes below and implement `extract`.
+
+    Input sizes: H and W must be multiples of `stride`; other sizes are resized (bilinear,
+    antialiased) to the nearest multiple of `stride` (at least one stride) before the pass,
+    so the output is (B, C, round(H/stride), round(W/stride)). Pipelines normally resize to
+    `resolution` themselves.
+    """
+
+    name: str
+    stride: int
+    resolution: int
+    feature_dim: int
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) float32 RGB in [0, 1] -> features (B, C, H/stride, W/stride) float32."""
+        return self.extract(images).features
+
+    def extract(self, images: torch.Tensor, *, attention_layers=None) -> BackboneOutput:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, resolution={self.resolution}, stride={self.stride}, feature_dim={self.feature_dim}"
+
+
+def check_images(images: torch.Tensor, stride: int) -> torch.Tensor:
+    """Validate (B, 3, H, W) float RGB in [0, 1]; resize H, W to the nearest multiples of `stride`."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (B, 3, H, W), got {type(images).__name__}.")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}.")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be float in [0, 1], got {images.dtype} (divide uint8 by 255).")
+    if images.numel() and (images.min() < -1e-3 or images.max() > 1 + 1e-3):
+        raise ValueError(
+            f"images must be in [0, 1], got values in [{images.min():.3g}, {images.max():.3g}]."
+        )
+    h, w = images.shape[-2:]
+    size = tuple(max(stride, round(s / stride) * stride) for s in (h, w))
+    if size != (h, w):
+        images = F.interpolate(images.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+        images = images.clamp(0, 1)
+    return images.float()
+
+
+def default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
+    """device None -> cuda if available else cpu; dtype None -> float16 on CUDA, float32 elsewhere."""
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype is None:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    return device, dtype

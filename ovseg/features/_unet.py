@@ -1,0 +1,264 @@
+"""Diffusion UNet encoders (DiffCut, METHOD.md section 1): the self-attention output of the last
+transformer block of the encoder's last attention block, from one UNet pass at t = 50 with the
+empty prompt. The pass stops at that module; nothing after it runs.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ovseg._weights import resolve_weights
+from ovseg.features import _prompt
+from ovseg.features._base import Backbone, BackboneOutput, check_images, default_device_dtype
+from ovseg.features._registry import register_backbone
+
+
+class _Stop(Exception):
+    """Raised by the forward hook on the target module: the rest of the UNet must not run."""
+
+
+class _AttentionProbsProcessor:
+    """Self-attention that also records softmax(QK^T / sqrt(d)) averaged over heads, (B, N, N)."""
+
+    def __init__(self, store: dict, name: str):
+        self.store, self.name = store, name
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+        if encoder_hidden_states is not None or attention_mask is not None or hidden_states.ndim != 3:
+            raise ValueError("attention maps are only recorded for plain self-attention (attn1)")
+        b, n, _ = hidden_states.shape
+        q, k, v = (f(hidden_states).view(b, n, attn.heads, -1).transpose(1, 2)
+                   for f in (attn.to_q, attn.to_k, attn.to_v))
+        probs = (q.float() @ k.float().transpose(-1, -2) * attn.scale).softmax(dim=-1)  # (B, heads, N, N)
+        self.store[self.name] = probs.mean(dim=1)  # heads averaged; rows sum to 1
+        out = (probs.to(v.dtype) @ v).transpose(1, 2).reshape(b, n, -1)
+        out = attn.to_out[1](attn.to_out[0](out))
+        return out / attn.rescale_output_factor
+
+
+class UNetEncoder(Backbone):
+    """VAE encoder + the UNet's down path up to `layer` (a dotted module name of an attn1).
+
+    vae: an AutoencoderKL (only its encoder and quant_conv are kept); scheduler: any diffusers
+    scheduler config with the training betas (noise is added with DDPMScheduler.add_noise);
+    prompt_embeds (1, 77, D) and pooled_prompt_embeds (1, P) or None: the empty-prompt conditioning.
+    """
+
+    stride = 32
+
+    def __init__(self, name: str, unet, vae, scheduler, prompt_embeds: torch.Tensor,
+                 pooled_prompt_embeds: torch.Tensor | None, *, layer: str, resolution: int,
+                 timestep: int = 50, seed: int = 0, prune: bool = True, device=None, dtype=None):
+        super().__init__()
+        from diffusers import DDPMScheduler
+
+        device, dtype = default_device_dtype(device, dtype)
+        self.name, self.resolution, self.layer = name, resolution, layer
+        self.timestep, self.seed, self.dtype = int(timestep), int(seed), dtype
+        self.vae_dtype = torch.float64 if dtype == torch.float64 else torch.float32  # SDXL VAE overflows in fp16
+        self.scaling_factor = float(vae.config.scaling_factor)
+        self.vae_encoder = vae.encoder.to(device, self.vae_dtype).eval()
+        self.quant_conv = vae.quant_conv.to(device, self.vae_dtype) if vae.quant_conv is not None else None
+        # add_noise from the training betas: sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (DDPM, Ho et al. 2020, Eq. 4)
+        self.scheduler = DDPMScheduler.from_config(dict(scheduler.config))
+        self.target = unet.get_submodule(layer)
+        block = int(layer.split(".")[1])
+        self.attention_layer_names = [
+            n for n, m in unet.named_modules()
+            if n.endswith(".attn1") and n.startswith("down_blocks.") and int(n.split(".")[1]) <= block
+        ]
+        self.attention_layer_names = self.attention_layer_names[: self.attention_layer_names.index(layer) + 1]
+        if prune:
+            prune_unet(unet, layer)
+        if next(unet.parameters()).dtype != dtype:
+            unet = unet.to(dtype)
+        self.unet = unet.to(device).eval()
+        self.feature_dim = self.target.to_out[0].out_features
+        self.register_buffer("prompt_embeds", prompt_embeds.to(device, dtype), persistent=False)
+        pooled = pooled_prompt_embeds.to(device, dtype) if pooled_prompt_embeds is not None else None
+        self.register_buffer("pooled_prompt_embeds", pooled, persistent=False)
+
+    def _noise(self, shape: Sequence[int]) -> torch.Tensor:
+        """One draw per image from a generator seeded with `seed`: independent of the batch."""
+        gen = torch.Generator("cpu").manual_seed(self.seed)
+        return torch.randn(tuple(shape[1:]), generator=gen, dtype=torch.float32).expand(*shape)
+
+    @torch.no_grad()
+    def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [0, 1] -> VAE posterior mean times the scaling factor (B, 4, H/8, W/8)."""
+        x = images.to(self.device, self.vae_dtype) * 2 - 1  # [0, 1] -> [-1, 1]
+        moments = self.vae_encoder(x)
+        if self.quant_conv is not None:
+            moments = self.quant_conv(moments)
+        return moments.chunk(2, dim=1)[0].float() * self.scaling_factor  # posterior mean, no sampling
+
+    def _unet_inputs(self, images: torch.Tensor) -> dict:
+        b, _, h, w = images.shape
+        latents = self.encode_latents(images)
+        t = torch.full((b,), self.timestep, dtype=torch.long)
+        noisy = self.scheduler.add_noise(latents, self._noise(latents.shape).to(latents.device), t.to(latents.device))
+        kwargs = dict(sample=noisy.to(self.dtype), timestep=t.to(self.device),
+                      encoder_hidden_states=self.prompt_embeds.expand(b, -1, -1), return_dict=False)
+        if self.pooled_prompt_embeds is not None:  # SDXL micro-conditioning: size (h, w), crop (0, 0), target (h, w)
+            time_ids = torch.tensor([h, w, 0, 0, h, w], device=self.device, dtype=self.dtype)
+            kwargs["added_cond_kwargs"] = {"text_embeds": self.pooled_prompt_embeds.expand(b, -1),
+                                           "time_ids": time_ids.expand(b, -1)}
+        return kwargs
+
+    @torch.no_grad()
+    def extract(self, images: torch.Tensor, *, attention_layers=None) -> BackboneOutput:
+        """images (B, 3, H, W) float32 in [0, 1] -> BackboneOutput(features (B, C, H/32, W/32) float32,
+        attentions {attn1 name: (B, N, N) float32 row-stochastic}, N = (H/32)(W/32) at the deepest layer).
+
+        attention_layers: indices into `attention_layer_names` (negative allowed) or names.
+        """
+        images = check_images(images, self.stride)
+        names = self._attention_names(attention_layers)
+        store: dict[str, torch.Tensor] = {}
+        captured: list[torch.Tensor] = []
+
+        def stop(module, args, output):
+            captured.append(output)
+            raise _Stop
+
+        saved = {n: self.unet.get_submodule(n).processor for n in names}
+        for n in names:
+            self.unet.get_submodule(n).set_processor(_AttentionProbsProcessor(store, n))
+        handle = self.target.register_forward_hook(stop)
+        try:
+            self.unet(**self._unet_inputs(images))
+            raise RuntimeError(f"the UNet pass never reached {self.layer}")
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+            for n, proc in saved.items():
+                self.unet.get_submodule(n).set_processor(proc)
+        b, _, h, w = images.shape
+        tokens = captured[0]  # (B, h*w, C): projected attention output, before the residual add
+        feats = tokens.float().transpose(1, 2).reshape(b, -1, h // self.stride, w // self.stride)
+        return BackboneOutput(feats, {n: store[n].float() for n in names})
+
+    def _attention_names(self, layers) -> list[str]:
+        if not layers:
+            return []
+        valid = self.attention_layer_names
+        out = []
+        for layer in layers:
+            if isinstance(layer, int):
+                if not -len(valid) <= layer < len(valid):
+                    raise ValueError(f"attention layer {layer} out of range: {len(valid)} attn1 layers")
+                out.append(valid[layer])
+            elif layer in valid:
+                out.append(layer)
+            else:
+                raise ValueError(f"unknown attention layer {layer!r}; valid: {valid}")
+        return list(dict.fromkeys(out))
+
+
+def prune_unet(unet, layer: str) -> None:
+    """Drop what never runs when the pass stops at `layer`: later down blocks, mid block, decoder."""
+    del unet.down_blocks[int(layer.split(".")[1]) + 1:]
+    unet.mid_block, unet.up_blocks = None, torch.nn.ModuleList()
+    unet.conv_norm_out = unet.conv_act = unet.conv_out = None
+
+
+def _unet_files(variant: str | None) -> list[str]:
+    suffix = f".{variant}.safetensors" if variant else ".safetensors"
+    return ["model_index.json", "scheduler/scheduler_config.json", *_prompt.TEXT_ENCODER_CONFIGS,
+            *(f"{sub}/{f}" for sub in ("unet", "vae") for f in ("config.json", f"diffusion_pytorch_model{suffix}"))]
+
+
+def _text_files(variant: str | None) -> list[str]:
+    suffix = f".{variant}.safetensors" if variant else ".safetensors"
+    return ["text_encoder/model" + suffix, "text_encoder_2/model" + suffix, "tokenizer/*", "tokenizer_2/*"]
+
+
+def _has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors"))
+
+
+def _require(path: Path, name: str, subs: list[str], what: str) -> None:
+    from ovseg._weights import WeightsNotFoundError
+
+    lacking = [s for s in subs if not _has_weights(path / s)]
+    if lacking:
+        raise WeightsNotFoundError(f"{name}: {path} has no weights in {', '.join(lacking)}/ ({what} expected).")
+
+
+def _variant(path: Path, sub: str, stem: str) -> str | None:
+    return "fp16" if (path / sub / f"{stem}.fp16.safetensors").is_file() else None
+
+
+def last_encoder_attention(unet) -> str:
+    """Name of `attn1` in the last transformer block of the encoder's last attention block:
+    down_blocks[-1] for SDXL-type UNets, down_blocks[-2] for SD1.x (whose last down block has none)."""
+    for i in reversed(range(len(unet.down_blocks))):
+        if getattr(unet.down_blocks[i], "attentions", None):
+            a = len(unet.down_blocks[i].attentions) - 1
+            t = len(unet.down_blocks[i].attentions[a].transformer_blocks) - 1
+            return f"down_blocks.{i}.attentions.{a}.transformer_blocks.{t}.attn1"
+    raise ValueError("this UNet has no attention block in its encoder")
+
+
+def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool, resolution: int,
+                        *, weights=None, device=None, dtype=None, seed: int = 0, timestep: int = 50,
+                        layer: str | None = None, prune: bool = True) -> UNetEncoder:
+    """Load unet + vae + scheduler config (fp16 files where the repo has them); the text encoders
+    only when the empty-prompt cache is empty. layer: default `last_encoder_attention(unet)`."""
+    device, dtype = default_device_dtype(device, dtype)
+    get = partial(resolve_weights, weights, repo_id=repo_id, model=name, download_size=download_size)
+    files = _unet_files("fp16")  # half the download of the fp32 files
+    path = Path(get(allow_patterns=files))
+    missing = [sub for sub in ("unet", "vae") if not _has_weights(path / sub)]
+    if missing:  # a repo without fp16 files for these
+        files += [f"{sub}/diffusion_pytorch_model.safetensors" for sub in missing]
+        path = Path(get(allow_patterns=files))
+        _require(path, name, missing, "diffusion_pytorch_model[.fp16].safetensors")
+    local = weights is not None and Path(weights).expanduser().is_dir()
+    cache = _prompt.cache_file(str(Path(weights).expanduser().resolve()) if local else str(weights or repo_id), path)
+    embeds = _prompt.load_cached(cache)
+    if embeds is None:  # first use: the text encoders compute the empty-prompt embeddings once
+        subs = ["text_encoder", "tokenizer"] + (["text_encoder_2", "tokenizer_2"] if sdxl else [])
+        for variant in ("fp16", None):
+            if all(_has_weights(path / s) if s.startswith("text") else (path / s).is_dir() for s in subs):
+                break
+            path = Path(get(allow_patterns=files + _text_files(variant)))
+        _require(path, name, [s for s in subs if s.startswith("text")], "model[.fp16].safetensors, once, "
+                 "to compute the empty-prompt embeddings")
+        embeds = _prompt.encode_empty_prompt(path, sdxl=sdxl)
+        _prompt.save_cached(cache, embeds)
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel  # after resolving: fail fast
+
+    unet = UNet2DConditionModel.from_pretrained(
+        path, subfolder="unet", variant=_variant(path, "unet", "diffusion_pytorch_model"), torch_dtype=dtype)
+    vae = AutoencoderKL.from_pretrained(
+        path, subfolder="vae", variant=_variant(path, "vae", "diffusion_pytorch_model"), torch_dtype=torch.float32)
+    scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+    return UNetEncoder(name, unet, vae, scheduler, embeds["prompt_embeds"], embeds.get("pooled_prompt_embeds"),
+                       layer=layer or last_encoder_attention(unet), resolution=resolution, timestep=timestep,
+                       seed=seed, prune=prune, device=device, dtype=dtype)
+
+
+_TEXT_XL, _TEXT_SD1 = "+1.6 GB text encoders on first use", "+0.25 GB text encoder on first use"
+
+
+def _register(name, repo_id, size, sdxl, resolution, description):
+    builder = partial(_build_unet_encoder, name, repo_id, size, sdxl, resolution)
+    register_backbone(name, repo_id=repo_id, download_size=size, resolution=resolution, stride=32,
+                      feature_dim=1280, description=description)(builder)
+
+
+_register("ssd-1b", "segmind/SSD-1B", f"2.8 GB ({_TEXT_XL})", True, 1024,
+          "SSD-1B UNet encoder (SDXL distilled, 1.3B): DiffCut's default")
+_register("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", f"5.3 GB ({_TEXT_XL})", True, 1024,
+          "SDXL base 1.0 UNet encoder")
+_register("vega", "segmind/Segmind-Vega", f"1.7 GB ({_TEXT_XL})", True, 1024,
+          "Segmind-Vega UNet encoder (SDXL distilled, 0.75B)")
+_register("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", f"1.9 GB ({_TEXT_SD1})", False, 512,
+          "Stable Diffusion 1.5 UNet encoder")
+_register("sd14", "CompVis/stable-diffusion-v1-4", f"1.9 GB, 3.4 GB without fp16 files ({_TEXT_SD1})", False, 512,
+          "Stable Diffusion 1.4 UNet encoder")

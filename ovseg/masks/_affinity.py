@@ -1,0 +1,63 @@
+"""Feature affinity of DiffCut (METHOD.md section 2): min-max normalised cosine, raised to alpha."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def check_features(feats: object, *, name: str = "feats") -> torch.Tensor:
+    """Validate a feature tensor at the edge and return it as floating point.
+
+    Raises TypeError for a non-tensor or non-numeric tensor and ValueError for an empty tensor or
+    one holding NaN/inf, naming how many entries are bad, so nothing fails deep inside the cut.
+    """
+    if not isinstance(feats, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(feats).__name__}")
+    if feats.dtype == torch.bool or feats.is_complex():
+        raise TypeError(f"{name} must be a real floating-point tensor, got dtype {feats.dtype}")
+    if feats.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(feats.shape)})")
+    if not feats.is_floating_point():
+        feats = feats.float()
+    bad = ~torch.isfinite(feats)
+    if bool(bad.any()):
+        raise ValueError(
+            f"{name} holds {int(bad.sum())} non-finite value(s) (NaN or inf) out of "
+            f"{feats.numel()}; the normalized cut needs finite features"
+        )
+    return feats
+
+
+def affinity(feats: torch.Tensor, *, alpha: float = 10.0) -> torch.Tensor:
+    """Dense affinity matrix W of DiffCut.
+
+    Args:
+        feats: (C, h, w) feature map or (N, C) feature rows, any floating dtype and device.
+        alpha: exponent on the normalised cosine (paper default 10); larger keeps only the
+            strongest similarities.
+
+    Returns:
+        W (N, N) float32 (float64 if the input is float64), symmetric, entries in [0, 1], on the
+        features' device, N = h*w positions in raster order.
+
+    Zero feature vectors have cosine 0 with everything (no NaN). If every entry of the cosine
+    matrix is equal (one position, constant features, all-zero features) there is no structure
+    and W is all ones, which the cut turns into one segment.
+    """
+    feats = check_features(feats)
+    if feats.ndim == 3:
+        feats = feats.flatten(1).T  # (C, h, w) -> (N, C), raster order
+    elif feats.ndim != 2:
+        raise ValueError(f"feats must be (C, h, w) or (N, C), got shape {tuple(feats.shape)}")
+    if not (alpha > 0 and alpha == alpha and alpha != float("inf")):
+        raise ValueError(f"alpha must be a positive finite number, got {alpha}")
+    if feats.dtype not in (torch.float32, torch.float64):
+        feats = feats.float()  # fp16/bf16 features are cast to fp32 before the cut (METHOD.md 1)
+    x = F.normalize(feats, dim=1)  # L2-normalise each position; zero rows stay zero
+    cos = x @ x.T  # cosine similarity, (N, N); symmetric up to float rounding
+    lo, hi = (float(v) for v in torch.aminmax(cos))
+    span = hi - lo
+    if span <= 1e-6 * max(1.0, abs(hi)):
+        return torch.ones_like(cos)
+    w = cos.sub_(lo).div_(span).clamp_(0.0, 1.0)  # min-max over the whole matrix (METHOD.md 2)
+    return w.pow_(alpha)  # W = C ** alpha, a soft threshold (in place: one N x N buffer)

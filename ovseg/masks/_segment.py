@@ -1,0 +1,67 @@
+"""Features -> segments: the public DiffCut entry points (METHOD.md sections 2-3)."""
+from __future__ import annotations
+
+import torch
+
+from ovseg.masks._affinity import affinity, check_features
+from ovseg.masks._hierarchy import Hierarchy
+from ovseg.masks._ncut import NCutConfig, ncut_hierarchy
+
+
+def _config(config: NCutConfig | None, alpha: float, tau: float, options: dict) -> NCutConfig:
+    if config is None:
+        return NCutConfig(alpha=alpha, tau=tau, **options)
+    if not isinstance(config, NCutConfig):
+        raise TypeError(f"config must be an NCutConfig, got {type(config).__name__}")
+    if options or alpha != NCutConfig.alpha or tau != NCutConfig.tau:
+        raise TypeError("pass either config=NCutConfig(...) or alpha/tau/solver options, not both")
+    return config
+
+
+@torch.no_grad()
+def build_hierarchy(feats: torch.Tensor, *, alpha: float = 10.0, tau: float = 0.5,
+                    config: NCutConfig | None = None, **solver_options) -> Hierarchy:
+    """Recursion tree of DiffCut's normalized cut for one image.
+
+    Args:
+        feats: (C, h, w) feature map (cut() then gives (h, w) maps) or (N, C) rows; any device.
+        alpha, tau: affinity exponent and NCut threshold (paper defaults 10.0 and 0.5).
+        config: an NCutConfig, used instead of alpha/tau/solver_options (not with them).
+        solver_options: NCutConfig's other fields (split, dense_below, ...).
+
+    Returns:
+        Hierarchy; ``.cut(t)`` gives the segmentation at any t <= tau without recomputation.
+    """
+    cfg = _config(config, alpha, tau, solver_options)
+    feats = check_features(feats)
+    if feats.ndim not in (2, 3):
+        raise ValueError(f"feats must be (C, h, w) or (N, C) for one image, got shape {tuple(feats.shape)}")
+    shape = tuple(feats.shape[1:]) if feats.ndim == 3 else None
+    w = affinity(feats, alpha=cfg.alpha)  # METHOD.md section 2
+    return ncut_hierarchy(w, tau=cfg.tau, shape=shape, **cfg.solver_options())
+
+
+@torch.no_grad()
+def segment_features(feats: torch.Tensor, *, alpha: float = 10.0, tau: float = 0.5,
+                     config: NCutConfig | None = None, **solver_options) -> torch.Tensor:
+    """DiffCut segmentation of feature maps.
+
+    Args:
+        feats: (C, h, w) or (B, C, h, w) float features (L2 normalisation happens here), any
+            device; the cut runs on that device.
+        alpha: affinity exponent, default 10.0.  tau: NCut threshold, default 0.5 (lower = fewer
+            segments).  config: an NCutConfig instead of alpha/tau/solver_options.
+        solver_options: NCutConfig's other fields (split, dense_below, ...).
+
+    Returns:
+        int64 segment ids 0..K-1 per image, numbered by first position in raster order, shape
+        (h, w) or (B, h, w), on feats' device. Images of a batch are cut independently (each has
+        its own tree), so a batch gives exactly the per-image results.
+    """
+    feats = check_features(feats)
+    if feats.ndim == 3:
+        return build_hierarchy(feats, alpha=alpha, tau=tau, config=config, **solver_options).cut()
+    if feats.ndim != 4:
+        raise ValueError(f"feats must be (C, h, w) or (B, C, h, w), got shape {tuple(feats.shape)}")
+    return torch.stack([build_hierarchy(f, alpha=alpha, tau=tau, config=config, **solver_options).cut()
+                        for f in feats])
