@@ -393,3 +393,15 @@ def test_cli_scores_on_a_dataset_layout(fake_factory, tmp_path):
     assert payload["settings"]["images"] == 2
     row = payload["scores"][0]
     assert row["auc"] == 1.0 and row["miou"] == pytest.approx(1.0)
+
+
+def test_cli_with_tiny_real_backbones(tiny_weights, pairs_dir, tmp_path):
+    out = tmp_path / "tiny.png"
+    result = CliRunner().invoke(coherence_command, [
+        str(pairs_dir / "img0.bmp"), str(pairs_dir / "img1.bmp"), "-b", "dinov2-b,clip-b16",
+        "--point", "50%,50%", "--resolution", "64", "--out", str(out),
+        "-w", f"dinov2-b={tiny_weights['dinov2-b']}", "-w", f"clip-b16={tiny_weights['clip-b16']}"])
+    assert result.exit_code == 0, result.output
+    assert "dinov2-b: cell (2, 2) of a (4, 4) grid" in result.output
+    with Image.open(out) as png:
+        png.verify()

@@ -135,7 +135,8 @@ def _default_segment(alpha: float | None, tau: float | None) -> Callable:
     def segment(feats):
         from ovseg.masks import segment_features
 
-        return segment_features(feats, alpha=alpha, tau=tau)  # None: the cut's paper defaults
+        options = {k: v for k, v in {"alpha": alpha, "tau": tau}.items() if v is not None}
+        return segment_features(feats, **options)  # None: the cut's own (paper) defaults
 
     return segment
 
