@@ -1,0 +1,144 @@
+"""`ovseg coherence`: similarity heatmaps of backbones, or their coherence scores."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _parse_weights(values: tuple[str, ...]) -> dict[str, str]:
+    weights = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise click.BadParameter(f"{value!r}: write NAME=DIR, e.g. ssd-1b=/models/SSD-1B",
+                                     param_hint="--weights")
+        weights[name.strip()] = path.strip()
+    return weights
+
+
+def _fail(error: Exception) -> click.ClickException:
+    from ovseg._weights import WeightsNotFoundError
+
+    message = str(error)
+    if isinstance(error, WeightsNotFoundError):
+        message += " Here, name the backbone: --weights NAME=DIR (repeatable)."
+    return click.ClickException(message)
+
+
+def _check_point(ctx, param, value: str) -> str:
+    from ovseg.coherence._inputs import parse_point
+
+    try:
+        parse_point(value)
+    except (ValueError, TypeError) as error:
+        raise click.BadParameter(str(error)) from None
+    return value
+
+
+@click.command("coherence")
+@click.argument("ref_image", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("target_image", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--backbones", "-b", default="ssd-1b,dinov2-b,clip-b16", show_default=True,
+              help="Comma-separated backbone names (see `ovseg backbones`).")
+@click.option("--point", "-p", default="0.5,0.5", show_default=True, callback=_check_point,
+              help="Reference patch: X,Y in pixels (120,80) or as fractions (0.5,0.4 or 50%,40%).")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Heatmaps: the PNG to write. Score mode: the folder for the CSV/JSON/PNG.")
+@click.option("--pairs", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Score mode: a folder of name.jpg + name.png (class map) pairs.")
+@click.option("--dataset", help="Score mode: a dataset the evaluation reads (voc, ade20k, ...; "
+              "see `ovseg eval --help`), with --data-root.")
+@click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Score mode: the dataset's root folder, in its standard layout.")
+@click.option("--image-list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Score mode: ids of the dataset images to use [default: its val list].")
+@click.option("--weights", "-w", multiple=True, metavar="NAME=DIR",
+              help="Local weights of a backbone; repeatable.")
+@click.option("--resolution", type=click.IntRange(min=1),
+              help="Square input size for every backbone [default: each backbone's own].")
+@click.option("--device", default=None, help="torch device, e.g. cpu or cuda [default: the backbone's].")
+@click.option("--num-pairs", default=2000, show_default=True, type=click.IntRange(min=1),
+              help="Score mode: patch pairs drawn per image.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Score mode: sampling seed.")
+@click.option("--ignore-index", default=255, show_default=True, type=int,
+              help="Score mode with --pairs: ground-truth label to ignore (datasets: their own).")
+@click.option("--max-images", type=click.IntRange(min=1), help="Score mode: use the first N pairs.")
+@click.option("--miou/--no-miou", default=True, show_default=True,
+              help="Score mode: also measure the unsupervised mIoU through the cut.")
+@click.option("--alpha", default=10.0, show_default=True, type=float, help="Cut: affinity exponent.")
+@click.option("--tau", default=0.5, show_default=True, type=float, help="Cut: NCut threshold.")
+def coherence_command(ref_image, target_image, backbones, point, out, pairs, dataset, data_root,
+                      image_list, weights, resolution, device, num_pairs, seed, ignore_index,
+                      max_images, miou, alpha, tau) -> None:
+    """Compare backbones on semantic coherence.
+
+    Heatmaps: for each backbone, the cosine similarity between the patch under --point in
+    REF_IMAGE and every patch of REF_IMAGE (and of TARGET_IMAGE, if given), one row per backbone.
+
+    Scores (--pairs DIR, or --dataset NAME --data-root DIR): on images with ground-truth class maps, how well patch similarity
+    separates same-class from other-class patch pairs (ROC AUC, 0.5 = chance, 1 = perfect) and
+    the unsupervised mIoU of the cut on each backbone's features. Prints a table and writes
+    coherence.csv, coherence.json and coherence.png into --out.
+
+    \b
+    ovseg coherence dog.jpg dogs.jpg --point 0.5,0.4 --out coherence.png
+    ovseg coherence dog.jpg --point 320,200 -b ssd-1b,dinov2-b -w ssd-1b=/models/SSD-1B --out c.png
+    ovseg coherence --pairs my_pairs/ -b ssd-1b,dinov2-b,clip-b16 --out results/
+    ovseg coherence --dataset voc --data-root data/VOCdevkit --max-images 200 --out results/
+    """
+    weights_map = _parse_weights(weights)
+    if (dataset is None) != (data_root is None):
+        raise click.UsageError("--dataset and --data-root go together")
+    if pairs is not None or dataset is not None:
+        if ref_image is not None:
+            raise click.UsageError("give either images (heatmaps) or --pairs/--dataset (scores), not both")
+        if pairs is not None and dataset is not None:
+            raise click.UsageError("give --pairs DIR or --dataset NAME, not both")
+        _score(pairs, dataset, data_root, image_list, backbones, out, weights_map, resolution,
+               device, num_pairs, seed, ignore_index, max_images, miou, alpha, tau)
+        return
+    if ref_image is None:
+        raise click.UsageError("give REF_IMAGE (heatmaps), or --pairs DIR or --dataset NAME (scores)")
+    if out.suffix.lower() != ".png":
+        raise click.BadParameter(f"{out}: the figure is written as PNG; name it *.png",
+                                 param_hint="--out")
+    from ovseg._weights import WeightsNotFoundError
+    from ovseg.coherence import plot_similarity, similarity_maps
+
+    try:
+        maps = similarity_maps(ref_image, target_image, backbones, point, resolution=resolution,
+                               weights=weights_map, device=device)
+    except (ValueError, TypeError, FileNotFoundError, WeightsNotFoundError) as error:
+        raise _fail(error) from None
+    plot_similarity(maps, ref_image, target_image, out=out)
+    for label, m in maps.items():
+        click.echo(f"{label}: cell {m.cell} of a {tuple(m.reference.shape)} grid")
+    click.echo(f"wrote {out}")
+
+
+def _score(folder, dataset, data_root, image_list, backbones, out, weights, resolution, device,
+           num_pairs, seed, ignore_index, max_images, miou, alpha, tau) -> None:
+    from ovseg._weights import WeightsNotFoundError
+    from ovseg.coherence import coherence_scores, dataset_pairs, format_table, read_pairs, save_scores
+
+    try:
+        if dataset is not None:
+            items, options = dataset_pairs(dataset, data_root, image_list=image_list)
+        else:
+            items, options = read_pairs(folder), {"ignore_index": ignore_index}
+        items = items[:max_images]
+        scores = coherence_scores(
+            items, backbones, num_pairs=num_pairs, seed=seed, resolution=resolution, miou=miou,
+            alpha=alpha, tau=tau, weights=weights, device=device,
+            progress=lambda msg: click.echo(msg, err=True), **options,
+        )
+    except (ValueError, TypeError, FileNotFoundError, WeightsNotFoundError) as error:
+        raise _fail(error) from None
+    settings = {"source": str(folder or f"{dataset}:{data_root}"), "images": len(items),
+                "backbones": backbones, "num_pairs": num_pairs, "seed": seed,
+                "ignore_index": options["ignore_index"], "resolution": resolution,
+                "alpha": alpha, "tau": tau}
+    paths = save_scores(scores, out, meta=settings)
+    click.echo(format_table(scores))
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
