@@ -26,6 +26,8 @@ def main() -> None:
     ovseg label photo.jpg --classes "cat,sofa,wall" --out out/
     ovseg segment photos/ --out masks/
     ovseg backbones
+    ovseg eval --dataset voc --root data --out eval/voc
+    ovseg coherence ref.jpg target.jpg --backbones ssd-1b,dinov2-b --point 0.5,0.4 --out fig.png
     """
 
 
@@ -171,9 +173,11 @@ def backbones() -> None:
 
 
 # Commands that live beside their stage; importing them loads only click and small files.
+from ovseg.coherence._command import coherence_command  # noqa: E402
 from ovseg.evaluation._command import eval_command  # noqa: E402
 
 main.add_command(eval_command)
+main.add_command(coherence_command)
 
 if __name__ == "__main__":
     main()
