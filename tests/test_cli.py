@@ -15,16 +15,8 @@ FAST = ["--resolution", "64", "--refine-iterations", "2"]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """Tiny SSD-1B and CLIP checkpoints, built once per session (shared with test_pipeline)."""
-    from ovseg.testing import make_tiny_backbone_weights, make_tiny_clip_weights
-
-    root = tmp_path_factory.getbasetemp() / "tiny-weights"
-    if not (root / "done").exists():
-        make_tiny_backbone_weights("ssd-1b", root / "ssd-1b")
-        make_tiny_clip_weights(root / "clip")
-        (root / "done").touch()
-    return ["--weights", str(root / "ssd-1b"), "--clip-weights", str(root / "clip")]
+def tiny(tiny_weights):
+    return ["--weights", tiny_weights["weights"], "--clip-weights", tiny_weights["clip_weights"]]
 
 
 @pytest.fixture(autouse=True)

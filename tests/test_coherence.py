@@ -330,8 +330,6 @@ def test_cli_errors(fake_factory, pairs_dir, tmp_path, args, message):
 def test_onehot_features_through_the_real_cut_and_matching():
     """Cells of one class have identical features, classes are orthogonal: the cut must find the
     classes exactly, and the evaluation's Hungarian matching must then give mIoU 1."""
-    pytest.importorskip("ovseg.masks")
-    pytest.importorskip("ovseg.evaluation")
     rng = np.random.default_rng(5)
     small = [make_scene(rng, cells=8) for _ in range(2)]  # noise is cut into every cell: keep it small
     onehot, noise = coherence_scores(small, [OneHotBackbone(), NoiseBackbone()], num_pairs=200)
@@ -343,19 +341,18 @@ TINY = ["ssd-1b", "dinov2-b", "clip-b16", "siglip-b16"]
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    pytest.importorskip("ovseg.features")
+def tiny_backbones(tmp_path_factory):
     from ovseg.testing import make_tiny_backbone_weights
 
     root = tmp_path_factory.mktemp("tiny")
     return {name: make_tiny_backbone_weights(name, root / name) for name in TINY}
 
 
-def test_tiny_real_backbones_through_the_api(tiny_weights, scenes, tmp_path):
+def test_tiny_real_backbones_through_the_api(tiny_backbones, scenes, tmp_path):
     image, mask = scenes[0]
     target = scenes[1][0]
     maps = similarity_maps(image, target, ",".join(TINY), "0.5,0.4", resolution=64,
-                           weights=tiny_weights)
+                           weights=tiny_backbones)
     assert list(maps) == TINY
     for m in maps.values():
         assert m.reference.ndim == 2 and torch.isfinite(m.reference).all()
@@ -363,17 +360,13 @@ def test_tiny_real_backbones_through_the_api(tiny_weights, scenes, tmp_path):
         assert m.target.shape == m.reference.shape
     fig = plot_similarity(maps, image, target, out=tmp_path / "tiny.png")
     assert len(fig.axes) == len(TINY) * 3 + 1
-    pytest.importorskip("ovseg.masks")
-    pytest.importorskip("ovseg.evaluation")
     scores = coherence_scores(scenes[:2], ["dinov2-b"], num_pairs=300, resolution=64,
-                              weights={"dinov2-b": tiny_weights["dinov2-b"]})
+                              weights={"dinov2-b": tiny_backbones["dinov2-b"]})
     assert 0.0 <= scores[0].auc <= 1.0 and 0.0 <= scores[0].miou <= 1.0
 
 
 def test_cli_scores_on_a_dataset_layout(fake_factory, tmp_path):
     """--dataset voc reads the VOC layout through the evaluation's reader and scores by its rules."""
-    pytest.importorskip("ovseg.masks")
-    pytest.importorskip("ovseg.evaluation")
     base = tmp_path / "VOCdevkit" / "VOC2012"
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (base / sub).mkdir(parents=True)
@@ -395,12 +388,12 @@ def test_cli_scores_on_a_dataset_layout(fake_factory, tmp_path):
     assert row["auc"] == 1.0 and row["miou"] == pytest.approx(1.0)
 
 
-def test_cli_with_tiny_real_backbones(tiny_weights, pairs_dir, tmp_path):
+def test_cli_with_tiny_real_backbones(tiny_backbones, pairs_dir, tmp_path):
     out = tmp_path / "tiny.png"
     result = CliRunner().invoke(coherence_command, [
         str(pairs_dir / "img0.bmp"), str(pairs_dir / "img1.bmp"), "-b", "dinov2-b,clip-b16",
         "--point", "50%,50%", "--resolution", "64", "--out", str(out),
-        "-w", f"dinov2-b={tiny_weights['dinov2-b']}", "-w", f"clip-b16={tiny_weights['clip-b16']}"])
+        "-w", f"dinov2-b={tiny_backbones['dinov2-b']}", "-w", f"clip-b16={tiny_backbones['clip-b16']}"])
     assert result.exit_code == 0, result.output
     assert "dinov2-b: cell (2, 2) of a (4, 4) grid" in result.output
     with Image.open(out) as png:

@@ -367,7 +367,7 @@ def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
 
 def test_dataset_classes_match_shipped_vocabularies():
     """Open-vocabulary scoring relies on prompts/ listing the classes in the dataset's order."""
-    labels = pytest.importorskip("ovseg.labels", reason="runs once the labels stage is merged")
+    from ovseg import labels
     from ovseg.evaluation import list_datasets
 
     for name in list_datasets():
@@ -377,13 +377,11 @@ def test_dataset_classes_match_shipped_vocabularies():
             assert len(vocab.classes) - spec.vocabulary_offset == spec.num_classes, name
 
 
-def test_cli_end_to_end_with_tiny_weights(tmp_path, roots):
+def test_cli_end_to_end_with_tiny_weights(tmp_path, roots, tiny_weights):
     """`ovseg eval` through the real stages, with a tiny random-weight SSD-1B (scores meaningless)."""
-    pytest.importorskip("ovseg.masks", reason="runs once the masks stage is merged")
-    testing = pytest.importorskip("ovseg.testing._features", reason="runs once the features stage is merged")
     from ovseg.evaluation._command import eval_command
 
-    weights = testing.make_tiny_backbone_weights("ssd-1b", tmp_path / "ssd")
+    weights = tiny_weights["weights"]
     out = tmp_path / "out"
     args = ["--dataset", "cityscapes", "--root", str(roots["cityscapes"][0]), "--weights", weights,
             "--device", "cpu", "--limit", "1", "--tau", "0.3", "--tau", "0.6", "--out", str(out), "--no-progress"]

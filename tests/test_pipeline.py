@@ -10,16 +10,8 @@ from ovseg.pipeline import ModelLoadError, SegmentationResult, Segmenter, Segmen
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """Tiny SSD-1B and CLIP checkpoints, built once per session (shared with test_cli)."""
-    from ovseg.testing import make_tiny_backbone_weights, make_tiny_clip_weights
-
-    root = tmp_path_factory.getbasetemp() / "tiny-weights"
-    if not (root / "done").exists():
-        make_tiny_backbone_weights("ssd-1b", root / "ssd-1b")
-        make_tiny_clip_weights(root / "clip")
-        (root / "done").touch()
-    return {"weights": str(root / "ssd-1b"), "clip_weights": str(root / "clip")}
+def weights(tiny_weights):
+    return tiny_weights
 
 
 @pytest.fixture(scope="module")
