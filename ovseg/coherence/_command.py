@@ -48,8 +48,8 @@ def _check_point(ctx, param, value: str) -> str:
 @click.option("--pairs", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Score mode: a folder of name.jpg + name.png (class map) pairs.")
 @click.option("--dataset", help="Score mode: a dataset the evaluation reads (voc, ade20k, ...; "
-              "see `ovseg eval --help`), with --data-root.")
-@click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              "see `ovseg eval --help`), with --root.")
+@click.option("--root", "--data-root", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Score mode: the dataset's root folder, in its standard layout.")
 @click.option("--image-list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Score mode: ids of the dataset images to use [default: its val list].")
@@ -76,7 +76,7 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
     Heatmaps: for each backbone, the cosine similarity between the patch under --point in
     REF_IMAGE and every patch of REF_IMAGE (and of TARGET_IMAGE, if given), one row per backbone.
 
-    Scores (--pairs DIR, or --dataset NAME --data-root DIR): on images with ground-truth class maps, how well patch similarity
+    Scores (--pairs DIR, or --dataset NAME --root DIR): on images with ground-truth class maps, how well patch similarity
     separates same-class from other-class patch pairs (ROC AUC, 0.5 = chance, 1 = perfect) and
     the unsupervised mIoU of the cut on each backbone's features. Prints a table and writes
     coherence.csv, coherence.json and coherence.png into --out.
@@ -85,11 +85,11 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
     ovseg coherence dog.jpg dogs.jpg --point 0.5,0.4 --out coherence.png
     ovseg coherence dog.jpg --point 320,200 -b ssd-1b,dinov2-b -w ssd-1b=/models/SSD-1B --out c.png
     ovseg coherence --pairs my_pairs/ -b ssd-1b,dinov2-b,clip-b16 --out results/
-    ovseg coherence --dataset voc --data-root data/VOCdevkit --max-images 200 --out results/
+    ovseg coherence --dataset voc --root data/VOCdevkit --max-images 200 --out results/
     """
     weights_map = _parse_weights(weights)
     if (dataset is None) != (data_root is None):
-        raise click.UsageError("--dataset and --data-root go together")
+        raise click.UsageError("--dataset and --root go together")
     if pairs is not None or dataset is not None:
         if ref_image is not None:
             raise click.UsageError("give either images (heatmaps) or --pairs/--dataset (scores), not both")
