@@ -294,7 +294,7 @@ class Segmenter:
     def _run(self, arrays, vocab, sources=None, source_sizes=None) -> list[SegmentationResult]:
         import torch
 
-        names = None if vocab is None else _class_names(vocab)
+        names = None if vocab is None else list(vocab.names)
         settings = self.config.segment_settings()
         results = []
         with torch.inference_mode():
@@ -330,7 +330,7 @@ class Segmenter:
 
     def _cut(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         import torch
-        from ovseg.masks import PAMRConfig, assign_concepts, pamr, segment_features
+        from ovseg.masks import PAMRConfig, refine_segments, segment_features
 
         backbone = self.backbone
         res = self.config.resolution or backbone.resolution
@@ -340,11 +340,9 @@ class Segmenter:
         for f, array in zip(feats, arrays):
             low = segment_features(f, alpha=self.config.alpha, tau=self.config.tau)  # (h, w)
             size = _work_size(array.shape[:2], res)
-            seg = assign_concepts(f, low.to(f.device), size=size)  # (H, W): concept embeddings, upsampled features
-            if self.config.refine:
-                image = _to_tensor(_resize(array, size)).to(f.device)
-                seg = pamr(image, seg, config=PAMRConfig(  # METHOD.md section 4, demo setting
-                    iterations=self.config.refine_iterations, dilations=self.config.refine_dilations))
+            refine = PAMRConfig(iterations=self.config.refine_iterations,  # the demo setting
+                                dilations=self.config.refine_dilations) if self.config.refine else None
+            seg = refine_segments(f, low, _to_tensor(_resize(array, size)), refine=refine)
             out.append(np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(size))
         return out
 
@@ -356,14 +354,6 @@ def load_vocabulary_spec(spec: str | os.PathLike):
     if Path(spec).is_file():
         return Vocabulary.from_file(spec)
     return load_vocabulary(str(spec))
-
-
-def _class_names(vocab) -> list[str]:
-    for attr in ("names", "classes", "class_names"):
-        names = getattr(vocab, attr, None)
-        if names is not None and not callable(names):
-            return [str(n) for n in names]
-    return [str(n) for n in vocab]
 
 
 def _work_size(hw: tuple[int, int], resolution: int) -> tuple[int, int]:

@@ -333,6 +333,7 @@ def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
 
     import ovseg
     from ovseg.evaluation import _adapter
+    from ovseg.masks import PAMRConfig
 
     calls = {"build": 0, "cut": [], "pamr": []}
 
@@ -346,15 +347,12 @@ def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
         assert feats.shape == (5, 4, 4) and alpha == 7.0 and tau == 0.6
         return Hierarchy()
 
-    def assign_concepts(feats, segments, size):
-        return torch.nn.functional.interpolate(segments[None, None].float(), size=size)[0, 0].long()
-
-    def pamr(image, segments, *, iterations, dilations, label_filter):
-        calls["pamr"].append((tuple(image.shape), iterations, tuple(dilations), label_filter))
-        return segments
+    def refine_segments(feats, segments, image, *, refine):  # concept assignment, then PAMR
+        calls["pamr"].append((tuple(image.shape), refine))
+        return torch.nn.functional.interpolate(segments[None, None].float(), size=image.shape[-2:])[0, 0].long()
 
     fake = types.ModuleType("ovseg.masks")
-    fake.build_hierarchy, fake.assign_concepts, fake.pamr = build_hierarchy, assign_concepts, pamr
+    fake.build_hierarchy, fake.refine_segments, fake.PAMRConfig = build_hierarchy, refine_segments, PAMRConfig
     monkeypatch.setitem(sys.modules, "ovseg.masks", fake)
     monkeypatch.setitem(vars(ovseg), "create_backbone", lambda name, **kw: (lambda x: torch.rand(1, 5, 4, 4)))
     predict = _adapter.make_predictor("unsupervised", vocabulary="voc", taus=(0.6, 0.3), backbone="ssd-1b",
@@ -362,7 +360,8 @@ def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
     out = predict(torch.rand(3, 64, 64))
     assert sorted(out) == ["tau=0.3", "tau=0.6"] and calls["build"] == 1 and sorted(calls["cut"]) == [0.3, 0.6]
     assert out["tau=0.6"].shape == (128, 128) and set(out["tau=0.6"].unique().tolist()) == {0, 6}
-    assert calls["pamr"] == [((3, 128, 128), 10, (1, 2, 4, 8), "median")] * 2
+    benchmark = PAMRConfig(iterations=10, dilations=(1, 2, 4, 8), label_filter="median")
+    assert calls["pamr"] == [((3, 128, 128), benchmark)] * 2
 
 
 def test_dataset_classes_match_shipped_vocabularies():

@@ -139,3 +139,17 @@ def test_pamr_config_presets_and_errors():
         pamr(torch.rand(3, 8, 8), torch.zeros(8, 8, dtype=torch.int64), dilations=(0,))
     with pytest.raises(ValueError, match="label_filter"):
         pamr(torch.rand(3, 8, 8), torch.zeros(8, 8, dtype=torch.int64), label_filter="mean")
+
+
+def test_refine_segments_is_concept_assignment_then_pamr():
+    from ovseg.masks import PAMRConfig, assign_concepts, pamr, refine_segments
+
+    g = torch.Generator().manual_seed(3)
+    feats = torch.randn(6, 4, 5, generator=g)
+    segments = (torch.arange(20).reshape(4, 5) % 3).long()
+    image = torch.rand(3, 16, 20, generator=g)
+    plain = assign_concepts(feats, segments, size=(16, 20))
+    assert torch.equal(refine_segments(feats, segments, image, refine=None), plain)
+    config = PAMRConfig(iterations=3, dilations=(1, 2))
+    assert torch.equal(refine_segments(feats, segments, image, refine=config),
+                       pamr(image, plain, config=config))

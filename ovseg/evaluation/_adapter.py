@@ -7,15 +7,7 @@ per image, cut at every tau, masks at 128 px refined there); for the open-vocabu
 """
 from __future__ import annotations
 
-import importlib
 from typing import Callable, Sequence
-
-
-def _masks_function(name: str, module: str):
-    """`ovseg.masks.<name>`, or from its private module while the package does not export it."""
-    masks = importlib.import_module("ovseg.masks")
-    found = getattr(masks, name, None)
-    return found if found is not None else getattr(importlib.import_module(f"ovseg.masks.{module}"), name)
 
 
 def sweep_predictor(*, taus: Sequence[float], backbone: str = "ssd-1b", weights: str | None = None,
@@ -33,9 +25,10 @@ def sweep_predictor(*, taus: Sequence[float], backbone: str = "ssd-1b", weights:
 
     import ovseg
 
-    build_hierarchy = _masks_function("build_hierarchy", "_segment")
-    assign_concepts = _masks_function("assign_concepts", "_upsample")
-    pamr = _masks_function("pamr", "_pamr") if refine else None
+    from ovseg.masks import PAMRConfig, build_hierarchy, refine_segments
+
+    # METHOD.md 4, the benchmark setting: 10 iterations, dilations 1-8, median filter as published
+    pamr = PAMRConfig(iterations=10, dilations=(1, 2, 4, 8), label_filter="median") if refine else None
     taus = sorted({float(t) for t in taus})
     model = ovseg.create_backbone(backbone, weights=weights, device=device)
     model = model.eval() if hasattr(model, "eval") else model
@@ -48,10 +41,7 @@ def sweep_predictor(*, taus: Sequence[float], backbone: str = "ssd-1b", weights:
                               align_corners=False)[0].to(feats.device)
         out = {}
         for tau in taus:
-            segments = assign_concepts(feats, hierarchy.cut(tau), size=(mask_size, mask_size))
-            if pamr is not None:  # METHOD.md 4, the benchmark setting (median filter as published)
-                segments = pamr(small, segments, iterations=10, dilations=(1, 2, 4, 8), label_filter="median")
-            out[f"tau={tau:g}"] = segments.cpu()
+            out[f"tau={tau:g}"] = refine_segments(feats, hierarchy.cut(tau), small, refine=pamr).cpu()
         return out
 
     return predict

@@ -13,12 +13,13 @@ from ovseg.masks._random_walk import (
     random_walk_segments,
     stationary_distribution,
 )
-from ovseg.masks._segment import build_hierarchy, segment_features
+from ovseg.masks._segment import build_hierarchy, refine_segments, segment_features
 from ovseg.masks._upsample import assign_concepts
 
 __all__ = [
     "Hierarchy", "HierarchyNode", "NCutConfig", "PAMRConfig", "affinity", "assign_concepts",
     "auto_tau", "build_hierarchy", "combine_attention", "ncut_hierarchy", "pamr",
-    "random_walk_affinity", "random_walk_hierarchy", "random_walk_segments", "segment_features",
+    "random_walk_affinity", "random_walk_hierarchy", "random_walk_segments", "refine_segments",
+    "segment_features",
     "stationary_distribution",
 ]

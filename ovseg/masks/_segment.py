@@ -1,4 +1,4 @@
-"""Features -> segments: the public DiffCut entry points (METHOD.md sections 2-3)."""
+"""Features -> segments: the public DiffCut entry points (METHOD.md sections 2-4)."""
 from __future__ import annotations
 
 import torch
@@ -6,6 +6,8 @@ import torch
 from ovseg.masks._affinity import affinity, check_features
 from ovseg.masks._hierarchy import Hierarchy
 from ovseg.masks._ncut import NCutConfig, ncut_hierarchy
+from ovseg.masks._pamr import PAMRConfig, pamr
+from ovseg.masks._upsample import assign_concepts
 
 
 def _config(config: NCutConfig | None, alpha: float, tau: float, options: dict) -> NCutConfig:
@@ -65,3 +67,17 @@ def segment_features(feats: torch.Tensor, *, alpha: float = 10.0, tau: float = 0
         raise ValueError(f"feats must be (C, h, w) or (B, C, h, w), got shape {tuple(feats.shape)}")
     return torch.stack([build_hierarchy(f, alpha=alpha, tau=tau, config=config, **solver_options).cut()
                         for f in feats])
+
+
+def refine_segments(feats: torch.Tensor, segments: torch.Tensor, image: torch.Tensor, *,
+                    refine: PAMRConfig | None = PAMRConfig()) -> torch.Tensor:
+    """Low-res segments -> a segment map at the image's size (METHOD.md section 4).
+
+    Concept assignment on the bilinearly upsampled features, then PAMR on the image unless
+    ``refine`` is None. feats (C, h, w); segments (h, w) int64; image (3, H, W) float in [0, 1],
+    at the output size. Returns (H, W) int64 with the input's ids (a segment may vanish).
+    """
+    out = assign_concepts(feats, segments.to(feats.device), size=tuple(image.shape[-2:]))
+    if refine is not None:
+        out = pamr(image.to(feats.device), out, config=refine)
+    return out
