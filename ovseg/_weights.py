@@ -35,9 +35,10 @@ def weights_help(model: str, repo_id: str, download_size: str, hint: str = "weig
         f"The weights of {model} ({repo_id}, about {download_size}) are not on this machine and "
         f"cannot be downloaded (no network, or HF_HUB_OFFLINE=1). Either run once with network "
         f"access (they are then kept in the Hugging Face cache), or copy the repository to a "
-        f"folder, e.g. `huggingface-cli download {repo_id} --local-dir DIR` on a machine with "
+        f"folder, e.g. `hf download {repo_id} --local-dir DIR` on a machine with "
         f"network, and pass that folder: --{hint.replace('_', '-')} DIR on the command line, "
-        f"weights='DIR' in Python ({hint}='DIR' for ovseg.Segmenter)."
+        f"weights='DIR' in Python"
+        + ("." if hint == "weights" else f" ({hint}='DIR' for ovseg.Segmenter).")
     )
 
 
