@@ -128,12 +128,13 @@ def label(inputs, out_dir, overwrite, classes, vocab, **kw) -> None:
         raise click.UsageError("give exactly one of --classes and --vocab")
     if classes is not None and not classes.strip(" ,"):
         raise click.UsageError("--classes is empty")
-    from ovseg.pipeline import load_vocabulary_spec
+    from ovseg.labels import load_vocabulary
+    from ovseg.pipeline import Segmenter
 
-    try:
-        names = load_vocabulary_spec(vocab) if vocab is not None else classes.split(",")
+    try:  # checked before any model loads: blank, duplicate or unreadable names stop here
+        names = load_vocabulary(vocab) if vocab is not None else Segmenter.vocabulary(classes.split(","))
     except (ValueError, KeyError, OSError) as err:
-        raise click.UsageError(f"--vocab {vocab}: {err}") from err
+        raise click.UsageError(f"{'--vocab ' + vocab if vocab is not None else '--classes'}: {err}") from err
     clip = kw.pop("clip_weights")
     _run(_config(clip_weights=clip, **kw), inputs, out_dir, overwrite, classes=names)
 

@@ -28,7 +28,7 @@ from ovseg._results import Segment, SegmentationResult, build_result
 from ovseg._weights import WeightsNotFoundError
 
 __all__ = ["ModelLoadError", "RunSummary", "Segment", "SegmentationResult", "Segmenter",
-           "SegmenterConfig", "load_vocabulary_spec"]
+           "SegmenterConfig"]
 
 
 class ModelLoadError(RuntimeError):
@@ -191,10 +191,7 @@ class Segmenter:
                     pass  # not a shipped vocabulary: one class name
             classes = text.split(",")
         if isinstance(classes, Sequence):  # "person;people" (or "person,people") = synonyms
-            names = [str(c).strip().replace(";", ",") for c in classes if str(c).strip(" ,;")]
-            if not names:
-                raise ValueError("no class names given")
-            return Vocabulary.from_names(names)
+            return Vocabulary.from_names([str(c).strip().replace(";", ",") for c in classes])
         raise TypeError(f"classes must be names, a comma string or a Vocabulary, not {type(classes)}")
 
     def process_files(
@@ -345,15 +342,6 @@ class Segmenter:
             seg = refine_segments(f, low, _to_tensor(_resize(array, size)), refine=refine)
             out.append(np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(size))
         return out
-
-
-def load_vocabulary_spec(spec: str | os.PathLike):
-    """A vocabulary file (one class per line) or the name of a shipped one ("voc"); strict."""
-    from ovseg.labels import Vocabulary, load_vocabulary
-
-    if Path(spec).is_file():
-        return Vocabulary.from_file(spec)
-    return load_vocabulary(str(spec))
 
 
 def _work_size(hw: tuple[int, int], resolution: int) -> tuple[int, int]:

@@ -181,6 +181,8 @@ def test_interrupted_write_leaves_no_partial_file(tiny, tmp_path, monkeypatch):
     ["label", "{img}"],  # neither --classes nor --vocab
     ["label", "{img}", "-c", "a", "--vocab", "voc"],
     ["label", "{img}", "-c", " , "],
+    ["label", "{img}", "-c", "cat,,dog"],  # a blank name
+    ["label", "{img}", "-c", "cat,dog,Cat"],  # a duplicate, whatever its case
     ["label", "{img}", "--vocab", "no-such-vocabulary"],
     ["label", "{img}", "-c", "a", "--tau", "3"],
     ["label", "{img}", "-c", "a", "--dtype", "float64"],

@@ -111,8 +111,12 @@ def test_shipped_vocabulary_by_name(segmenter):
 
 
 def test_bad_classes_are_clear(segmenter):
-    with pytest.raises(ValueError, match="no class names"):
+    with pytest.raises(ValueError, match="blank name"):
         segmenter.label(_picture(), " , ")
+    with pytest.raises(ValueError, match="blank name"):
+        segmenter.label(_picture(), "cat,,dog")
+    with pytest.raises(ValueError, match="duplicate name"):
+        segmenter.label(_picture(), ["cat", "dog", "cat"])
     with pytest.raises(TypeError):
         segmenter.label(_picture(), 42)
 
