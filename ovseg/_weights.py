@@ -28,6 +28,16 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _holds(folder: str, required: list[str | tuple[str, ...]] | None) -> bool:
+    """Whether `folder` has a file for every entry of `required` (a tuple: for one of its globs)."""
+    root = Path(folder)
+    for entry in required or ():
+        globs = (entry,) if isinstance(entry, str) else entry
+        if not any(next(root.glob(g), None) is not None for g in globs):
+            return False
+    return True
+
+
 def weights_help(model: str, repo_id: str, download_size: str, hint: str = "weights") -> str:
     """hint: the name of the option that takes the folder, `--HINT DIR` in the CLI; in Python,
     `weights=` of the create_* function (`HINT=` of `ovseg.Segmenter`)."""
@@ -49,12 +59,17 @@ def resolve_weights(
     model: str,
     download_size: str,
     allow_patterns: list[str] | None = None,
+    required: list[str | tuple[str, ...]] | None = None,
     hint: str = "weights",
 ) -> str:
     """Return a local directory holding the model's files.
 
     weights: None for the official `repo_id`, another repo id, or a local directory.
     allow_patterns: the files worth downloading (a repo often holds several weight formats).
+    required: globs a cached snapshot must match for it to be used as is (a tuple: any one of
+        them); otherwise the files are downloaded. A snapshot filled earlier with other files
+        (another stage of the same model, or a library fetching one file at a time) is
+        therefore completed rather than returned half-empty.
     """
     if weights is not None:
         path = Path(weights).expanduser()
@@ -67,7 +82,9 @@ def resolve_weights(
     from huggingface_hub import snapshot_download
 
     try:  # the cache first: no network needed, and no time lost on one
-        return snapshot_download(repo_id, allow_patterns=allow_patterns, local_files_only=True)
+        cached = snapshot_download(repo_id, allow_patterns=allow_patterns, local_files_only=True)
+        if _holds(cached, required):
+            return cached
     except Exception:
         pass
     if not _hub_reachable():

@@ -273,3 +273,15 @@ def test_incomplete_local_weights_fail_clearly(tiny, tmp_path, monkeypatch):
         create_backbone("sd15", weights=str(weights), device="cpu")
     with pytest.raises(ovseg.WeightsNotFoundError, match="not a directory"):
         create_backbone("sd15", weights=str(tmp_path / "nowhere"), device="cpu")
+
+
+def test_sd1_backbone_on_sdxl_weights_is_refused_and_does_not_poison_the_prompt_cache(tiny, tmp_path,
+                                                                                        monkeypatch):
+    # The empty-prompt cache is keyed by the conditioning kind too: an SD1-type backbone pointed at
+    # SDXL-type weights is refused with a clear error, and the right backbone still works after it.
+    monkeypatch.setenv("OVSEG_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="does not fit"):
+        create_backbone("sd15", weights=tiny("ssd-1b"))
+    backbone = create_backbone("ssd-1b", weights=tiny("ssd-1b"))
+    feats = backbone(torch.rand(1, 3, 64, 64))
+    assert feats.shape == (1, backbone.feature_dim, 2, 2) and torch.isfinite(feats).all()

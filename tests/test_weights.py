@@ -55,3 +55,29 @@ def test_cache_dir_follows_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("OVSEG_CACHE", str(tmp_path / "c"))
     assert cache_dir("a", "b") == tmp_path / "c" / "a" / "b"
     assert (tmp_path / "c" / "a" / "b").is_dir()
+
+
+def _snapshot(hub, repo_id, files):
+    """A Hugging Face cache entry for `repo_id` holding `files` (the layout huggingface_hub writes)."""
+    repo = hub / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    snapshot = repo / "snapshots" / "abc123"
+    for f in files:
+        (snapshot / f).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / f).write_text("x")
+    return snapshot
+
+
+def test_partial_snapshot_is_not_taken_for_a_complete_one(tmp_path, monkeypatch):
+    # A cache holding the UNet but not the text encoders (an earlier stage, or one-file fetches):
+    # asking for the text encoders must not get that folder back as if it held them.
+    hub = tmp_path / "hub"
+    snapshot = _snapshot(hub, "segmind/SSD-1B", ["unet/diffusion_pytorch_model.fp16.safetensors"])
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub))
+    unet = [("unet/*.safetensors",)]
+    assert resolve_weights(None, required=unet, **INFO) == str(snapshot)
+    with pytest.raises(WeightsNotFoundError, match="segmind/SSD-1B"):  # offline: say so, do not pretend
+        resolve_weights(None, required=unet + [("text_encoder/*.safetensors",)], **INFO)
+    either = [("text_encoder/*.safetensors", "unet/*.safetensors")]  # a tuple: any one of them
+    assert resolve_weights(None, required=either, **INFO) == str(snapshot)

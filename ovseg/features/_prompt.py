@@ -17,9 +17,10 @@ from ovseg._paths import cache_dir
 TEXT_ENCODER_CONFIGS = ["text_encoder/config.json", "text_encoder_2/config.json"]
 
 
-def cache_file(weights_id: str, path: str | os.PathLike) -> Path:
-    """Cache file keyed by the repo id or local path and a content hash of the text encoder configs."""
-    digest = hashlib.sha256(weights_id.encode())
+def cache_file(weights_id: str, path: str | os.PathLike, *, sdxl: bool) -> Path:
+    """Cache file keyed by the repo id or local path, the conditioning kind (SDXL-type: with a
+    pooled embedding) and a content hash of the text encoder configs."""
+    digest = hashlib.sha256(weights_id.encode() + (b"\0sdxl" if sdxl else b"\0sd1"))
     for rel in TEXT_ENCODER_CONFIGS:
         f = Path(path) / rel
         if f.is_file():
@@ -32,7 +33,10 @@ def load_cached(file: Path) -> dict[str, torch.Tensor] | None:
         return None
     from safetensors.torch import load_file
 
-    return load_file(str(file))
+    try:
+        return load_file(str(file))
+    except Exception:  # unreadable (a disk error, a foreign file): compute it again
+        return None
 
 
 def save_cached(file: Path, embeds: dict[str, torch.Tensor]) -> None:

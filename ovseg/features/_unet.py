@@ -177,6 +177,11 @@ def _text_files(variant: str | None) -> list[str]:
     return ["text_encoder/model" + suffix, "text_encoder_2/model" + suffix, "tokenizer/*", "tokenizer_2/*"]
 
 
+def _weights_of(*subs: str) -> list[tuple[str, ...]]:
+    """`required=` for resolve_weights: a safetensors file, of either precision, in each folder."""
+    return [(f"{sub}/*.safetensors",) for sub in subs]
+
+
 def _has_weights(folder: Path) -> bool:
     return any(folder.glob("*.safetensors"))
 
@@ -212,21 +217,24 @@ def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool,
     device, dtype = default_device_dtype(device, dtype)
     get = partial(resolve_weights, weights, repo_id=repo_id, model=name, download_size=download_size)
     files = _unet_files("fp16")  # half the download of the fp32 files
-    path = Path(get(allow_patterns=files))
+    path = Path(get(allow_patterns=files, required=_weights_of("unet", "vae")))
     missing = [sub for sub in ("unet", "vae") if not _has_weights(path / sub)]
     if missing:  # a repo without fp16 files for these
         files += [f"{sub}/diffusion_pytorch_model.safetensors" for sub in missing]
-        path = Path(get(allow_patterns=files))
+        path = Path(get(allow_patterns=files, required=_weights_of("unet", "vae")))
         _require(path, name, missing, "diffusion_pytorch_model[.fp16].safetensors")
     local = weights is not None and Path(weights).expanduser().is_dir()
-    cache = _prompt.cache_file(str(Path(weights).expanduser().resolve()) if local else str(weights or repo_id), path)
+    cache = _prompt.cache_file(str(Path(weights).expanduser().resolve()) if local else str(weights or repo_id), path,
+                               sdxl=sdxl)
     embeds = _prompt.load_cached(cache)
     if embeds is None:  # first use: the text encoders compute the empty-prompt embeddings once
         subs = ["text_encoder", "tokenizer"] + (["text_encoder_2", "tokenizer_2"] if sdxl else [])
         for variant in ("fp16", None):
             if all(_has_weights(path / s) if s.startswith("text") else (path / s).is_dir() for s in subs):
                 break
-            path = Path(get(allow_patterns=files + _text_files(variant)))
+            path = Path(get(allow_patterns=files + _text_files(variant),
+                            required=_weights_of("unet", "vae", *(s for s in subs if s.startswith("text")))
+                            + [(f"{s}/*",) for s in subs if s.startswith("tokenizer")]))
         _require(path, name, [s for s in subs if s.startswith("text")], "model[.fp16].safetensors, once, "
                  "to compute the empty-prompt embeddings")
         embeds = _prompt.encode_empty_prompt(path, sdxl=sdxl)
@@ -238,6 +246,13 @@ def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool,
     vae = AutoencoderKL.from_pretrained(
         path, subfolder="vae", variant=_variant(path, "vae", "diffusion_pytorch_model"), torch_dtype=torch.float32)
     scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+    width = embeds["prompt_embeds"].shape[-1]
+    if width != unet.config.cross_attention_dim or ("pooled_prompt_embeds" in embeds) != sdxl:
+        raise ValueError(
+            f"{name}: the text conditioning of {path} (width {width}, "
+            f"{'with' if 'pooled_prompt_embeds' in embeds else 'without'} a pooled embedding) does not fit "
+            f"its UNet (cross-attention width {unet.config.cross_attention_dim}, "
+            f"{'SDXL-type' if sdxl else 'SD1-type'} backbone): are these {name} weights?")
     return UNetEncoder(name, unet, vae, scheduler, embeds["prompt_embeds"], embeds.get("pooled_prompt_embeds"),
                        layer=layer or last_encoder_attention(unet), resolution=resolution, timestep=timestep,
                        seed=seed, prune=prune, device=device, dtype=dtype)

@@ -103,7 +103,7 @@ def _build_vit(name: str, repo_id: str, download_size: str, *, weights=None, dev
                resolution: int | None = None) -> ViTBackbone:
     device, dtype = default_device_dtype(device, dtype)
     path = resolve_weights(weights, repo_id=repo_id, model=name, download_size=download_size,
-                           allow_patterns=_WEIGHT_FILES)
+                           allow_patterns=_WEIGHT_FILES, required=_WEIGHT_FILES)
     import transformers  # after resolving: an offline error comes in seconds
     cls = getattr(transformers, _FAMILIES[name.split("-")[0]][0])
     verbosity = transformers.logging.get_verbosity()

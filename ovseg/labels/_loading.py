@@ -19,7 +19,11 @@ _SIZES = {
 }
 _CHECKPOINTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
                 "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth")
-_ALLOW = ["open_clip_config.json", *_CHECKPOINTS, "tokenizer*", "special_tokens_map.json", "vocab*", "merges.txt"]
+_TEXT_FILES = ["open_clip_config.json", "tokenizer*", "special_tokens_map.json", "vocab*", "merges.txt"]
+# Official repos hold the same weights as .safetensors and as a .bin pickle (1.4 GB each for the
+# default model): download the safetensors, and a pickle only from a repo that has nothing else.
+_DOWNLOADS = ([*_TEXT_FILES, *(c for c in _CHECKPOINTS if c.endswith(".safetensors"))],
+              [*_TEXT_FILES, *_CHECKPOINTS])
 
 
 def _official_repo(model: str, pretrained: str) -> str:
@@ -57,11 +61,15 @@ def load_open_clip(model: str, pretrained: str | None, weights: str | os.PathLik
         repo_id = _official_repo(model, pretrained)
     else:
         repo_id = str(weights)
-    directory = Path(resolve_weights(
-        weights, repo_id=repo_id, model=f"open_clip {model} ({pretrained or 'custom weights'})",
-        download_size=_SIZES.get(model, "an unknown size"), allow_patterns=_ALLOW, hint="clip_weights",
-    ))
-    checkpoint = _checkpoint_in(directory)
+    for allow in _DOWNLOADS:
+        directory = Path(resolve_weights(
+            weights, repo_id=repo_id, model=f"open_clip {model} ({pretrained or 'custom weights'})",
+            download_size=_SIZES.get(model, "an unknown size"), allow_patterns=allow,
+            required=[_CHECKPOINTS], hint="clip_weights",
+        ))
+        checkpoint = _checkpoint_in(directory)
+        if checkpoint is not None:
+            break
     if checkpoint is None:
         raise WeightsNotFoundError(
             f"{directory} holds no open_clip checkpoint (expected one of {', '.join(_CHECKPOINTS)})"
