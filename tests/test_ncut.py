@@ -377,3 +377,23 @@ def test_cuda_matches_cpu():
     feats = _planted(_layout("mixed5", 24, 24), noise=0.3)
     seg = segment_features(feats.cuda())
     assert seg.device.type == "cuda" and _same_partition(seg.cpu(), segment_features(feats))
+
+
+def test_huge_affinities_are_cut_like_the_unscaled_ones():
+    # NCut is invariant to scaling W; float32 degree sums of 1e36-sized entries would overflow.
+    g = torch.Generator().manual_seed(4)
+    w = affinity(torch.randn(400, 8, generator=g))
+    assert torch.equal(ncut_hierarchy(w * 1e36).cut(), ncut_hierarchy(w).cut())
+
+
+def test_lanczos_errors_fall_back_to_the_dense_solver(monkeypatch):
+    # LAPACK reports NaN Krylov runs and non-convergence as ValueError / LinAlgError.
+    from ovseg.masks import _eigen
+
+    def broken(*args, **kwargs):
+        raise ValueError("array must not contain infs or NaNs")
+
+    monkeypatch.setattr(_eigen, "_lanczos_top", broken)
+    g = torch.Generator().manual_seed(5)
+    tree = ncut_hierarchy(affinity(torch.randn(300, 8, generator=g)), dense_below=0)
+    assert tree.nodes[0].solver == "dense-fallback" and tree.num_segments() > 1

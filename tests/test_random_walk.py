@@ -180,3 +180,13 @@ def test_drop_self_handles_walks_that_mostly_stay_put():
     assert torch.equal(canonical(seg), canonical(lab))
     # auto: the tree reaches single patches below tau_max; that finest cut must not win
     assert torch.equal(canonical(random_walk_segments(lazy, shape=(12, 12), tau="auto")), canonical(lab))
+
+
+def test_auto_tau_keeps_the_finest_cut_when_its_leaves_are_uniform():
+    # Three exactly uniform blocks: the tree ends in uniform leaves, not single patches, so the
+    # finest segmentation's interval is real and auto must find the three blocks.
+    lab = torch.arange(36) // 12
+    P = torch.softmax((lab[:, None] == lab[None]).float() * 5 + 0.01, 1)
+    seg = random_walk_segments(P, shape=(6, 6), tau="auto")
+    assert seg.unique().numel() == 3
+    assert torch.equal(seg.flatten(), lab)

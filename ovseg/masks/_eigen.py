@@ -180,7 +180,7 @@ def fiedler_vector(
         try:
             v, _ = _lanczos_top(matvec, u, x0, krylov_dim=krylov_dim, max_restarts=max_restarts, tol=tol)
             method = "lanczos"
-        except (SolverError, RuntimeError):
+        except (SolverError, RuntimeError, ValueError):  # ValueError: LAPACK's LinAlgError, NaN runs
             m = inv_sqrt_d[:, None] * w * inv_sqrt_d[None, :]
             v = _deflated_dense(m, u).to(w.dtype)
             method = "dense-fallback"

@@ -78,10 +78,12 @@ def check_affinity(w: object) -> tuple[torch.Tensor, float, float]:
         raise ValueError("W holds NaN or inf")
     if lo < 0:
         raise ValueError(f"W must be non-negative (min {lo:g})")
+    if hi * w.shape[0] > 1e30:  # degree sums would overflow; NCut does not change when W is scaled
+        w, lo, hi = w / hi, lo / hi, 1.0
     i = torch.arange(w.shape[0], dtype=w.dtype, device=w.device)
     x = torch.stack([torch.cos(0.37 * i), torch.sin(1.71 * i + 0.5)], 1)  # two fixed probes
     wx, wtx = w @ x, w.T @ x
-    if float((wx - wtx).abs().max()) > 1e-4 * (float(wx.abs().max()) + hi * 1e-6 + 1e-30):
+    if not float((wx - wtx).abs().max()) <= 1e-4 * (float(wx.abs().max()) + hi * 1e-6 + 1e-30):
         raise ValueError("W must be symmetric")
     return w, lo, hi
 

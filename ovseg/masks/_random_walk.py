@@ -201,7 +201,7 @@ def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None,
     interval [0, t_1] (one segment) counts with weight ``one_segment_weight`` (default 1; 0.5
     helps chains whose real splits are expensive and hurts attention-like ones: see
     docs/random-walk.md). If the tree ends in
-    single patches only (no leaf was rejected), the last interval does not count.
+    single patches only (no leaf was rejected, none uniform), the last interval does not count.
 
     ``tau_max`` may exceed the build tau: the next change point above it is then known exactly
     (the smallest cost of a rejected leaf), the unknown ones lie between that and tau_max, so the
@@ -221,10 +221,13 @@ def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None,
     ts.append(top)
     gaps = [b - a for a, b in zip(ts[:-1], ts[1:])]
     gaps[0] *= one_segment_weight  # the one-segment interval starts at the bound 0, not a change
-    exhausted = not rejected and len(ts) == len(all_ts) + 2  # the finest cut: unsplittable leaves
+    leaves = [n for n in hierarchy.nodes if not n.children]
+    exhausted = (not rejected and all(n.size == 1 for n in leaves)  # the finest cut: single patches
+                 and len(ts) == len(all_ts) + 2)
     if exhausted and len(gaps) > 1:
-        # every leaf is a single patch (or uniform): the finest segmentation "persists" only
-        # because nothing is left to split, so its interval measures the ceiling, not the data
+        # every leaf is a single patch: the finest segmentation "persists" only because nothing
+        # is left to split, so its interval measures the ceiling, not the data. (A uniform leaf
+        # is different: nothing in it to find is a property of the data, and its range counts.)
         gaps[-1] = -1.0
     j = max(range(len(gaps)), key=lambda i: (gaps[i], -i))  # widest; first (coarsest) on ties
     if unknown > 0.0 and gaps[j] < unknown:
