@@ -182,6 +182,17 @@ def test_label_tables():
     assert get_dataset("cocostuff171").num_classes == 171 and get_dataset("context59").lut[0] == IGNORE
 
 
+@pytest.mark.parametrize("name,inner", [("voc", "VOC2012"), ("voc20", "VOC2012"), ("context", "VOC2010"),
+                                        ("context59", "VOC2010")])
+def test_voc_roots_accepted(name, inner, roots):
+    """--root may be the folder above VOCdevkit/, VOCdevkit/ itself (mmseg's data/VOCdevkit), or VOC20xx/."""
+    root, _ = roots["voc" if name.startswith("voc") else "context"]
+    spec = get_dataset(name)
+    expected = [s.id for s in spec.samples(root)]
+    for folder in (root / "VOCdevkit", root / "VOCdevkit" / inner):
+        assert [s.id for s in spec.samples(folder)] == expected, folder
+
+
 def test_layout_errors(tmp_path, roots):
     with pytest.raises(ValueError, match="Coco164kFull_Stuff_Coarse_7.txt"):
         get_dataset("cocostuff27").samples(roots["cocostuff27"][0])
