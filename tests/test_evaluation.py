@@ -332,7 +332,37 @@ def test_cli_writes_all_outputs(tmp_path, roots, monkeypatch):
     assert data[0]["miou"] > 0.9  # 1024 px bilinear resize blurs the colour edges a little
     assert "mIoU" in res.output
     bad = CliRunner().invoke(eval_command, ["--dataset", "cocostuff27", "--root", str(roots["cocostuff27"][0])])
-    assert bad.exit_code != 0 and "Coco164kFull_Stuff_Coarse_7.txt" in str(bad.exception)
+    assert bad.exit_code == 1 and "Error: " in bad.output and "Coco164kFull_Stuff_Coarse_7.txt" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_cli_ordinary_mistakes_are_clean_errors(tmp_path, roots, monkeypatch):
+    """Wrong layout, missing weights, a ValueError while scoring: a one-line 'Error:', exit 1."""
+    import ovseg
+    from ovseg.evaluation import _adapter, _runner
+    from ovseg.evaluation._command import eval_command
+
+    runner = CliRunner()
+    wrong = runner.invoke(eval_command, ["--dataset", "voc", "--root", str(tmp_path), "--no-progress"])
+    assert wrong.exit_code == 1 and wrong.output.startswith("Error: ") and "not found" in wrong.output
+    assert not isinstance(wrong.exception, FileNotFoundError)
+
+    def no_weights(protocol, **kw):
+        raise ovseg.WeightsNotFoundError("no weights for ssd-1b offline")
+
+    monkeypatch.setattr(_adapter, "make_predictor", no_weights)
+    args = ["--dataset", "voc", "--root", str(roots["voc"][0]), "--out", str(tmp_path / "o"), "--no-progress"]
+    res = runner.invoke(eval_command, args)
+    assert res.exit_code == 1 and res.output == "Error: no weights for ssd-1b offline\n"
+
+    monkeypatch.setattr(_adapter, "make_predictor", lambda protocol, **kw: colour_oracle())
+
+    def bad_evaluate(*a, **kw):
+        raise ValueError("predictor returned a (3, 5) map")
+
+    monkeypatch.setattr(_runner, "evaluate", bad_evaluate)
+    res = runner.invoke(eval_command, args)
+    assert res.exit_code == 1 and res.output == "Error: predictor returned a (3, 5) map\n"
 
 
 def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):

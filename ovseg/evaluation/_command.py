@@ -1,12 +1,24 @@
 """`ovseg eval`: score ovseg on a benchmark with the published protocol. Parses and calls the API."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import click
 
 from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
 
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """Ordinary mistakes (bad layout, missing --image-list, no weights) -> one clean line, exit 1."""
+    from ovseg import WeightsNotFoundError
+
+    try:
+        yield
+    except (ValueError, FileNotFoundError, WeightsNotFoundError) as err:
+        raise click.ClickException(str(err)) from err
 
 
 @click.command("eval")
@@ -52,16 +64,18 @@ def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weig
     taus = tuple(dict.fromkeys(tau))
     offset = 0 if vocabulary else spec.vocabulary_offset
     vocabulary = vocabulary or spec.vocabulary
-    samples = spec.samples(root, image_list)  # fail on a bad layout before loading any model
-    predictor = _adapter.make_predictor(
-        protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
-        weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine)
+    with _clean_errors():
+        samples = spec.samples(root, image_list)  # fail on a bad layout before loading any model
+        predictor = _adapter.make_predictor(
+            protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
+            weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine)
     settings = {"backbone": backbone, "weights": weights, "alpha": alpha, "refine": refine,
                 "taus": list(taus)}
     if protocol == "open-vocabulary":
         settings.update(vocabulary=vocabulary, clip_weights=clip_weights)
-    results = evaluate(spec, predictor, samples=samples, protocol=protocol, limit=limit, out=out,
-                       settings=settings, matching=matching, progress=progress)
+    with _clean_errors():
+        results = evaluate(spec, predictor, samples=samples, protocol=protocol, limit=limit, out=out,
+                           settings=settings, matching=matching, progress=progress)
     paths = write_report(results, out)
     click.echo(markdown_table(results))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
