@@ -276,6 +276,29 @@ def test_resume_equals_uninterrupted(tmp_path, roots):
     assert len(calls) == 4  # other settings: nothing reused
 
 
+def test_resumable_output_needs_settings(tmp_path, roots):
+    """Without settings naming the predictor, a rerun with another predictor would reuse old results."""
+    for settings in (None, {}):
+        with pytest.raises(ValueError, match="settings"):
+            _run("voc", roots, colour_oracle(), out=tmp_path / "x", settings=settings)
+    assert not (tmp_path / "x" / RESULTS_FILE).exists()
+    assert _run("voc", roots, colour_oracle(), settings=None).miou == pytest.approx(1.0)  # no out=: fine
+
+
+def test_cli_device_and_dtype_key_the_results(tmp_path, roots, monkeypatch):
+    """A CPU float32 run and a CUDA float16 run into one --out do not share per-image results."""
+    from ovseg.evaluation import _adapter, _command
+
+    monkeypatch.setattr(_adapter, "make_predictor", lambda protocol, **kw: colour_oracle())
+    out = tmp_path / "out"
+    args = ["--dataset", "voc", "--root", str(roots["voc"][0]), "--out", str(out), "--limit", "1", "--no-progress"]
+    for pair in (("cpu", "float32"), ("cuda", "float16")):
+        monkeypatch.setattr(_command, "_device_dtype", lambda device, pair=pair: pair)
+        assert CliRunner().invoke(_command.eval_command, args).exit_code == 0
+    records = [json.loads(line) for line in (out / RESULTS_FILE).read_text().splitlines()]
+    assert len(records) == 2 and records[0]["settings"] != records[1]["settings"]  # no silent resume
+
+
 def test_variants_and_report(tmp_path, roots):
     results = _run("cityscapes", roots, lambda im: {"tau=0.3": colour_oracle()(im),
                                                     "tau=0.5": colour_oracle(split="B")(im)})
@@ -329,6 +352,10 @@ def test_cli_writes_all_outputs(tmp_path, roots, monkeypatch):
         assert (out / f).is_file(), f
     data = json.loads((out / "results.json").read_text())
     assert data[0]["num_images"] == 2 and data[0]["settings"]["alpha"] == 8.0
+    import torch
+
+    expected = ("cuda", "float16") if torch.cuda.is_available() else ("cpu", "float32")
+    assert (seen["device"], data[0]["settings"]["device"], data[0]["settings"]["dtype"]) == (expected[0], *expected)
     assert data[0]["miou"] > 0.9  # 1024 px bilinear resize blurs the colour edges a little
     assert "mIoU" in res.output
     bad = CliRunner().invoke(eval_command, ["--dataset", "cocostuff27", "--root", str(roots["cocostuff27"][0])])

@@ -21,6 +21,14 @@ def _clean_errors() -> Iterator[None]:
         raise click.ClickException(str(err)) from err
 
 
+def _device_dtype(device: str | None) -> tuple[str, str]:
+    """The device the backbone runs on and its dtype (float16 on CUDA, float32 elsewhere), as text."""
+    from ovseg.features._base import default_device_dtype  # the backbones' own default rule
+
+    dev, dtype = default_device_dtype(device, None)
+    return str(dev), str(dtype).removeprefix("torch.")
+
+
 @click.command("eval")
 @click.option("--dataset", required=True, type=click.Choice(list_datasets()), help="Benchmark to score on.")
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -60,6 +68,7 @@ def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weig
     from ovseg.evaluation._runner import evaluate
 
     spec = get_dataset(dataset)
+    device, dtype = _device_dtype(device)
     out = out or Path("eval") / dataset
     taus = tuple(dict.fromkeys(tau))
     offset = 0 if vocabulary else spec.vocabulary_offset
@@ -70,7 +79,7 @@ def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weig
             protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
             weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine)
     settings = {"backbone": backbone, "weights": weights, "alpha": alpha, "refine": refine,
-                "taus": list(taus)}
+                "taus": list(taus), "device": device, "dtype": dtype}  # fp16 vs fp32 results never mix
     if protocol == "open-vocabulary":
         settings.update(vocabulary=vocabulary, clip_weights=clip_weights)
     with _clean_errors():
