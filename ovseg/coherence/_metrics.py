@@ -223,7 +223,8 @@ def coherence_scores(
         sims, same, cross_sims, cross_same = [], [], [], []
         counts, previous = None, None
         for index, (image_spec, mask_spec) in enumerate(pairs):
-            image, mask = load_image(image_spec), read_mask(mask_spec)
+            # as stored, no EXIF rotation: label maps carry none, so a rotated image would not line up
+            image, mask = load_image(image_spec, exif_transpose=False), read_mask(mask_spec)
             if tuple(image.shape[-2:]) != mask.shape:
                 raise ValueError(
                     f"pair {index} ({image_spec}): image is {tuple(image.shape[-2:])} but its mask "
