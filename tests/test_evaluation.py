@@ -392,6 +392,35 @@ def test_cli_ordinary_mistakes_are_clean_errors(tmp_path, roots, monkeypatch):
     assert res.exit_code == 1 and res.output == "Error: predictor returned a (3, 5) map\n"
 
 
+def test_cli_default_out_per_protocol_and_foreign_options(tmp_path, roots, monkeypatch):
+    """Open-vocabulary defaults to its own folder; options of the other protocol are usage errors."""
+    from ovseg.evaluation import _adapter
+    from ovseg.evaluation._command import eval_command
+
+    monkeypatch.setattr(_adapter, "make_predictor", lambda protocol, **kw: colour_oracle())
+    monkeypatch.chdir(tmp_path)
+    base = ["--dataset", "voc", "--root", str(roots["voc"][0]), "--limit", "1", "--no-progress"]
+    runner = CliRunner()
+    assert runner.invoke(eval_command, base).exit_code == 0
+    assert runner.invoke(eval_command, base + ["--protocol", "open-vocabulary"]).exit_code == 0
+    assert (tmp_path / "eval" / "voc" / "results.json").is_file()
+    assert (tmp_path / "eval" / "voc-open-vocabulary" / "results.json").is_file()
+    unsup = json.loads((tmp_path / "eval" / "voc" / "results.json").read_text())
+    assert unsup[0]["settings"]["matching"] == "present"  # not overwritten by the open-vocabulary run
+    for extra, flag in ((["--protocol", "open-vocabulary", "--matching", "present"], "--matching"),
+                        (["--vocabulary", "voc"], "--vocabulary"), (["--clip-weights", "x"], "--clip-weights"),
+                        (["--protocol", "unsupervised", "--vocabulary", "voc"], "--vocabulary")):
+        res = runner.invoke(eval_command, base + extra)
+        assert res.exit_code == 2 and flag in res.output, (extra, res.output)
+
+
+def test_image_list_ids_are_deduplicated_in_order(tmp_path, roots):
+    root, _ = roots["voc"]
+    listing = tmp_path / "ids.txt"
+    listing.write_text("img002\nimg000.jpg\nimg002\nimg000\nimg001\n")
+    assert [s.id for s in get_dataset("voc").samples(root, listing)] == ["img002", "img000", "img001"]
+
+
 def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
     """The tau-sweep predictor against stand-ins of the stage APIs of docs/architecture.md."""
     import sys

@@ -29,6 +29,19 @@ def _device_dtype(device: str | None) -> tuple[str, str]:
     return str(dev), str(dtype).removeprefix("torch.")
 
 
+_PROTOCOL_ONLY = {"matching": "unsupervised", "vocabulary": "open-vocabulary", "clip_weights": "open-vocabulary"}
+
+
+def _check_protocol_options(ctx: click.Context, protocol: str) -> None:
+    """An option the chosen protocol ignores, given explicitly, is a usage error (not a silent no-op)."""
+    from click.core import ParameterSource
+
+    for name, wanted in _PROTOCOL_ONLY.items():
+        if protocol != wanted and ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} applies to the {wanted} protocol only, not to {protocol}", ctx)
+
+
 @click.command("eval")
 @click.option("--dataset", required=True, type=click.Choice(list_datasets()), help="Benchmark to score on.")
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -51,7 +64,8 @@ def _device_dtype(device: str | None) -> tuple[str, str]:
 @click.option("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N images.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder [default: eval/<dataset>]. Reruns resume from per_image.jsonl there.")
+              help="Output folder [default: eval/<dataset>, or eval/<dataset>-open-vocabulary]. "
+                   "Reruns resume from per_image.jsonl there.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weights, clip_weights, vocabulary,
                  matching, refine, device, limit, out, progress):
@@ -67,9 +81,10 @@ def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weig
     from ovseg.evaluation._report import markdown_table, write_report
     from ovseg.evaluation._runner import evaluate
 
+    _check_protocol_options(click.get_current_context(), protocol)
     spec = get_dataset(dataset)
     device, dtype = _device_dtype(device)
-    out = out or Path("eval") / dataset
+    out = out or Path("eval") / (dataset if protocol == "unsupervised" else f"{dataset}-{protocol}")
     taus = tuple(dict.fromkeys(tau))
     offset = 0 if vocabulary else spec.vocabulary_offset
     vocabulary = vocabulary or spec.vocabulary

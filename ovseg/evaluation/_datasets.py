@@ -110,7 +110,8 @@ def _read_ids(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"image list {path} not found")
     ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    return [Path(i).stem if i.endswith((".jpg", ".png")) else i for i in ids]
+    ids = [Path(i).stem if i.endswith((".jpg", ".png")) else i for i in ids]
+    return list(dict.fromkeys(ids))  # a repeated id would be scored (and weighted) twice
 
 
 def _voc_base(root: Path, year: str) -> Path:
