@@ -398,3 +398,37 @@ def test_cli_with_tiny_real_backbones(tiny_backbones, pairs_dir, tmp_path):
     assert "dinov2-b: cell (2, 2) of a (4, 4) grid" in result.output
     with Image.open(out) as png:
         png.verify()
+
+
+def _save_rotated_jpeg(image: torch.Tensor, path) -> None:
+    """Pixels as given, with an EXIF tag telling viewers to rotate them 90 degrees (orientation 6)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(array).save(path, quality=100, subsampling=0, exif=exif)
+
+
+def test_pairs_ignore_exif_orientation_as_labels_and_evaluation_do(tmp_path):
+    """An EXIF-rotated photo stays aligned with its (unrotated) label map, in dataset and folder mode."""
+    from ovseg.coherence import dataset_pairs, load_image
+
+    base = tmp_path / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation", "pairs"):
+        (base / sub).mkdir(parents=True)
+    image, mask = make_scene(np.random.default_rng(3), cells=8)
+    image, mask = image[:, :32], mask[:32]  # 32 x 64: a rotation would change the shape
+    _save_rotated_jpeg(image, base / "JPEGImages" / "im0.jpg")
+    Image.fromarray(mask.astype(np.uint8), mode="L").save(base / "SegmentationClass" / "im0.png")
+    (base / "ImageSets/Segmentation/val.txt").write_text("im0\n")
+    _save_rotated_jpeg(image, base / "pairs" / "im0.jpg")
+    Image.fromarray(mask.astype(np.uint8), mode="L").save(base / "pairs" / "im0.png")
+    assert tuple(load_image(base / "pairs" / "im0.jpg").shape) == (3, 64, 32)  # viewers' orientation
+
+    def segment(feats):
+        return feats[0].argmax(0)
+
+    items, options = dataset_pairs("voc", tmp_path)
+    for pairs, kw in ((items, options), (read_pairs(base / "pairs"), {})):
+        score = coherence_scores(pairs, [OneHotBackbone()], num_pairs=200, segment_fn=segment,
+                                 counts_fn=agreement_counts, **kw)[0]
+        assert score.auc == 1.0 and score.miou == pytest.approx(1.0)

@@ -182,6 +182,17 @@ def test_label_tables():
     assert get_dataset("cocostuff171").num_classes == 171 and get_dataset("context59").lut[0] == IGNORE
 
 
+@pytest.mark.parametrize("name,inner", [("voc", "VOC2012"), ("voc20", "VOC2012"), ("context", "VOC2010"),
+                                        ("context59", "VOC2010")])
+def test_voc_roots_accepted(name, inner, roots):
+    """--root may be the folder above VOCdevkit/, VOCdevkit/ itself (mmseg's data/VOCdevkit), or VOC20xx/."""
+    root, _ = roots["voc" if name.startswith("voc") else "context"]
+    spec = get_dataset(name)
+    expected = [s.id for s in spec.samples(root)]
+    for folder in (root / "VOCdevkit", root / "VOCdevkit" / inner):
+        assert [s.id for s in spec.samples(folder)] == expected, folder
+
+
 def test_layout_errors(tmp_path, roots):
     with pytest.raises(ValueError, match="Coco164kFull_Stuff_Coarse_7.txt"):
         get_dataset("cocostuff27").samples(roots["cocostuff27"][0])
@@ -265,6 +276,29 @@ def test_resume_equals_uninterrupted(tmp_path, roots):
     assert len(calls) == 4  # other settings: nothing reused
 
 
+def test_resumable_output_needs_settings(tmp_path, roots):
+    """Without settings naming the predictor, a rerun with another predictor would reuse old results."""
+    for settings in (None, {}):
+        with pytest.raises(ValueError, match="settings"):
+            _run("voc", roots, colour_oracle(), out=tmp_path / "x", settings=settings)
+    assert not (tmp_path / "x" / RESULTS_FILE).exists()
+    assert _run("voc", roots, colour_oracle(), settings=None).miou == pytest.approx(1.0)  # no out=: fine
+
+
+def test_cli_device_and_dtype_key_the_results(tmp_path, roots, monkeypatch):
+    """A CPU float32 run and a CUDA float16 run into one --out do not share per-image results."""
+    from ovseg.evaluation import _adapter, _command
+
+    monkeypatch.setattr(_adapter, "make_predictor", lambda protocol, **kw: colour_oracle())
+    out = tmp_path / "out"
+    args = ["--dataset", "voc", "--root", str(roots["voc"][0]), "--out", str(out), "--limit", "1", "--no-progress"]
+    for pair in (("cpu", "float32"), ("cuda", "float16")):
+        monkeypatch.setattr(_command, "_device_dtype", lambda device, pair=pair: pair)
+        assert CliRunner().invoke(_command.eval_command, args).exit_code == 0
+    records = [json.loads(line) for line in (out / RESULTS_FILE).read_text().splitlines()]
+    assert len(records) == 2 and records[0]["settings"] != records[1]["settings"]  # no silent resume
+
+
 def test_variants_and_report(tmp_path, roots):
     results = _run("cityscapes", roots, lambda im: {"tau=0.3": colour_oracle()(im),
                                                     "tau=0.5": colour_oracle(split="B")(im)})
@@ -318,10 +352,73 @@ def test_cli_writes_all_outputs(tmp_path, roots, monkeypatch):
         assert (out / f).is_file(), f
     data = json.loads((out / "results.json").read_text())
     assert data[0]["num_images"] == 2 and data[0]["settings"]["alpha"] == 8.0
+    import torch
+
+    expected = ("cuda", "float16") if torch.cuda.is_available() else ("cpu", "float32")
+    assert (seen["device"], data[0]["settings"]["device"], data[0]["settings"]["dtype"]) == (expected[0], *expected)
     assert data[0]["miou"] > 0.9  # 1024 px bilinear resize blurs the colour edges a little
     assert "mIoU" in res.output
     bad = CliRunner().invoke(eval_command, ["--dataset", "cocostuff27", "--root", str(roots["cocostuff27"][0])])
-    assert bad.exit_code != 0 and "Coco164kFull_Stuff_Coarse_7.txt" in str(bad.exception)
+    assert bad.exit_code == 1 and "Error: " in bad.output and "Coco164kFull_Stuff_Coarse_7.txt" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_cli_ordinary_mistakes_are_clean_errors(tmp_path, roots, monkeypatch):
+    """Wrong layout, missing weights, a ValueError while scoring: a one-line 'Error:', exit 1."""
+    import ovseg
+    from ovseg.evaluation import _adapter, _runner
+    from ovseg.evaluation._command import eval_command
+
+    runner = CliRunner()
+    wrong = runner.invoke(eval_command, ["--dataset", "voc", "--root", str(tmp_path), "--no-progress"])
+    assert wrong.exit_code == 1 and wrong.output.startswith("Error: ") and "not found" in wrong.output
+    assert not isinstance(wrong.exception, FileNotFoundError)
+
+    def no_weights(protocol, **kw):
+        raise ovseg.WeightsNotFoundError("no weights for ssd-1b offline")
+
+    monkeypatch.setattr(_adapter, "make_predictor", no_weights)
+    args = ["--dataset", "voc", "--root", str(roots["voc"][0]), "--out", str(tmp_path / "o"), "--no-progress"]
+    res = runner.invoke(eval_command, args)
+    assert res.exit_code == 1 and res.output == "Error: no weights for ssd-1b offline\n"
+
+    monkeypatch.setattr(_adapter, "make_predictor", lambda protocol, **kw: colour_oracle())
+
+    def bad_evaluate(*a, **kw):
+        raise ValueError("predictor returned a (3, 5) map")
+
+    monkeypatch.setattr(_runner, "evaluate", bad_evaluate)
+    res = runner.invoke(eval_command, args)
+    assert res.exit_code == 1 and res.output == "Error: predictor returned a (3, 5) map\n"
+
+
+def test_cli_default_out_per_protocol_and_foreign_options(tmp_path, roots, monkeypatch):
+    """Open-vocabulary defaults to its own folder; options of the other protocol are usage errors."""
+    from ovseg.evaluation import _adapter
+    from ovseg.evaluation._command import eval_command
+
+    monkeypatch.setattr(_adapter, "make_predictor", lambda protocol, **kw: colour_oracle())
+    monkeypatch.chdir(tmp_path)
+    base = ["--dataset", "voc", "--root", str(roots["voc"][0]), "--limit", "1", "--no-progress"]
+    runner = CliRunner()
+    assert runner.invoke(eval_command, base).exit_code == 0
+    assert runner.invoke(eval_command, base + ["--protocol", "open-vocabulary"]).exit_code == 0
+    assert (tmp_path / "eval" / "voc" / "results.json").is_file()
+    assert (tmp_path / "eval" / "voc-open-vocabulary" / "results.json").is_file()
+    unsup = json.loads((tmp_path / "eval" / "voc" / "results.json").read_text())
+    assert unsup[0]["settings"]["matching"] == "present"  # not overwritten by the open-vocabulary run
+    for extra, flag in ((["--protocol", "open-vocabulary", "--matching", "present"], "--matching"),
+                        (["--vocabulary", "voc"], "--vocabulary"), (["--clip-weights", "x"], "--clip-weights"),
+                        (["--protocol", "unsupervised", "--vocabulary", "voc"], "--vocabulary")):
+        res = runner.invoke(eval_command, base + extra)
+        assert res.exit_code == 2 and flag in res.output, (extra, res.output)
+
+
+def test_image_list_ids_are_deduplicated_in_order(tmp_path, roots):
+    root, _ = roots["voc"]
+    listing = tmp_path / "ids.txt"
+    listing.write_text("img002\nimg000.jpg\nimg002\nimg000\nimg001\n")
+    assert [s.id for s in get_dataset("voc").samples(root, listing)] == ["img002", "img000", "img001"]
 
 
 def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):

@@ -131,3 +131,22 @@ def test_fully_ignored_image_counts_nothing(matching, background):
     gt[0, 0] = 2
     counts = unsupervised_counts(gt, seg, 3, background=background, matching=matching)
     assert counts[0].tolist() == [0, 0, 1] and counts[2].sum() == 0
+
+
+def test_merged_background_segment_can_win_a_foreground_class():
+    """docs/evaluation.md step 4(c): the final matching runs over all present classes, so the merged
+    segment takes a foreground class when it outweighs that class's step-(a) segment."""
+    from ovseg.evaluation._matching import match_segments
+
+    # background absent; class 1 cut into three equal pieces (0, 1, 2), class 2 is segment 3
+    gt = np.array([1] * 9 + [2] * 3)
+    seg = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    assert match_segments(gt, seg, background=0).tolist() == [-1] * 3 + [1] * 6 + [2] * 3
+    # background present (segment 4): the merged segment (4 + two pieces) still takes class 1
+    gt = np.array([0] * 3 + [1] * 9 + [2] * 3)
+    seg = np.array([4] * 3 + [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    assert match_segments(gt, seg, background=0).tolist() == [1] * 3 + [-1] * 3 + [1] * 6 + [2] * 3
+    # the usual case: a spare piece of an object joins the background
+    gt = np.array([0] * 6 + [1] * 6)
+    seg = np.array([5] * 6 + [0] * 4 + [1] * 2)
+    assert match_segments(gt, seg, background=0).tolist() == [0] * 6 + [1] * 4 + [0] * 2

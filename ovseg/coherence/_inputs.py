@@ -90,10 +90,12 @@ def parse_point(point: str | Sequence[float] | Point) -> Point:
     raise TypeError(f"point must be a string 'X,Y', a pair of numbers or a Point, not {point!r}")
 
 
-def load_image(image: ImageLike) -> "torch.Tensor":  # noqa: F821
+def load_image(image: ImageLike, *, exif_transpose: bool = True) -> "torch.Tensor":  # noqa: F821
     """Any image -> `(3, H, W) float32 RGB in [0, 1]` on the CPU.
 
     Accepts a file path, a PIL image, a `(3, H, W)` tensor in [0, 1] or an `(H, W, 3)` uint8 array.
+    exif_transpose: turn a file upright by its EXIF orientation tag (as viewers show it); False
+    reads the pixels as stored, which is how label maps (and the evaluation) see them.
     """
     import torch
 
@@ -113,7 +115,7 @@ def load_image(image: ImageLike) -> "torch.Tensor":  # noqa: F821
         if not path.is_file():
             raise FileNotFoundError(f"image not found: {path}")
         with Image.open(path) as opened:
-            pil = ImageOps.exif_transpose(opened).convert("RGB")
+            pil = (ImageOps.exif_transpose(opened) if exif_transpose else opened).convert("RGB")
     elif isinstance(image, Image.Image):
         pil = image.convert("RGB")
     else:

@@ -23,6 +23,7 @@ from ovseg.coherence._inputs import (
     load_image,
     load_mask,
 )
+from ovseg.evaluation._metrics import mean_iou  # the evaluation's mIoU: NaN classes left out
 
 DROPPED = -1  # label of a cell with no usable ground truth
 
@@ -154,13 +155,6 @@ def _default_counts(num_classes: int | None, background: int | None) -> Callable
     return counts
 
 
-def _mean_iou(counts: np.ndarray) -> float:
-    """Mean over classes with TP + FP + FN > 0 of TP / (TP + FP + FN)."""
-    tp, fp, fn = counts.astype(np.float64)
-    union = tp + fp + fn
-    return float((tp[union > 0] / union[union > 0]).mean()) if (union > 0).any() else float("nan")
-
-
 def _add(total: np.ndarray | None, counts: np.ndarray) -> np.ndarray:
     """Sum (3, C) count arrays whose C may differ (missing classes count zero)."""
     counts = np.asarray(counts, dtype=np.int64)
@@ -223,7 +217,8 @@ def coherence_scores(
         sims, same, cross_sims, cross_same = [], [], [], []
         counts, previous = None, None
         for index, (image_spec, mask_spec) in enumerate(pairs):
-            image, mask = load_image(image_spec), read_mask(mask_spec)
+            # as stored, no EXIF rotation: label maps carry none, so a rotated image would not line up
+            image, mask = load_image(image_spec, exif_transpose=False), read_mask(mask_spec)
             if tuple(image.shape[-2:]) != mask.shape:
                 raise ValueError(
                     f"pair {index} ({image_spec}): image is {tuple(image.shape[-2:])} but its mask "
@@ -244,6 +239,8 @@ def coherence_scores(
             if miou:
                 segments = np.asarray(segment_fn(feats[None])).reshape(grid)
                 scored = mask if ignore_index is None else np.where(mask == ignore_index, -1, mask)
+                # nearest cell by exact integer arithmetic (grid_cells, as for patch_labels); the
+                # evaluation's resize_nearest uses a float scale and differs on some sizes
                 counts = _add(counts, counts_fn(scored, segments.ravel()[grid_cells(mask.shape, grid)]))
             if progress is not None:
                 progress(f"{label}: image {index + 1}/{len(pairs)}")
@@ -253,7 +250,7 @@ def coherence_scores(
             backbone=label,
             auc=roc_auc(sims, same),
             cross_auc=cross_auc,
-            miou=_mean_iou(counts) if miou else None,
+            miou=mean_iou(counts) if miou else None,
             images=len(pairs),
             positive_pairs=int(same.sum()),
             negative_pairs=int((~same).sum()),

@@ -1,7 +1,7 @@
 """Benchmarks: datasets in their standard layouts, the published protocols, reports.
 
     from ovseg.evaluation import evaluate, write_report
-    result = evaluate("voc", predictor, root="data", out="eval/voc")
+    result = evaluate("voc", predictor, root="data", out="eval/voc", settings={"model": "my-model"})
     print(result.miou); write_report(result, "eval/voc")
 
 `predictor` maps image (3, H, W) float32 [0, 1] -> segment map (h, w) int64 (unsupervised

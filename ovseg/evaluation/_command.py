@@ -1,12 +1,45 @@
 """`ovseg eval`: score ovseg on a benchmark with the published protocol. Parses and calls the API."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import click
 
 from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
 
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """Ordinary mistakes (bad layout, missing --image-list, no weights) -> one clean line, exit 1."""
+    from ovseg import WeightsNotFoundError
+
+    try:
+        yield
+    except (ValueError, FileNotFoundError, WeightsNotFoundError) as err:
+        raise click.ClickException(str(err)) from err
+
+
+def _device_dtype(device: str | None) -> tuple[str, str]:
+    """The device the backbone runs on and its dtype (float16 on CUDA, float32 elsewhere), as text."""
+    from ovseg.features._base import default_device_dtype  # the backbones' own default rule
+
+    dev, dtype = default_device_dtype(device, None)
+    return str(dev), str(dtype).removeprefix("torch.")
+
+
+_PROTOCOL_ONLY = {"matching": "unsupervised", "vocabulary": "open-vocabulary", "clip_weights": "open-vocabulary"}
+
+
+def _check_protocol_options(ctx: click.Context, protocol: str) -> None:
+    """An option the chosen protocol ignores, given explicitly, is a usage error (not a silent no-op)."""
+    from click.core import ParameterSource
+
+    for name, wanted in _PROTOCOL_ONLY.items():
+        if protocol != wanted and ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} applies to the {wanted} protocol only, not to {protocol}", ctx)
 
 
 @click.command("eval")
@@ -31,7 +64,8 @@ from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON f
 @click.option("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N images.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder [default: eval/<dataset>]. Reruns resume from per_image.jsonl there.")
+              help="Output folder [default: eval/<dataset>, or eval/<dataset>-open-vocabulary]. "
+                   "Reruns resume from per_image.jsonl there.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weights, clip_weights, vocabulary,
                  matching, refine, device, limit, out, progress):
@@ -47,21 +81,25 @@ def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weig
     from ovseg.evaluation._report import markdown_table, write_report
     from ovseg.evaluation._runner import evaluate
 
+    _check_protocol_options(click.get_current_context(), protocol)
     spec = get_dataset(dataset)
-    out = out or Path("eval") / dataset
+    device, dtype = _device_dtype(device)
+    out = out or Path("eval") / (dataset if protocol == "unsupervised" else f"{dataset}-{protocol}")
     taus = tuple(dict.fromkeys(tau))
     offset = 0 if vocabulary else spec.vocabulary_offset
     vocabulary = vocabulary or spec.vocabulary
-    samples = spec.samples(root, image_list)  # fail on a bad layout before loading any model
-    predictor = _adapter.make_predictor(
-        protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
-        weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine)
+    with _clean_errors():
+        samples = spec.samples(root, image_list)  # fail on a bad layout before loading any model
+        predictor = _adapter.make_predictor(
+            protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
+            weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine)
     settings = {"backbone": backbone, "weights": weights, "alpha": alpha, "refine": refine,
-                "taus": list(taus)}
+                "taus": list(taus), "device": device, "dtype": dtype}  # fp16 vs fp32 results never mix
     if protocol == "open-vocabulary":
         settings.update(vocabulary=vocabulary, clip_weights=clip_weights)
-    results = evaluate(spec, predictor, samples=samples, protocol=protocol, limit=limit, out=out,
-                       settings=settings, matching=matching, progress=progress)
+    with _clean_errors():
+        results = evaluate(spec, predictor, samples=samples, protocol=protocol, limit=limit, out=out,
+                           settings=settings, matching=matching, progress=progress)
     paths = write_report(results, out)
     click.echo(markdown_table(results))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

@@ -110,12 +110,21 @@ def _read_ids(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"image list {path} not found")
     ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    return [Path(i).stem if i.endswith((".jpg", ".png")) else i for i in ids]
+    ids = [Path(i).stem if i.endswith((".jpg", ".png")) else i for i in ids]
+    return list(dict.fromkeys(ids))  # a repeated id would be scored (and weighted) twice
+
+
+def _voc_base(root: Path, year: str) -> Path:
+    """The VOC<year> folder: root/VOCdevkit/VOC<year>, root/VOC<year> (root = VOCdevkit) or root itself."""
+    for base in (root / "VOCdevkit" / f"VOC{year}", root / f"VOC{year}"):
+        if base.is_dir():
+            return base
+    return root
 
 
 # --- Pascal VOC 2012 -------------------------------------------------------------------------
 def _voc_find(root: Path, image_list: Path | None) -> list[Sample]:
-    base = root / "VOCdevkit" / "VOC2012" if (root / "VOCdevkit").is_dir() else root
+    base = _voc_base(root, "2012")
     ids = _read_ids(image_list or base / "ImageSets" / "Segmentation" / "val.txt")
     return _pairs(ids, base / "JPEGImages", base / "SegmentationClass", ".jpg")
 
@@ -134,7 +143,7 @@ register_dataset(
 
 # --- Pascal Context (mmsegmentation conversion) ------------------------------------------------
 def _context_find(root: Path, image_list: Path | None) -> list[Sample]:
-    base = root / "VOCdevkit" / "VOC2010" if (root / "VOCdevkit").is_dir() else root
+    base = _voc_base(root, "2010")
     ids = _read_ids(image_list or base / "ImageSets" / "SegmentationContext" / "val.txt")
     return _pairs(ids, base / "JPEGImages", base / "SegmentationClassContext", ".jpg")
 

@@ -122,6 +122,11 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
         if root is None:
             raise ValueError("give the dataset's root folder (root=) or its samples (samples=)")
         samples = spec.samples(root, image_list)
+    if out is not None and not settings:
+        raise ValueError(
+            "resumable output (out=) needs settings= that identify the predictor (e.g. backbone, weights, "
+            "tau, device, dtype): per-image results are keyed by them, and without them a rerun with a "
+            "different predictor would silently reuse the old results")
     samples = list(samples)[:limit] if limit else list(samples)
     settings = dict(settings or {})
     if protocol == "unsupervised":
