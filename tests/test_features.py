@@ -285,3 +285,9 @@ def test_sd1_backbone_on_sdxl_weights_is_refused_and_does_not_poison_the_prompt_
     backbone = create_backbone("ssd-1b", weights=tiny("ssd-1b"))
     feats = backbone(torch.rand(1, 3, 64, 64))
     assert feats.shape == (1, backbone.feature_dim, 2, 2) and torch.isfinite(feats).all()
+
+
+def test_a_layer_that_is_not_an_encoder_self_attention_is_refused_with_the_valid_ones(tiny):
+    with pytest.raises(ValueError, match=r"\(attn1\) of an encoder block, one of down_blocks\..*; got .*attn2"):
+        create_backbone("ssd-1b", weights=tiny("ssd-1b"),
+                        layer="down_blocks.1.attentions.0.transformer_blocks.0.attn2")

@@ -64,13 +64,13 @@ class UNetEncoder(Backbone):
         self.quant_conv = vae.quant_conv.to(device, self.vae_dtype) if vae.quant_conv is not None else None
         # add_noise from the training betas: sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (DDPM, Ho et al. 2020, Eq. 4)
         self.scheduler = DDPMScheduler.from_config(dict(scheduler.config))
+        encoder_attn1 = [n for n, _ in unet.named_modules() if n.startswith("down_blocks.") and n.endswith(".attn1")]
+        if layer not in encoder_attn1:
+            raise ValueError(f"{name}: layer must be the self-attention (attn1) of an encoder block, one of "
+                             f"{', '.join(encoder_attn1)}; got {layer!r}")
         self.target = unet.get_submodule(layer)
-        block = int(layer.split(".")[1])
-        self.attention_layer_names = [
-            n for n, m in unet.named_modules()
-            if n.endswith(".attn1") and n.startswith("down_blocks.") and int(n.split(".")[1]) <= block
-        ]
-        self.attention_layer_names = self.attention_layer_names[: self.attention_layer_names.index(layer) + 1]
+        # the self-attention layers the pass runs through, up to and including the hooked one
+        self.attention_layer_names = encoder_attn1[: encoder_attn1.index(layer) + 1]
         if prune:
             prune_unet(unet, layer)
         if next(unet.parameters()).dtype != dtype:
@@ -191,7 +191,8 @@ def _require(path: Path, name: str, subs: list[str], what: str) -> None:
 
     lacking = [s for s in subs if not _has_weights(path / s)]
     if lacking:
-        raise WeightsNotFoundError(f"{name}: {path} has no weights in {', '.join(lacking)}/ ({what} expected).")
+        raise WeightsNotFoundError(f"{name}: {path} lacks weights in {', '.join(s + '/' for s in lacking)}: "
+                                   f"{what} is needed there.")
 
 
 def _variant(path: Path, sub: str, stem: str) -> str | None:
@@ -235,8 +236,8 @@ def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool,
             path = Path(get(allow_patterns=files + _text_files(variant),
                             required=_weights_of("unet", "vae", *(s for s in subs if s.startswith("text")))
                             + [(f"{s}/*",) for s in subs if s.startswith("tokenizer")]))
-        _require(path, name, [s for s in subs if s.startswith("text")], "model[.fp16].safetensors, once, "
-                 "to compute the empty-prompt embeddings")
+        _require(path, name, [s for s in subs if s.startswith("text")], "model[.fp16].safetensors (used once, "
+                 "to compute the empty-prompt embeddings)")
         embeds = _prompt.encode_empty_prompt(path, sdxl=sdxl)
         _prompt.save_cached(cache, embeds)
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel  # after resolving: fail fast
