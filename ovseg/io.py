@@ -123,9 +123,15 @@ def _orientation_swaps_axes(im: Image.Image) -> bool:
     return False
 
 
-def to_rgb(im: Image.Image, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """A Pillow image as (H, W, 3) uint8 RGB, with the policy in this module's docstring."""
-    im = ImageOps.exif_transpose(im)  # also loads the pixels: truncated files fail here
+def to_rgb(im: Image.Image, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+           exif_transpose: bool = True) -> np.ndarray:
+    """A Pillow image as (H, W, 3) uint8 RGB, with the policy in this module's docstring.
+
+    exif_transpose: turn it upright by its EXIF orientation tag (as viewers show it); False keeps
+    the pixels as stored, which is how label maps of a dataset line up with them.
+    """
+    if exif_transpose:
+        im = ImageOps.exif_transpose(im)  # also loads the pixels: truncated files fail here
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

@@ -108,20 +108,21 @@ def load_image(image: ImageLike, *, exif_transpose: bool = True) -> "torch.Tenso
             raise ValueError(f"image array must be (H, W, 3), got {image.shape}")
         scale = 255.0 if image.dtype == np.uint8 else 1.0
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / scale
-    from PIL import Image, ImageOps
+    from PIL import Image
+
+    from ovseg.io import to_rgb  # the pipeline's reader: modes, alpha, 16-bit handled alike
 
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"image not found: {path}")
-        with Image.open(path) as opened:
-            pil = (ImageOps.exif_transpose(opened) if exif_transpose else opened).convert("RGB")
+        with Image.open(path) as opened:  # full size: dataset masks must line up with it
+            array = to_rgb(opened, max_pixels=None, exif_transpose=exif_transpose)
     elif isinstance(image, Image.Image):
-        pil = image.convert("RGB")
+        array = to_rgb(image, max_pixels=None, exif_transpose=False)
     else:
         raise TypeError(f"cannot read an image from {type(image).__name__}")
-    array = np.asarray(pil, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).float() / 255.0
 
 
 def load_mask(mask: str | os.PathLike | np.ndarray | "torch.Tensor") -> np.ndarray:  # noqa: F821
