@@ -5,9 +5,13 @@ import os
 from pathlib import Path
 
 
+def cache_root() -> Path:
+    """`$OVSEG_CACHE` or `~/.cache/ovseg`; not created (see `cache_dir`)."""
+    return Path(os.environ.get("OVSEG_CACHE") or Path.home() / ".cache" / "ovseg").expanduser()
+
+
 def cache_dir(*parts: str) -> Path:
-    """`$OVSEG_CACHE` or `~/.cache/ovseg`, joined with `parts`; created on first use."""
-    root = Path(os.environ.get("OVSEG_CACHE") or Path.home() / ".cache" / "ovseg").expanduser()
-    path = root.joinpath(*parts)
+    """`cache_root()` joined with `parts`; created on first use (OSError if it cannot be)."""
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -14,6 +14,10 @@ import numpy as np
 
 from ovseg import __version__, io as _io, viz
 
+# Bump when the JSON / PNG outputs change meaning: outputs written under another version are redone
+# by `Segmenter.process_files` (see `output_status`).
+OUTPUT_FORMAT_VERSION = 2
+
 
 @dataclass
 class Segment:
@@ -50,6 +54,7 @@ class SegmentationResult:
     source: str | None = None
     source_size: tuple[int, int] | None = None  # (H0, W0) of the file before the size guard
     settings: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)  # what made it (see `output_status`); in the JSON
 
     @property
     def label_map(self) -> np.ndarray:
@@ -91,6 +96,7 @@ class SegmentationResult:
             "rle": "COCO compressed RLE (pycocotools' string 'counts'), column-major (Fortran) "
                    "order, size [height, width]; written by ovseg.io.rle_encode",
             "settings": self.settings,
+            "record": self.record or None,
             "segments": [
                 {
                     "id": s.id,
@@ -121,7 +127,40 @@ class SegmentationResult:
 
 
 
-def build_result(array, full, labels, names, settings, source, source_size) -> SegmentationResult:
+def output_status(json_path: str | os.PathLike, record: dict, others=()) -> str:
+    """Whether an image's outputs are up to date for a run that would write `record`.
+
+    json_path: the image's JSON output, written last (so its presence marks the image done).
+    record: what the run would record: output format version, segment settings, vocabulary
+        (names, synonyms, templates, labeler) -- `Segmenter.run_record` builds it.
+    others: the image's other outputs (PNGs), which must exist too.
+    Returns "current" (skip it), "missing" (some output is absent or unreadable: do it) or
+    "changed" (done, but with other settings, vocabulary or format: redo it).
+    """
+    json_path = Path(json_path)
+    if not json_path.is_file() or not all(Path(p).is_file() for p in others):
+        return "missing"
+    try:
+        data = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "missing"
+    if not isinstance(data, dict):
+        return "missing"
+    return "current" if data.get("record") == _jsonable(record) else "changed"
+
+
+def is_up_to_date(json_path: str | os.PathLike, record: dict, others=()) -> bool:
+    """True when `output_status(json_path, record, others)` is "current": the image can be skipped."""
+    return output_status(json_path, record, others) == "current"
+
+
+def _jsonable(value):
+    """`value` as it reads back from JSON (tuples as lists, paths and other objects as strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def build_result(array, full, labels, names, settings, source, source_size,
+                 record: dict | None = None) -> SegmentationResult:
     """array (H, W, 3) uint8; full (H, W) int32 segment ids 0..K-1; labels: id -> SegmentLabel."""
     segments = []
     areas = np.bincount(full.reshape(-1), minlength=int(full.max()) + 1)
@@ -137,4 +176,5 @@ def build_result(array, full, labels, names, settings, source, source_size) -> S
             alternatives=[(str(n), float(v)) for n, v in (lab.alternatives if lab else [])],
             segment_map=full,
         ))
-    return SegmentationResult(array, full, segments, names, source, source_size, settings)
+    return SegmentationResult(array, full, segments, names, source, source_size, settings,
+                              _jsonable(record or {}))

@@ -4,7 +4,8 @@ Each stage keeps its command next to its code; this module only gathers them, an
 nothing heavy, so `ovseg --help` answers at once.
 
 Exit codes of `ovseg label` / `ovseg segment`: 0 every image done (or skipped as already done),
-1 some images failed (each named in the summary) or a model could not be loaded, 2 usage error.
+1 some images failed (each named in the summary) or a model could not be loaded, 2 usage error
+(settings are checked before any model loads), 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -64,36 +65,64 @@ def _pipeline_options(f):
                      show_default=True, help="Larger images are scaled down to this many pixels."),
         click.option("--cache/--no-cache", default=True, show_default=True,
                      help="Reuse segments of images seen before with the same settings."),
-        click.option("--overwrite", is_flag=True, help="Redo images whose outputs exist."),
+        click.option("--overwrite", is_flag=True,
+                     help="Redo every image (by default only those whose outputs are missing or "
+                          "were made with other settings or classes)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; errors only."),
+        click.option("--verbose", "-v", is_flag=True,
+                     help="Show the warnings, logs and progress bars of the libraries loading models."),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def _config(**kw):
+def _setting_error(err) -> click.BadParameter:
+    """A SettingError as a usage error on the matching option (exit code 2)."""
+    return click.BadParameter(str(err), param_hint=f"'--{err.setting.replace('_', '-')}'")
+
+
+def _config(out_dir, **kw):
+    """SegmenterConfig from the options, checked before any model loads: each value (construction),
+    the output folder (a write probe), then what needs the backbone registry (`validate`)."""
+    from ovseg._checks import SettingError, check_output_dir
     from ovseg.pipeline import SegmenterConfig
 
     kw["dtype"] = None if kw["dtype"] == "auto" else kw["dtype"]
     kw["weights"] = None if kw["weights"] is None else str(kw["weights"])
-    return SegmenterConfig(**kw)
+    try:
+        config = SegmenterConfig(**kw)
+        check_output_dir(out_dir)
+        return config.validate()
+    except SettingError as err:
+        raise _setting_error(err) from None
 
 
-def _run(config, inputs, out_dir, overwrite, classes=None) -> None:
+def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False) -> None:
+    from ovseg._checks import SettingError
     from ovseg._weights import WeightsNotFoundError
     from ovseg.pipeline import ModelLoadError, Segmenter
 
     try:
         segmenter = Segmenter(config)
-        summary = segmenter.process_files(inputs, out_dir, classes=classes, overwrite=overwrite)
+        summary = segmenter.process_files(inputs, out_dir, classes=classes, overwrite=overwrite,
+                                          progress=False if quiet else None)
+    except KeyboardInterrupt:
+        click.echo("interrupted: images done so far are kept; rerun to finish", err=True)
+        raise SystemExit(130) from None
     except (WeightsNotFoundError, ModelLoadError) as err:
         raise click.ClickException(str(err)) from err
+    except SettingError as err:
+        raise _setting_error(err) from None
     except (ValueError, FileNotFoundError) as err:  # a bad vocabulary, bad settings
         raise click.UsageError(str(err)) from err
     verb = "labelled" if classes is not None else "segmented"
-    click.echo(f"{verb} {len(summary.done)} image(s) into {out_dir}", err=True)
-    if summary.skipped:
-        click.echo(f"skipped {len(summary.skipped)} already done (use --overwrite to redo)", err=True)
+    if not quiet:
+        click.echo(f"{verb} {len(summary.done)} image(s) into {out_dir}", err=True)
+        if summary.redone:
+            click.echo(f"redid {len(summary.redone)} made with other settings or classes", err=True)
+        if summary.skipped:
+            click.echo(f"skipped {len(summary.skipped)} already done (use --overwrite to redo)", err=True)
     if summary.failed:
         click.echo(f"{len(summary.failed)} image(s) failed:", err=True)
         for _, message in summary.failed:
@@ -111,19 +140,25 @@ def _run(config, inputs, out_dir, overwrite, classes=None) -> None:
               help="Labeler (open_clip) weights: a local folder or a repo id.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
               help="Alternative classes kept per segment in the JSON.")
-def label(inputs, out_dir, overwrite, classes, vocab, **kw) -> None:
+def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> None:
     """Segment images and name every segment from a vocabulary.
 
     INPUTS are image files and folders (searched recursively for image files). Per image, OUT
     gets NAME.labels.png (palette PNG, value = class index, 255 = none), NAME.labels.overlay.png
     (the image with coloured regions and a legend) and NAME.labels.json (segments, classes,
-    scores and COCO run-length-encoded masks). Images already done are skipped.
+    scores and COCO run-length-encoded masks). Images already done with the same settings and
+    classes are skipped; those done otherwise are redone. OUT may be an input folder: ovseg's own
+    outputs found there are not taken as inputs.
 
     \b
     ovseg label examples/chelsea.png --classes "cat,floor,wall" --out out/
     ovseg label photos/ --vocab voc --out out/ --device cuda --batch-size 4
     HF_HUB_OFFLINE=1 ovseg label a.jpg -c "dog,grass" --weights ./ssd-1b --clip-weights ./clip
     """
+    if not verbose:
+        from ovseg._quiet import quiet_third_party
+
+        quiet_third_party()
     if (classes is None) == (vocab is None):
         raise click.UsageError("give exactly one of --classes and --vocab")
     if classes is not None and not classes.strip(" ,"):
@@ -136,12 +171,12 @@ def label(inputs, out_dir, overwrite, classes, vocab, **kw) -> None:
     except (ValueError, KeyError, OSError) as err:
         raise click.UsageError(f"{'--vocab ' + vocab if vocab is not None else '--classes'}: {err}") from err
     clip = kw.pop("clip_weights")
-    _run(_config(clip_weights=clip, **kw), inputs, out_dir, overwrite, classes=names)
+    _run(_config(out_dir, clip_weights=clip, **kw), inputs, out_dir, overwrite, classes=names, quiet=quiet)
 
 
 @main.command()
 @_pipeline_options
-def segment(inputs, out_dir, overwrite, **kw) -> None:
+def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
     """Class-agnostic segments (no names): DiffCut masks only.
 
     Per image, OUT gets NAME.segments.png (palette PNG, value = segment id),
@@ -151,7 +186,56 @@ def segment(inputs, out_dir, overwrite, **kw) -> None:
     ovseg segment photo.jpg --out masks/
     ovseg segment photos/ --tau 0.4 --no-refine --out masks/
     """
-    _run(_config(**kw), inputs, out_dir, overwrite)
+    if not verbose:
+        from ovseg._quiet import quiet_third_party
+
+        quiet_third_party()
+    _run(_config(out_dir, **kw), inputs, out_dir, overwrite, quiet=quiet)
+
+
+@main.group()
+def cache() -> None:
+    """Show or empty ovseg's caches (segments, text embeddings, empty-prompt embeddings).
+
+    They live under $OVSEG_CACHE (default ~/.cache/ovseg); the segment cache keeps at most
+    $OVSEG_CACHE_SIZE (default 4G), evicting the least recently used entries.
+
+    \b
+    ovseg cache info
+    ovseg cache clear
+    ovseg cache clear --kind segments
+    """
+
+
+@cache.command("info")
+def cache_info() -> None:
+    """Where the caches are and how large they are."""
+    from ovseg._cache import CACHE_KINDS, cache_info as info
+
+    data = info()
+    click.echo(f"root: {data['root']}")
+    for kind in CACHE_KINDS:
+        click.echo(f"  {kind:14s} {data[kind]['files']:7d} file(s)  {_size(data[kind]['bytes'])}")
+    click.echo(f"segment cache bound: {_size(data['max_bytes'])} (OVSEG_CACHE_SIZE)")
+
+
+@cache.command("clear")
+@click.option("--kind", type=click.Choice(["segments", "text-embeds", "prompt-embeds"]), multiple=True,
+              help="Only this cache (repeatable) [default: all].")
+def cache_clear(kind) -> None:
+    """Delete the caches (they are rebuilt when needed)."""
+    from ovseg._cache import CACHE_KINDS, clear_cache
+
+    freed = clear_cache(kind or CACHE_KINDS)
+    click.echo(f"freed {_size(sum(freed.values()))} ({', '.join(freed)})")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 @main.command()

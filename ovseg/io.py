@@ -48,19 +48,40 @@ class ImageReadError(ValueError):
 # Reading
 
 
-def find_images(inputs: Iterable[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:
+OUTPUT_KINDS = ("labels", "segments")  # `<stem>.<kind>.png`, `.<kind>.overlay.png`, `.<kind>.json`
+
+
+def is_ovseg_output(path: str | os.PathLike) -> bool:
+    """Whether `path` is a PNG ovseg wrote: `<stem>.labels[.overlay].png` or
+    `<stem>.segments[.overlay].png` beside its `<stem>.labels.json` / `<stem>.segments.json`."""
+    path = Path(path)
+    for kind in OUTPUT_KINDS:
+        for suffix in (f".{kind}.png", f".{kind}.overlay.png"):
+            if path.name.endswith(suffix):
+                stem = path.name[: -len(suffix)]
+                if (path.parent / f"{stem}.{kind}.json").is_file():
+                    return True
+    return False
+
+
+def find_images(inputs: str | os.PathLike | Iterable[str | os.PathLike],
+                exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:
     """Files named directly, plus the image files under each folder (recursive, sorted by path).
 
+    inputs: a file or folder, or several (a single str/path is one input, not its characters).
     Files named directly are kept whatever their extension (the reader decides); inside folders
-    only files with an extension in `IMAGE_EXTENSIONS` (any case) are taken, hidden files and
-    anything under an `exclude` folder (e.g. the output folder) left out. Duplicates are dropped.
+    only files with an extension in `IMAGE_EXTENSIONS` (any case) are taken, leaving out hidden
+    files, ovseg's own outputs (`is_ovseg_output`: so an output folder inside, or equal to, an
+    input folder is safe) and anything under an `exclude` folder. Duplicates are dropped.
     """
     skip = [Path(e).resolve() for e in exclude]
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
 
     def wanted(p: Path) -> bool:
         if not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS or p.name.startswith("."):
             return False
-        return not any(p.resolve().is_relative_to(e) for e in skip)
+        return not is_ovseg_output(p) and not any(p.resolve().is_relative_to(e) for e in skip)
 
     found: list[Path] = []
     for item in inputs:
@@ -167,10 +188,13 @@ def _high_depth_to_l(im: Image.Image) -> Image.Image:
 
 
 def as_rgb_array(image, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Any accepted image as (H, W, 3) uint8 RGB.
+    """Any accepted image as (H, W, 3) uint8 RGB, by the same rules as files.
 
-    image: a path, a PIL image, a numpy array (H, W, 3|4) or (H, W), uint8 or float in [0, 1],
-    or a tensor (3, H, W) float in [0, 1] or uint8.
+    image: a path, a PIL image, a numpy array (H, W, 3|4) or (H, W), or a tensor (3, H, W).
+    Values: uint8 as is; uint16 scaled by 1/257 and rounded (full 16-bit range to 8 bits, as
+    16-bit files); other integers clipped to 0..255; float and bool taken in [0, 1] (clipped).
+    NaN or infinite values raise ValueError. RGBA is composited on white. Arrays above
+    `max_pixels` pixels are scaled down (aspect kept), as files are.
     """
     if isinstance(image, (str, os.PathLike)):
         return read_image(image, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)[0]
@@ -191,13 +215,21 @@ def as_rgb_array(image, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.nd
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or min(arr.shape[:2]) == 0:
         raise ValueError(f"image arrays must be (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
     if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool:
-            arr = np.rint(np.clip(arr.astype(np.float64), 0.0, 1.0) * 255.0)
+        if np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.complexfloating):
+            if not np.isfinite(arr).all():
+                raise ValueError("image array holds NaN or infinite values")
+            arr = np.rint(np.clip(arr.real.astype(np.float64), 0.0, 1.0) * 255.0)
+        elif arr.dtype == bool:
+            arr = arr.astype(np.float64) * 255.0
+        elif arr.dtype == np.uint16:  # as 16-bit files: full range to 8 bits
+            arr = np.rint(arr.astype(np.float64) / 257.0)
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     elif arr.shape[2] == 4:  # composite on white, as for files
         return to_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGBA"), max_pixels=max_pixels)
+    if max_pixels and arr.shape[0] * arr.shape[1] > max_pixels:  # the size guard, as for files
+        return to_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGB"), max_pixels=max_pixels)
     return np.ascontiguousarray(arr)
 
 

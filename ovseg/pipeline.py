@@ -16,6 +16,7 @@ then at the input's full resolution (nearest-neighbour from the working size; im
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +25,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from ovseg import io as _io
-from ovseg._results import Segment, SegmentationResult, build_result
+from ovseg._checks import (SettingError, check_device as _check_device, check_output_dir,
+                           check_weights_path as _check_weights_path, looks_like_file as _looks_like_file,
+                           DEVICE_PATTERN as _DEVICE)
+from ovseg._results import OUTPUT_FORMAT_VERSION, Segment, SegmentationResult, build_result, output_status
 from ovseg._weights import WeightsNotFoundError
 
 __all__ = ["ModelLoadError", "RunSummary", "Segment", "SegmentationResult", "Segmenter",
-           "SegmenterConfig"]
+           "SegmenterConfig", "SettingError"]
 
 
 class ModelLoadError(RuntimeError):
@@ -37,7 +41,12 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    """Settings of the whole pipeline; the defaults reproduce DiffCut's open-vocabulary demos."""
+    """Settings of the whole pipeline; the defaults reproduce DiffCut's open-vocabulary demos.
+
+    Each field is described in `Segmenter`'s docstring (what `help(ovseg.Segmenter)` shows).
+    Construction checks each value on its own (ValueError); `validate()` checks what needs the
+    backbone registry or torch (stride, device, dtype, weights folders), still without a model.
+    """
 
     backbone: str = "ssd-1b"  # the paper's encoder: SSD-1B, a distilled SDXL UNet
     weights: str | None = None  # None: the official repo; or another repo id, or a local folder
@@ -60,16 +69,50 @@ class SegmenterConfig:
 
     def __post_init__(self) -> None:
         if self.resolution is not None and self.resolution < 32:
-            raise ValueError(f"resolution must be at least 32, got {self.resolution}")
-        if self.alpha <= 0:
-            raise ValueError(f"alpha must be positive, got {self.alpha}")
-        if not 0 <= self.tau <= 2:
-            raise ValueError(f"tau must lie in [0, 2] (the range of NCut), got {self.tau}")
+            raise SettingError("resolution", f"resolution must be at least 32, got {self.resolution}")
+        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
+            raise SettingError("alpha", f"alpha must be a finite positive number, got {self.alpha}")
+        if not (isinstance(self.tau, (int, float)) and 0 <= self.tau <= 2):
+            raise SettingError("tau", f"tau must lie in [0, 2] (the range of NCut), got {self.tau}")
+        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels < 1:
+            raise SettingError("max_pixels", f"max_pixels must be a positive int, got {self.max_pixels!r}")
+        if self.device is not None and not _DEVICE.fullmatch(str(self.device)):
+            raise SettingError("device", f"device {self.device!r} is not a device name: use cpu, cuda, "
+                                         "cuda:N or mps (or leave it unset: cuda when available)")
         if self.batch_size < 1 or self.top_k < 1 or self.refine_iterations < 0:
             raise ValueError("batch_size and top_k must be >= 1, refine_iterations >= 0")
         if self.dtype not in (None, "float32", "float16", "bfloat16"):
-            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {self.dtype!r}")
+            raise SettingError("dtype", f"dtype must be float32, float16 or bfloat16, got {self.dtype!r}")
         object.__setattr__(self, "refine_dilations", tuple(int(d) for d in self.refine_dilations))
+
+    def validate(self) -> SegmenterConfig:
+        """Check what construction cannot, before any model loads (imports torch and the backbone
+        registry, reads no weights): the resolution against the backbone's stride, that the device
+        exists, that the dtype suits it, and that weights values that look like paths are folders.
+        Raises SettingError (a ValueError) naming the setting; returns self."""
+        _check_weights_path("weights", self.weights)
+        _check_weights_path("clip_weights", self.clip_weights)
+        from ovseg.features import backbone_info
+
+        try:
+            info = backbone_info(self.backbone)
+        except ValueError as err:
+            raise SettingError("backbone", str(err)) from None
+        res = self.resolution or info.resolution
+        if res and info.stride and res % info.stride:
+            near = max(info.stride, round(res / info.stride) * info.stride)
+            raise SettingError("resolution", f"resolution {res} is not a multiple of the {self.backbone} "
+                                             f"backbone's stride {info.stride}; try {near}")
+        device = _check_device(self.device)
+        if self.dtype == "float16" and device.type == "cpu":
+            raise SettingError("dtype", "dtype float16 is not supported on the CPU (slow, and some kernels "
+                                        "lack it): use float32 or bfloat16, or run on a GPU")
+        if self.dtype == "bfloat16" and device.type == "cuda":
+            import torch
+
+            if not torch.cuda.is_bf16_supported():
+                raise SettingError("dtype", f"dtype bfloat16 is not supported by {device}: use float16")
+        return self
 
     def segment_settings(self) -> dict:
         """The settings that change segment maps: the cache key and the JSON record them."""
@@ -88,19 +131,50 @@ class SegmenterConfig:
 
 @dataclass
 class RunSummary:
-    """What `Segmenter.process_files` did: output stems written, skipped (already done), failed."""
+    """What `Segmenter.process_files` did, per input image: done (outputs written), skipped (outputs
+    up to date), failed (with the reason); `redone` lists the done images whose earlier outputs were
+    made with other settings, vocabulary or output format (so they were redone, not skipped)."""
 
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    redone: list[Path] = field(default_factory=list)
 
 
 class Segmenter:
     """DiffCut segmentation and CLIP naming, with models loaded once on first use.
 
-    Segmenter(config) or Segmenter(**settings), e.g. Segmenter(tau=0.4, device="cuda").
-    Images: a path, a PIL image, a numpy (H, W, 3) uint8 array or a (3, H, W) tensor in [0, 1];
-    or a list of them (then a list of results comes back).
+    Segmenter(config) or Segmenter(**settings), e.g. Segmenter(tau=0.4, device="cuda"); the
+    settings are the fields of `SegmenterConfig`, checked on construction (ValueError).
+
+    Arguments:
+      backbone (str): feature extractor, a name of `ovseg.list_backbones()`; "ssd-1b" (the paper's).
+      weights (str | None): backbone weights: None for the official repo, another Hugging Face
+        repo id ("org/name"), or a local folder (a value that looks like a path must exist).
+      resolution (int | None): square backbone input in pixels, a multiple of the backbone's
+        stride; None: the backbone's own (1024 for ssd-1b, the paper's).
+      alpha (float): affinity exponent, W = C**alpha (paper: 10); finite and > 0.
+      tau (float): NCut threshold in [0, 2]; a split is kept when its NCut < tau (paper: 0.5).
+      refine (bool): refine the upsampled segments with PAMR (DiffCut's open-vocabulary setting).
+      refine_iterations (int): PAMR iterations (20).
+      refine_dilations (tuple[int, ...]): PAMR neighbourhood dilations (the 1024 px demo setting).
+      labeler (str): open_clip model naming the segments ("convnext_large_d_320", DiffCut's).
+      labeler_pretrained (str): its open_clip pretrained tag ("laion2b_s29b_b131k_ft_soup").
+      clip_weights (str | None): local folder (or repo id) of the labeler's weights.
+      top_k (int): alternatives kept per segment in the JSON (3).
+      device (str | None): "cpu", "cuda", "cuda:1", "mps"; None: CUDA when available, else CPU.
+      dtype (str | None): backbone precision "float32" | "float16" | "bfloat16"; None: float16
+        on CUDA, float32 on the CPU.
+      batch_size (int): images per backbone pass (1).
+      max_pixels (int): inputs (files and arrays) above this many pixels are scaled down first
+        (default 2**25, about 33.5 MP; see `ovseg.io`).
+      cache (bool): keep segment maps (and class-name embeddings) on disk, keyed by pixels and
+        settings, so relabelling skips the backbone (see `ovseg._cache`).
+      cache_dir (str | None): folder of the segment cache; None: `$OVSEG_CACHE/segments`.
+
+    Images, for `segment` and `label`: a path, a PIL image, a numpy array (H, W, 3|4) or (H, W)
+    (uint8, uint16 scaled by 1/257, or float in [0, 1]; NaN/inf refused) or a tensor (3, H, W)
+    in [0, 1]; or a list of them (then a list of results comes back).
     """
 
     def __init__(self, config: SegmenterConfig | None = None, **settings: Any) -> None:
@@ -109,6 +183,7 @@ class Segmenter:
         self._backbone = None
         self._labeler = None
         self._cache = None
+        self._key_settings = None
         if self.config.cache:
             from ovseg._cache import SegmentCache
 
@@ -152,6 +227,7 @@ class Segmenter:
                     self.config.labeler, self.config.labeler_pretrained,
                     weights=self.config.clip_weights, device=self.device,
                     dtype=_torch_dtype(self.config.dtype) if self.device.type == "cuda" else None,
+                    **self._labeler_options(),
                 )
             except WeightsNotFoundError:
                 raise
@@ -159,89 +235,186 @@ class Segmenter:
                 raise ModelLoadError(f"labeler {self.config.labeler!r}: {err}") from err
         return self._labeler
 
+    def _labeler_options(self) -> dict:
+        """LabelerConfig options the Segmenter sets (--no-cache: no text-embedding disk cache)."""
+        return {"disk_cache": self.config.cache}
+
     # -- public API ---------------------------------------------------------------------------
     def segment(self, images):
-        """Class-agnostic segments of one image (a result) or of a list (a list of results)."""
+        """Class-agnostic segments.
+
+        images: one image or a list (see the class docstring).
+        Returns a `SegmentationResult` (a list of them for a list): `segment_map` (H, W) int32
+        segment ids 0..K-1 at the input's resolution, `segments` (id, area, COCO bbox, mask),
+        `classes` None; `save_png`, `save_overlay`, `save_json`, `to_json` write it.
+        """
         many, arrays, sources, sizes = self._inputs(images)
         results = self._run(arrays, None, sources, sizes)
         return results if many else results[0]
 
-    def label(self, images, classes):
-        """Named segments. classes: a list of names ("person;people" = synonyms), a comma string
-        ("dog,grass,sky"), a Vocabulary, a vocabulary file, or a shipped vocabulary ("voc")."""
+    def label(self, images, classes=None, *, vocab=None):
+        """Named segments.
+
+        images: one image or a list (see the class docstring).
+        classes: class names, see `vocabulary`: a list ("person;people" = synonyms), a comma
+            string ("dog,grass,sky"), a Vocabulary, a vocabulary file or a shipped name ("voc").
+        vocab: instead of classes, a shipped vocabulary name or a vocabulary file (never read as
+            a class name: a mistyped name is an error).
+        Returns a `SegmentationResult` (a list of them for a list): as `segment`, plus `classes`
+        (the vocabulary's names), and per segment `class_index`, `class_name`, `score` and the
+        top-k `alternatives`; `label_map` (H, W) int32 gives each pixel's class index.
+        """
         many, arrays, sources, sizes = self._inputs(images)
-        results = self._run(arrays, self.vocabulary(classes), sources, sizes)
+        results = self._run(arrays, self.vocabulary(classes, vocab=vocab), sources, sizes)
         return results if many else results[0]
 
     @staticmethod
-    def vocabulary(classes):
-        """`classes` as an `ovseg.labels.Vocabulary` (see `label`)."""
-        from ovseg.labels import Vocabulary, load_vocabulary
+    def vocabulary(classes=None, *, vocab=None):
+        """`classes` (or `vocab`) as an `ovseg.labels.Vocabulary`.
 
+        classes: a Vocabulary; a list of names ("person;people" = synonyms); a string: an
+            existing file is a vocabulary file, a path-like string (with a path separator or a
+            file suffix such as ".txt") that is no file is an error, a string with commas is
+            names, a shipped vocabulary's name ("voc", `ovseg.labels.list_vocabularies()`) is
+            that vocabulary, and any other single word is one class name (a warning names close
+            shipped vocabularies, in case it was meant as one: use vocab= to be explicit).
+        vocab: a shipped vocabulary name or a vocabulary file; unknown names are an error.
+        Returns the Vocabulary; raises ValueError (VocabularyError) or TypeError.
+        """
+        from ovseg.labels import Vocabulary, VocabularyError, list_vocabularies, load_vocabulary
+
+        if (classes is None) == (vocab is None):
+            raise TypeError("give exactly one of classes and vocab")
+        if vocab is not None:
+            return vocab if isinstance(vocab, Vocabulary) else load_vocabulary(vocab)
         if isinstance(classes, Vocabulary):
             return classes
         if isinstance(classes, (str, os.PathLike)):
-            if Path(classes).is_file():
-                return Vocabulary.from_file(classes)
             text = str(classes)
+            if Path(text).expanduser().is_file():
+                return Vocabulary.from_file(text)
+            if _looks_like_file(text):
+                raise VocabularyError(f"{text}: no such vocabulary file")
             if "," not in text:
                 try:
                     return load_vocabulary(text)
-                except (KeyError, ValueError, FileNotFoundError, OSError):
-                    pass  # not a shipped vocabulary: one class name
+                except (KeyError, ValueError, OSError):
+                    import difflib
+                    import warnings
+
+                    close = difflib.get_close_matches(text.strip().lower().replace("-", "_"),
+                                                      list_vocabularies(), n=3, cutoff=0.75)
+                    if close:
+                        warnings.warn(f"{text!r} is taken as one class name; did you mean the shipped "
+                                      f"vocabulary {' or '.join(map(repr, close))}? (pass vocab=...)",
+                                      UserWarning, stacklevel=3)
             classes = text.split(",")
         if isinstance(classes, Sequence):  # "person;people" (or "person,people") = synonyms
             return Vocabulary.from_names([str(c).strip().replace(";", ",") for c in classes])
         raise TypeError(f"classes must be names, a comma string or a Vocabulary, not {type(classes)}")
 
+    def run_record(self, vocab=None) -> dict:
+        """What outputs made now would record (in their JSON's "record"): the output format version,
+        the segment settings, `max_pixels`, and for labelling the vocabulary (classes with their
+        synonyms, prompt templates, labeler, its weights, top_k). An existing output is reused
+        only when its record equals this one (`ovseg._results.output_status`)."""
+        record = {"format_version": OUTPUT_FORMAT_VERSION, "task": "segment" if vocab is None else "label",
+                  "settings": self.config.segment_settings(), "max_pixels": self.config.max_pixels}
+        if vocab is not None:
+            from ovseg.labels import load_templates
+
+            clip = self.config.clip_weights
+            if clip and Path(clip).expanduser().is_dir():
+                clip = str(Path(clip).expanduser().resolve())
+            record["vocabulary"] = {
+                "classes": [list(syns) for syns in vocab.classes],
+                "templates": list(load_templates(self._labeler_options().get("templates", "vild"))),
+                "labeler": self.config.labeler, "labeler_pretrained": self.config.labeler_pretrained,
+                "clip_weights": clip, "top_k": self.config.top_k,
+            }
+        return record
+
     def process_files(
         self,
-        inputs: Sequence[str | os.PathLike],
+        inputs: str | os.PathLike | Sequence[str | os.PathLike],
         out_dir: str | os.PathLike,
         *,
         classes=None,
+        vocab=None,
         overwrite: bool = False,
         progress: bool | None = None,
     ) -> RunSummary:
-        """Label (classes given) or segment every image in `inputs` (files or folders), writing
-        per image `<stem>.labels.png`, `<stem>.labels.overlay.png`, `<stem>.labels.json` (with
-        `segments` in place of `labels` when segmenting only)
-        into `out_dir`. Images whose three outputs exist are skipped unless `overwrite`.
-        progress: a tqdm bar (None: only on a terminal)."""
+        """Label (classes or vocab given) or segment every image in `inputs`, writing per image
+        `<stem>.labels.png`, `<stem>.labels.overlay.png` and `<stem>.labels.json` (`segments` in
+        place of `labels` when segmenting only) into `out_dir`.
+
+        inputs: a file or folder, or a list of them (folders are searched recursively; ovseg's own
+            outputs found there are left out, so `out_dir` may lie inside an input folder).
+        classes, vocab: as `label`; neither: segment only.
+        overwrite: redo every image. Otherwise an image is skipped only when its outputs exist and
+            its JSON records the same settings, vocabulary and output format (`run_record`); those
+            made otherwise are redone (counted in `RunSummary.redone`).
+        progress: a tqdm bar (None: only on a terminal).
+        Returns a RunSummary. An image that cannot be read or processed is listed as failed and
+        the run goes on; settings errors (SettingError), missing weights and models that cannot
+        load stop it before or at the first image.
+        """
         from tqdm.auto import tqdm
 
-        self.config.segment_settings()  # an unknown backbone fails here, before any image
-        vocab = None if classes is None else self.vocabulary(classes)
-        task = "segment" if vocab is None else "label"
-        out_dir = Path(out_dir)
-        paths = _io.find_images(inputs, exclude=[out_dir])
-        stems = _io.output_stems(paths, inputs)
+        vocab = None if classes is None and vocab is None else self.vocabulary(classes, vocab=vocab)
+        self.config.validate()  # before any model loads
+        check_output_dir(out_dir)
+        jobs = self.plan_files(inputs, out_dir, "segment" if vocab is None else "label")
+        record = self.run_record(vocab)
         summary = RunSummary()
         pending: list[tuple[Path, dict, np.ndarray, tuple]] = []
-        bar = tqdm(total=len(paths), unit="img", disable=None if progress is None else not progress)
-
-        def flush():
-            self._write_batch(pending, vocab, summary, bar)
-            pending.clear()
-
-        for path, stem in zip(paths, stems):
-            outs = _io.output_paths(path, out_dir, task, stem)
-            if not overwrite and all(p.is_file() for p in outs.values()):
+        bar = tqdm(total=len(jobs), unit="img", disable=None if progress is None else not progress)
+        for path, outs in jobs:
+            status = "missing" if overwrite else output_status(outs["json"], record, [outs["png"], outs["overlay"]])
+            if status == "current":
                 summary.skipped.append(path)
                 bar.update()
                 continue
+            if status == "changed":
+                summary.redone.append(path)
             try:
                 array, source_size = _io.read_image(path, max_pixels=self.config.max_pixels)
-            except _io.ImageReadError as err:
-                summary.failed.append((path, str(err)))
+            except Exception as err:  # ImageReadError, or anything else a decoder raises
+                summary.failed.append((path, str(err) if isinstance(err, _io.ImageReadError)
+                                       else f"{path}: {type(err).__name__}: {err}"))
                 bar.update()
                 continue
             pending.append((path, outs, array, source_size))
             if len(pending) >= self.config.batch_size:
-                flush()
-        flush()
+                self._write_batch(pending, vocab, summary, bar)
+                pending.clear()
+        self._write_batch(pending, vocab, summary, bar)
         bar.close()
+        done = set(summary.done)
+        summary.redone = [p for p in summary.redone if p in done]
         return summary
+
+    @staticmethod
+    def plan_files(inputs, out_dir: str | os.PathLike, task: str) -> list[tuple[Path, dict[str, Path]]]:
+        """(image path, its output paths {"png", "overlay", "json"}) for every image in `inputs` (a
+        file or folder, or a list of them; each must exist), in order. Files ovseg wrote are left
+        out of folders (see `ovseg.io.find_images`)."""
+        inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+        for item in inputs:
+            if not isinstance(item, (str, os.PathLike)):
+                raise TypeError(f"inputs must be paths of files or folders, got {type(item).__name__}")
+            if not Path(item).exists():
+                raise FileNotFoundError(f"no such file or folder: {item}")
+        paths = _io.find_images(inputs)
+        stems = _io.output_stems(paths, inputs)
+        return [(p, _io.output_paths(p, Path(out_dir), task, stem)) for p, stem in zip(paths, stems)]
+
+    @staticmethod
+    def write_outputs(result: SegmentationResult, outs: dict[str, Path]) -> None:
+        """Write one image's label PNG, overlay and JSON (the JSON last: it marks the image done)."""
+        result.save_png(outs["png"])
+        result.save_overlay(outs["overlay"])
+        result.save_json(outs["json"], label_png=outs["png"].name)
 
     # -- internals ----------------------------------------------------------------------------
     def _write_batch(self, pending, vocab, summary: RunSummary, bar) -> None:
@@ -250,9 +423,9 @@ class Segmenter:
         try:
             results = self._run([p[2] for p in pending], vocab, [str(p[0]) for p in pending],
                                 [p[3] for p in pending])
-        except (WeightsNotFoundError, ModelLoadError, MemoryError, KeyboardInterrupt):
+        except (WeightsNotFoundError, ModelLoadError, SettingError, MemoryError):
             raise
-        except (ValueError, RuntimeError, OSError) as err:  # this image fails, the run goes on
+        except Exception as err:  # this image fails, the run goes on (KeyboardInterrupt is no Exception)
             if len(pending) > 1:  # find which image of the batch it was
                 for item in pending:
                     self._write_batch([item], vocab, summary, bar)
@@ -262,11 +435,11 @@ class Segmenter:
             return
         for (path, outs, _, _), result in zip(pending, results):
             try:
-                result.save_png(outs["png"])
-                result.save_overlay(outs["overlay"])
-                result.save_json(outs["json"], label_png=outs["png"].name)  # last: marks done
+                self.write_outputs(result, outs)
                 summary.done.append(path)
-            except OSError as err:
+            except MemoryError:
+                raise
+            except Exception as err:
                 summary.failed.append((path, f"{path}: cannot write outputs: {err}"))
             bar.update()
 
@@ -293,6 +466,7 @@ class Segmenter:
 
         names = None if vocab is None else list(vocab.names)
         settings = self.config.segment_settings()
+        record = self.run_record(vocab)
         results = []
         with torch.inference_mode():
             maps = self._segment_maps(arrays)
@@ -306,15 +480,14 @@ class Segmenter:
                 full = _io.resize_nearest(work, array.shape[:2]).astype(np.int32)
                 results.append(build_result(array, full, labels, names, settings,
                                        sources[i] if sources else None,
-                                       source_sizes[i] if source_sizes else None))
+                                       source_sizes[i] if source_sizes else None, record))
         return results
 
     def _segment_maps(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Segment maps (h, w) int64 at the working size (the input, long side <= resolution)."""
         from ovseg._cache import cache_key
 
-        settings = self.config.segment_settings()
-        keys = [cache_key(a, settings) for a in arrays] if self._cache else [None] * len(arrays)
+        keys = [cache_key(a, self.cache_settings()) for a in arrays] if self._cache else [None] * len(arrays)
         maps = [self._cache.get(k) if self._cache else None for k in keys]
         todo = [i for i, m in enumerate(maps) if m is None]
         for chunk in _io.iter_batches(todo, self.config.batch_size):
@@ -324,6 +497,21 @@ class Segmenter:
                 if self._cache:
                     self._cache.put(keys[i], m)
         return maps
+
+    def cache_settings(self) -> dict:
+        """The segment cache's key settings (`ovseg._cache.key_settings`): segment settings, device
+        type, resolved dtype (float16 on CUDA, float32 elsewhere when dtype is None), a fingerprint
+        of the backbone weights and the segment code version. Computed once, without a model."""
+        if self._key_settings is None:
+            from ovseg._cache import key_settings, weights_fingerprint
+            from ovseg.features import backbone_info
+
+            device = self.device
+            dtype = self.config.dtype or ("float16" if device.type == "cuda" else "float32")
+            weights_id = weights_fingerprint(self.config.weights, backbone_info(self.config.backbone).repo_id)
+            self._key_settings = key_settings(self.config.segment_settings(), device_type=device.type,
+                                              dtype=dtype, weights_id=weights_id)
+        return self._key_settings
 
     def _cut(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         import torch

@@ -2,7 +2,10 @@
 
 DiffCut conditions the UNet on the empty prompt (METHOD.md section 1). Those embeddings never
 change, so they are computed once per (weights, text-encoder config) and kept in
-`ovseg._paths.cache_dir("prompt-embeds")`; later runs never load the text encoders.
+`ovseg._paths.cache_root() / "prompt-embeds"`; later runs never load the text encoders.
+`--no-cache` leaves this cache on: it is a pure function of the weights (one file of ~0.3 MB per
+backbone), and without it every run would load the text encoders (1.6 GB for SDXL-type models)
+again. `ovseg cache clear` removes it.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ovseg._paths import cache_dir
+from ovseg._paths import cache_root
 
 TEXT_ENCODER_CONFIGS = ["text_encoder/config.json", "text_encoder_2/config.json"]
 
@@ -25,7 +28,7 @@ def cache_file(weights_id: str, path: str | os.PathLike, *, sdxl: bool) -> Path:
         f = Path(path) / rel
         if f.is_file():
             digest.update(rel.encode() + f.read_bytes())
-    return cache_dir("prompt-embeds") / f"{digest.hexdigest()[:32]}.safetensors"
+    return cache_root() / "prompt-embeds" / f"{digest.hexdigest()[:32]}.safetensors"
 
 
 def load_cached(file: Path) -> dict[str, torch.Tensor] | None:
@@ -40,11 +43,19 @@ def load_cached(file: Path) -> dict[str, torch.Tensor] | None:
 
 
 def save_cached(file: Path, embeds: dict[str, torch.Tensor]) -> None:
+    """Store; a cache that cannot be written warns once (the embeddings are then recomputed on the
+    next run) and never fails the model."""
     from safetensors.torch import save_file
 
-    tmp = file.with_suffix(f".{os.getpid()}.tmp")  # atomic: a concurrent reader never sees half a file
-    save_file({k: v.detach().float().contiguous().cpu() for k, v in embeds.items()}, str(tmp))
-    os.replace(tmp, file)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(f".{os.getpid()}.tmp")  # atomic: a concurrent reader never sees half a file
+        save_file({k: v.detach().float().contiguous().cpu() for k, v in embeds.items()}, str(tmp))
+        os.replace(tmp, file)
+    except OSError as err:
+        from ovseg._cache import warn_write_failure
+
+        warn_write_failure("prompt-embeds", file.parent, err)
 
 
 @torch.no_grad()

@@ -1,7 +1,8 @@
 """Text embeddings of a vocabulary: every synonym through every template, averaged, normalised.
 
 Cached per (model identity, templates, synonyms): in memory, and on disk under
-`ovseg._paths.cache_dir("text-embeds")`, so a large vocabulary is encoded once per machine.
+`ovseg._paths.cache_root() / "text-embeds"` (unless `disk=False`: `--no-cache`), so a large
+vocabulary is encoded once per machine. A cache that cannot be written warns once.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ovseg._paths import cache_dir
+from ovseg._paths import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def cached_text_embeddings(
     """Memory, then disk, then `compute()`; what is computed is stored in both."""
     if key in _MEMORY:
         return _MEMORY[key]
-    path = cache_dir("text-embeds") / f"{key}.pt" if disk else None
+    path = cache_root() / "text-embeds" / f"{key}.pt" if disk else None
     if path is not None and path.is_file():
         try:
             emb = torch.load(path, map_location="cpu", weights_only=True)
@@ -101,9 +102,15 @@ def cached_text_embeddings(
     emb = compute()
     _MEMORY[key] = emb
     if path is not None:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(emb, tmp)
-        tmp.replace(path)  # atomic: concurrent runs never read half a file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(emb, tmp)
+            tmp.replace(path)  # atomic: concurrent runs never read half a file
+        except OSError as err:  # an unwritable cache costs time, never a result
+            from ovseg._cache import warn_write_failure
+
+            warn_write_failure("text-embeds", path.parent, err)
     return emb
 
 
