@@ -172,3 +172,190 @@ def test_a_failing_image_does_not_sink_its_batch(segmenter, tmp_path, monkeypatc
     summary = seg.process_files([tmp_path], tmp_path / "out", progress=False)
     assert [p.name for p in summary.done] == ["a.png", "c.png"]
     assert [p.name for p, _ in summary.failed] == ["b.png"] and "stage failure" in summary.failed[0][1]
+
+
+# -- settings-aware reruns, inputs, failures, settings checks (issue 10) -------------------------
+def _folder(tmp_path, n=2):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(n):
+        Image.fromarray(_picture(seed=10 + i)).save(src / f"p{i}.png")
+    return src
+
+
+def _shared(segmenter, **changes):
+    seg = Segmenter(segmenter.config, **changes)
+    seg._backbone, seg._labeler = segmenter._backbone or segmenter.backbone, segmenter._labeler
+    return seg
+
+
+def test_relabelling_into_the_same_folder_gives_the_new_classes(segmenter, tmp_path):
+    src, out = _folder(tmp_path), tmp_path / "out"
+    first = _shared(segmenter).process_files(src, out, classes="cat,sky", progress=False)
+    assert len(first.done) == 2 and not first.redone
+    same = _shared(segmenter).process_files(src, out, classes="cat,sky", progress=False)
+    assert len(same.skipped) == 2 and not same.done
+    other = _shared(segmenter).process_files(src, out, classes="tree,road,sky", progress=False)
+    assert len(other.done) == 2 and len(other.redone) == 2 and not other.skipped
+    data = json.loads((out / "p0.labels.json").read_text())
+    assert data["classes"] == ["tree", "road", "sky"]
+    assert data["record"]["vocabulary"]["classes"] == [["tree"], ["road"], ["sky"]]
+    synonyms = _shared(segmenter).process_files(src, out, classes="tree;wood,road,sky", progress=False)
+    assert len(synonyms.redone) == 2  # a new synonym is another vocabulary
+
+
+def test_a_changed_setting_is_redone_not_skipped(segmenter, tmp_path):
+    src, out = _folder(tmp_path, 1), tmp_path / "out"
+    _shared(segmenter).process_files(src, out, progress=False)
+    again = _shared(segmenter, tau=0.3).process_files(src, out, progress=False)
+    assert [p.name for p in again.redone] == ["p0.png"] and again.done == again.redone
+    assert json.loads((out / "p0.segments.json").read_text())["settings"]["tau"] == 0.3
+    assert _shared(segmenter, tau=0.3).process_files(src, out, progress=False).skipped
+    stale = json.loads((out / "p0.segments.json").read_text())
+    stale["record"]["format_version"] = 1  # written by an older ovseg
+    (out / "p0.segments.json").write_text(json.dumps(stale))
+    assert _shared(segmenter, tau=0.3).process_files(src, out, progress=False).redone
+
+
+def test_is_up_to_date_is_one_small_function(tmp_path):
+    from ovseg._results import is_up_to_date, output_status
+
+    record = {"format_version": 2, "settings": {"tau": 0.5, "dilations": (1, 2)}}
+    path = tmp_path / "a.labels.json"
+    assert output_status(path, record) == "missing"
+    path.write_text(json.dumps({"record": {"format_version": 2, "settings": {"tau": 0.5, "dilations": [1, 2]}}}))
+    assert is_up_to_date(path, record)
+    assert not is_up_to_date(path, record, others=[tmp_path / "a.labels.png"])  # a PNG is missing
+    assert output_status(path, {**record, "settings": {"tau": 0.4}}) == "changed"
+    path.write_text("{broken")
+    assert output_status(path, record) == "missing"
+
+
+def test_out_inside_or_equal_to_the_input_folder(segmenter, tmp_path):
+    src = _folder(tmp_path)
+    first = _shared(segmenter).process_files(src, src, progress=False)  # --out = the input folder
+    assert sorted(p.name for p in first.done) == ["p0.png", "p1.png"] and not first.failed
+    again = _shared(segmenter).process_files(src, src, progress=False)
+    assert sorted(p.name for p in again.skipped) == ["p0.png", "p1.png"] and not again.done
+    inner = _shared(segmenter).process_files([src], src / "out", classes="cat,sky", progress=False)
+    assert sorted(p.name for p in inner.done) == ["p0.png", "p1.png"]  # no output taken as input
+    assert (src / "out" / "p0.labels.png").is_file()
+
+
+def test_a_string_is_one_input(segmenter, tmp_path):
+    src = _folder(tmp_path, 1)
+    summary = _shared(segmenter).process_files(str(src), tmp_path / "out", progress=False)
+    assert [p.name for p in summary.done] == ["p0.png"]
+    one = _shared(segmenter).process_files(str(src / "p0.png"), tmp_path / "o2", progress=False)
+    assert [p.name for p in one.done] == ["p0.png"]
+    with pytest.raises(FileNotFoundError, match="no-such"):
+        Segmenter(cache=False).process_files("no-such-folder/", tmp_path / "o3")
+
+
+def test_any_per_image_error_is_that_images_failure(segmenter, tmp_path, monkeypatch):
+    src = _folder(tmp_path)
+    seg = _shared(segmenter, cache=False)
+    real = seg._segment_maps
+
+    def flaky(arrays):
+        if (arrays[0] == _picture(seed=10)).all():
+            raise IndexError("index 0 is out of bounds (a degenerate eigenproblem)")
+        return real(arrays)
+
+    monkeypatch.setattr(seg, "_segment_maps", flaky)
+    summary = seg.process_files(src, tmp_path / "out", progress=False)
+    assert [p.name for p, _ in summary.failed] == ["p0.png"] and "IndexError" in summary.failed[0][1]
+    assert [p.name for p in summary.done] == ["p1.png"]
+    for fatal in (KeyboardInterrupt, MemoryError, ModelLoadError("no model")):
+        def boom(arrays, fatal=fatal):
+            raise fatal
+        monkeypatch.setattr(seg, "_segment_maps", boom)
+        with pytest.raises(type(fatal) if isinstance(fatal, Exception) else fatal):
+            seg.process_files(src, tmp_path / "o2", progress=False, overwrite=True)
+
+
+def test_unwritable_cache_never_fails_an_image(segmenter, tmp_path, monkeypatch):
+    from ovseg import _cache
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")  # a folder under a regular file cannot be made, even by root
+    monkeypatch.setattr(_cache, "_WARNED", set())
+    seg = _shared(segmenter, cache_dir=str(blocker / "cache"))
+    src = _folder(tmp_path, 1)
+    with pytest.warns(RuntimeWarning, match="cannot write"):
+        summary = seg.process_files(src, tmp_path / "out", progress=False)
+    assert [p.name for p in summary.done] == ["p0.png"] and not summary.failed
+
+
+@pytest.mark.parametrize("bad, setting", [
+    ({"max_pixels": -1}, "max_pixels"), ({"max_pixels": 0}, "max_pixels"),
+    ({"alpha": float("nan")}, "alpha"), ({"alpha": float("inf")}, "alpha"), ({"tau": float("nan")}, "tau"),
+    ({"device": "bogus"}, "device"), ({"device": "cuda:x"}, "device"),
+])
+def test_settings_checked_on_construction(bad, setting):
+    from ovseg.pipeline import SettingError
+
+    with pytest.raises(SettingError) as info:
+        SegmenterConfig(**bad)
+    assert info.value.setting == setting
+
+
+@pytest.mark.parametrize("bad, setting, message", [
+    ({"resolution": 33}, "resolution", "stride 32; try 32"),
+    ({"backbone": "dinov2-s", "resolution": 500}, "resolution", "stride 14"),
+    ({"weights": "ssd-1b/"}, "weights", "no such folder"),
+    ({"weights": "./models/ssd"}, "weights", "no such folder"),
+    ({"clip_weights": "~/no-such-clip"}, "clip_weights", "no such folder"),
+    ({"dtype": "float16", "device": "cpu"}, "dtype", "CPU"),
+    ({"backbone": "no-such"}, "backbone", "Valid backbones"),
+])
+def test_validate_before_any_model(bad, setting, message):
+    from ovseg.pipeline import SettingError
+
+    with pytest.raises(SettingError, match=message) as info:
+        SegmenterConfig(**bad).validate()
+    assert info.value.setting == setting
+    SegmenterConfig(weights="segmind/SSD-1B").validate()  # a repo id is not a path
+
+
+def test_validate_refuses_a_missing_cuda(monkeypatch):
+    import torch
+
+    from ovseg.pipeline import SettingError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SettingError, match="CUDA is not available"):
+        SegmenterConfig(device="cuda").validate()
+
+
+def test_help_shows_every_setting():
+    doc = Segmenter.__doc__
+    for f in dataclasses_fields(SegmenterConfig):
+        assert f"  {f.name} (" in doc, f"document SegmenterConfig.{f.name} in Segmenter's docstring"
+    for method in (Segmenter.segment, Segmenter.label, Segmenter.process_files):
+        assert "Returns" in method.__doc__
+
+
+def dataclasses_fields(cls):
+    import dataclasses
+
+    return dataclasses.fields(cls)
+
+
+def test_vocabulary_rules(tmp_path):
+    from ovseg.labels import VocabularyError
+
+    with pytest.raises(VocabularyError, match="no such vocabulary file"):
+        Segmenter.vocabulary("data/my_classes.txt")
+    with pytest.raises(VocabularyError, match="no such vocabulary file"):
+        Segmenter.vocabulary("my_classes.txt")
+    with pytest.warns(UserWarning, match="'voc'"):
+        assert Segmenter.vocabulary("vocc").names == ["vocc"]  # one class, with a hint
+    with pytest.raises(VocabularyError, match="unknown vocabulary"):
+        Segmenter.vocabulary(vocab="vocc")
+    assert len(Segmenter.vocabulary(vocab="voc")) == 21 and len(Segmenter.vocabulary("voc")) == 21
+    assert Segmenter.vocabulary("dog").names == ["dog"] and Segmenter.vocabulary("st. bernard,cat").names == ["st. bernard", "cat"]
+    (tmp_path / "mine.txt").write_text("cat\ndog, puppy\n")
+    assert Segmenter.vocabulary(str(tmp_path / "mine.txt")).names == ["cat", "dog"]
+    with pytest.raises(TypeError):
+        Segmenter.vocabulary("cat", vocab="voc")
