@@ -202,7 +202,8 @@ def test_missing_weights_fail_fast_with_advice(tmp_path):
     Image.fromarray(_picture()).save(tmp_path / "a.png")
     result = CliRunner().invoke(main, ["segment", str(tmp_path / "a.png"), "--weights",
                                        str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 1 and "not a directory" in result.output
+    assert result.exit_code == 2 and "no such folder" in result.output and "--weights" in result.output
+    assert "hf download" not in result.output
 
 
 def test_backbones_lists_registry():
@@ -219,3 +220,125 @@ def test_help_imports_nothing_heavy():
             "                     'matplotlib') if m in sys.modules]\n"
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=".")
+
+
+# -- fail fast, quiet, Ctrl-C, reruns (issue 10) --------------------------------------------------
+@pytest.fixture
+def no_models(monkeypatch):
+    """Any model build fails the test: settings errors must come before."""
+    import torch  # noqa: F401  (imported before timing: the checks, not Python's import, are timed)
+    import ovseg.features
+    import ovseg.labels.labeler
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(ovseg.features, "create_backbone", refuse)
+    monkeypatch.setattr(ovseg.labels.labeler, "create_labeler", refuse)
+
+
+@pytest.mark.parametrize("extra, option", [
+    (["--resolution", "33"], "--resolution"),
+    (["--alpha", "nan"], "--alpha"),
+    (["--alpha", "inf"], "--alpha"),
+    (["--device", "bogus"], "--device"),
+    (["--device", "cuda:99"], "--device"),
+    (["--dtype", "float16", "--device", "cpu"], "--dtype"),
+    (["--weights", "ssd-1b/"], "--weights"),
+    (["--clip-weights", "./no-such-clip"], "--clip-weights"),
+    (["--out", "{file}/sub"], "--out"),
+])
+def test_settings_fail_fast_before_any_model(tmp_path, no_models, extra, option):
+    import time
+
+    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    (tmp_path / "file").write_text("a regular file")
+    extra = [e.replace("{file}", str(tmp_path / "file")) for e in extra]
+    args = ["label", str(tmp_path / "a.png"), "-c", "cat,dog", "--out", str(tmp_path / "out"), *extra]
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, args)
+    elapsed = time.perf_counter() - start
+    assert result.exit_code == 2, result.output
+    assert option in result.output and "a model was built" not in result.output
+    assert elapsed < 2.0, f"{elapsed:.2f} s"
+
+
+def test_cuda_without_cuda_fails_fast(tmp_path, no_models, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["segment", str(tmp_path / "a.png"), "--device", "cuda",
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--device" in result.output and "CUDA is not available" in result.output
+
+
+def test_ctrl_c_exits_130(tmp_path, monkeypatch, tiny):
+    from ovseg.pipeline import Segmenter
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Segmenter, "process_files", interrupted)
+    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["segment", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), *tiny[:2]])
+    assert result.exit_code == 130 and "interrupted" in result.output
+
+
+def test_quiet_prints_errors_only(tmp_path, monkeypatch, tiny):
+    from ovseg.pipeline import RunSummary, Segmenter
+
+    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    summary = RunSummary(done=[tmp_path / "a.png"])
+    calls = []
+    monkeypatch.setattr(Segmenter, "process_files", lambda self, *a, **k: calls.append(k) or summary)
+    args = ["segment", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), *tiny[:2]]
+    loud = CliRunner().invoke(main, args)
+    assert loud.exit_code == 0 and "segmented 1 image(s)" in loud.output
+    quiet = CliRunner().invoke(main, [*args, "--quiet"])
+    assert quiet.exit_code == 0 and quiet.output == "" and calls[-1]["progress"] is False
+    summary.failed.append((tmp_path / "b.png", "b.png: cannot read image"))
+    failing = CliRunner().invoke(main, [*args, "-q"])
+    assert failing.exit_code == 1 and "b.png: cannot read image" in failing.output
+
+
+def test_relabelling_into_the_same_out_gives_the_new_classes(tiny, tmp_path):
+    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    base = ["label", str(tmp_path / "a.png"), "--out", str(out), *FAST, *tiny]
+    assert CliRunner().invoke(main, [*base, "-c", "cat,dog"]).exit_code == 0
+    again = CliRunner().invoke(main, [*base, "-c", "tree,road,sky"])
+    assert again.exit_code == 0, again.output
+    assert "labelled 1 image(s)" in again.output and "redid 1" in again.output
+    _check_outputs(out, "a", "label", ["tree", "road", "sky"])
+    tau = CliRunner().invoke(main, [*base, "-c", "tree,road,sky", "--tau", "0.3"])
+    assert "redid 1" in tau.output
+    same = CliRunner().invoke(main, [*base, "-c", "tree,road,sky", "--tau", "0.3"])
+    assert "skipped 1 already done" in same.output and "labelled 0" in same.output
+
+
+def test_no_cache_writes_no_segment_or_text_cache(tiny, tmp_path):
+    import os
+
+    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    args = ["label", str(tmp_path / "a.png"), "-c", "cat,dog", "--out", str(tmp_path / "o"), *FAST, *tiny]
+    assert CliRunner().invoke(main, [*args, "--no-cache"]).exit_code == 0
+    cache = tmp_path / "cache"  # OVSEG_CACHE (the autouse fixture)
+    assert not (cache / "segments").exists() and not (cache / "text-embeds").exists()
+    assert os.environ["OVSEG_CACHE"] == str(cache)
+
+
+def test_default_run_hides_third_party_noise(tiny, tmp_path):
+    """A real run in a fresh process: no accelerate advice, no "Loading weights" bars."""
+    import os
+
+    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    env = {**os.environ, "OVSEG_CACHE": str(tmp_path / "fresh-cache"), "HF_HUB_OFFLINE": "1"}
+    env.pop("TRANSFORMERS_VERBOSITY", None)
+    cmd = [sys.executable, "-m", "ovseg.cli", "label", str(tmp_path / "a.png"), "-c", "cat,dog",
+           "--out", str(tmp_path / "o"), *FAST, *tiny]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert run.returncode == 0, run.stderr
+    noise = run.stdout + run.stderr
+    assert "accelerate" not in noise and "Loading weights" not in noise and "Warning" not in noise
+    assert "labelled 1 image(s)" in run.stderr

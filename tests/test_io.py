@@ -222,3 +222,29 @@ def test_segment_cache(tmp_path):
     path.write_bytes(b"garbage")  # a damaged entry is a miss and is removed
     assert cache.get(k1) is None and not path.exists()
     json.dumps({"k": k1})
+
+
+def test_arrays_follow_the_file_rules(tmp_path):
+    sixteen = np.array([[[0, 257, 65535], [128, 32896, 65535]]], np.uint16)  # (1, 2, 3)
+    out = as_rgb_array(sixteen)
+    assert out.dtype == np.uint8 and out.tolist() == [[[0, 1, 255], [0, 128, 255]]]  # x/257, rounded
+    Image.fromarray(np.array([[0, 257, 32896, 65535]], np.uint16)).save(tmp_path / "g16.png")
+    from_file, _ = read_image(tmp_path / "g16.png")
+    assert from_file[0, :, 0].tolist() == as_rgb_array(np.array([[0, 257, 32896, 65535]], np.uint16))[0, :, 0].tolist()
+    for bad in (np.full((4, 4, 3), np.nan, np.float32), np.array([[[0.1, np.inf, 0.2]]])):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            as_rgb_array(bad)
+    big = np.zeros((100, 200, 3), np.uint8)  # 20,000 pixels
+    assert as_rgb_array(big, max_pixels=5000).shape == (50, 100, 3)  # RGB is size-guarded too
+    assert as_rgb_array(np.zeros((100, 200, 4), np.uint8), max_pixels=5000).shape == (50, 100, 3)
+    assert as_rgb_array(big, max_pixels=None).shape == (100, 200, 3)
+
+
+def test_find_images_takes_a_string_and_skips_ovseg_outputs(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    for name in ("a.labels.png", "a.labels.overlay.png"):
+        Image.new("P", (4, 4)).save(tmp_path / name)
+    Image.new("RGB", (4, 4)).save(tmp_path / "b.segments.png")  # no b.segments.json: a user's file
+    (tmp_path / "a.labels.json").write_text("{}")
+    assert find_images(str(tmp_path)) == [tmp_path / "a.png", tmp_path / "b.segments.png"]
+    assert find_images(tmp_path / "a.labels.png") == [tmp_path / "a.labels.png"]  # named directly: kept
