@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,11 +71,12 @@ class SegmenterConfig:
     def __post_init__(self) -> None:
         if self.resolution is not None and self.resolution < 32:
             raise SettingError("resolution", f"resolution must be at least 32, got {self.resolution}")
-        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
+        if not (math.isfinite(_number(self.alpha)) and _number(self.alpha) > 0):
             raise SettingError("alpha", f"alpha must be a finite positive number, got {self.alpha}")
-        if not (isinstance(self.tau, (int, float)) and 0 <= self.tau <= 2):
+        if not 0 <= _number(self.tau) <= 2:
             raise SettingError("tau", f"tau must lie in [0, 2] (the range of NCut), got {self.tau}")
-        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels < 1:
+        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, numbers.Integral) \
+                or self.max_pixels < 1:
             raise SettingError("max_pixels", f"max_pixels must be a positive int, got {self.max_pixels!r}")
         if self.device is not None and not _DEVICE.fullmatch(str(self.device)):
             raise SettingError("device", f"device {self.device!r} is not a device name: use cpu, cuda, "
@@ -530,6 +532,14 @@ class Segmenter:
             seg = refine_segments(f, low, _to_tensor(_resize(array, size)), refine=refine)
             out.append(np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(size))
         return out
+
+
+def _number(value) -> float:
+    """float(value), NaN for what is not a real number (so every range check refuses it)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _work_size(hw: tuple[int, int], resolution: int) -> tuple[int, int]:
