@@ -115,7 +115,8 @@ def label(inputs, out_dir, overwrite, classes, vocab, **kw) -> None:
     """Segment images and name every segment from a vocabulary.
 
     INPUTS are image files and folders (searched recursively for image files). Per image, OUT
-    gets NAME.labels.png (palette PNG, value = class index, 255 = none), NAME.labels.overlay.png
+    gets NAME.labels.png (palette PNG, value = class index, 255 = none; 16-bit PNG with
+    65535 = none beyond 255 classes), NAME.labels.overlay.png
     (the image with coloured regions and a legend) and NAME.labels.json (segments, classes,
     scores and COCO run-length-encoded masks). Images already done are skipped.
 
@@ -144,7 +145,7 @@ def label(inputs, out_dir, overwrite, classes, vocab, **kw) -> None:
 def segment(inputs, out_dir, overwrite, **kw) -> None:
     """Class-agnostic segments (no names): DiffCut masks only.
 
-    Per image, OUT gets NAME.segments.png (palette PNG, value = segment id),
+    Per image, OUT gets NAME.segments.png (palette PNG, value = segment id; 16-bit beyond 255),
     NAME.segments.overlay.png and NAME.segments.json (COCO run-length-encoded masks, areas, boxes).
 
     \b
