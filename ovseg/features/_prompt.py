@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ovseg._paths import cache_dir
+from ovseg.io import atomic_write
 
 TEXT_ENCODER_CONFIGS = ["text_encoder/config.json", "text_encoder_2/config.json"]
 
@@ -40,11 +41,10 @@ def load_cached(file: Path) -> dict[str, torch.Tensor] | None:
 
 
 def save_cached(file: Path, embeds: dict[str, torch.Tensor]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    tmp = file.with_suffix(f".{os.getpid()}.tmp")  # atomic: a concurrent reader never sees half a file
-    save_file({k: v.detach().float().contiguous().cpu() for k, v in embeds.items()}, str(tmp))
-    os.replace(tmp, file)
+    data = save({k: v.detach().float().contiguous().cpu() for k, v in embeds.items()})
+    atomic_write(file, lambda f: f.write(data))  # a concurrent reader never sees half a file
 
 
 @torch.no_grad()

@@ -8,13 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ovseg._paths import cache_dir
+from ovseg.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,7 @@ def cached_text_embeddings(
     emb = compute()
     _MEMORY[key] = emb
     if path is not None:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(emb, tmp)
-        tmp.replace(path)  # atomic: concurrent runs never read half a file
+        atomic_write(path, lambda f: torch.save(emb, f))  # concurrent runs never read half a file
     return emb
 
 
