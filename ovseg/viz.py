@@ -134,7 +134,10 @@ def overlay(
     labels = np.asarray(labels)
     if image.shape[:2] != labels.shape:
         raise ValueError(f"image {image.shape[:2]} and labels {labels.shape} differ in size")
-    tint = colours(labels, no_class=no_class).astype(np.float32)
+    if labels.size and (labels.min() < 0 or labels.max() > VOID16):
+        raise ValueError("label values must lie in 0..65535")
+    lut = colours(np.arange(int(labels.max(initial=0)) + 1), no_class=no_class)  # one per value
+    tint = lut[labels].astype(np.float32)
     out = (1 - alpha) * image.astype(np.float32) + alpha * tint
     edge = np.zeros(labels.shape, dtype=bool)  # a pixel whose right or lower neighbour differs
     edge[:, :-1] |= labels[:, 1:] != labels[:, :-1]
