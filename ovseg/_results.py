@@ -1,6 +1,7 @@
 """What the pipeline returns: segments of one image at full resolution, and how they are saved.
 
-Label maps are palette PNGs (`ovseg.viz`), masks in the JSON are COCO run-length encoded
+Label maps are 8-bit palette PNGs up to 255 classes (255 = no class) and 16-bit greyscale PNGs
+beyond (65535 = no class; format in `ovseg.viz`, recorded in the JSON), masks in the JSON are COCO run-length encoded
 (`ovseg.io.rle_encode`), and every file is written atomically (`ovseg.io.atomic_write`).
 """
 from __future__ import annotations
@@ -57,12 +58,21 @@ class SegmentationResult:
     record: dict = field(default_factory=dict)  # what made it (see `output_status`); in the JSON
 
     @property
+    def no_class_value(self) -> int | None:
+        """Value of "no class" in ``label_map``: 255 up to 255 classes, 65535 beyond; None when
+        unlabelled (segment ids only)."""
+        return None if self.classes is None else viz.no_class_value(len(self.classes))
+
+    def _png_values(self) -> int:  # how many values the label PNG must hold (sets its format)
+        return len(self.classes) if self.classes is not None else len(self.segments)
+
+    @property
     def label_map(self) -> np.ndarray:
-        """(H, W) int32: the class index of each pixel (255 = no class) when labelled, else the
-        segment id."""
+        """(H, W) int32: the class index of each pixel (``no_class_value``, 255 or 65535, for no
+        class) when labelled, else the segment id."""
         if self.classes is None:
             return self.segment_map
-        lut = np.full(len(self.segments), viz.VOID, dtype=np.int32)
+        lut = np.full(len(self.segments), self.no_class_value, dtype=np.int32)
         for s in self.segments:
             if s.class_index is not None:
                 lut[s.id] = s.class_index
@@ -74,7 +84,7 @@ class SegmentationResult:
         present = sorted({s.class_index for s in self.segments if s.class_index is not None})
         out = {i: self.classes[i] for i in present}
         if any(s.class_index is None for s in self.segments):
-            out[viz.VOID] = "(no class)"
+            out[self.no_class_value] = "(no class)"
         return out
 
     def to_json(self, label_png: str | None = None) -> dict:
@@ -90,7 +100,10 @@ class SegmentationResult:
             "classes": self.classes,
             "label_map": {
                 "file": label_png,
-                "values": "segment id" if self.classes is None else "class index (255: no class)",
+                "values": ("segment id" if self.classes is None
+                           else f"class index ({self.no_class_value}: no class)"),
+                "no_class_value": self.no_class_value,
+                "format": viz.png_format(self._png_values()) + " PNG",
                 "palette": "Pascal VOC colour map (see ovseg.viz)",
             },
             "rle": "COCO compressed RLE (pycocotools' string 'counts'), column-major (Fortran) "
@@ -113,12 +126,13 @@ class SegmentationResult:
         }
 
     def save_png(self, path: str | os.PathLike) -> Path:
-        """The label map as a palette PNG (values: class index, or segment id when unlabelled)."""
-        im = viz.label_image(self.label_map)
+        """The label map as a PNG (values: class index, or segment id when unlabelled): 8-bit
+        palette up to 255 classes or segments, else 16-bit greyscale (see ``ovseg.viz``)."""
+        im = viz.label_image(self.label_map, bits=8 if self._png_values() <= viz.VOID else 16)
         return _io.atomic_write(path, lambda f: im.save(f, format="PNG"))
 
     def save_overlay(self, path: str | os.PathLike) -> Path:
-        im = viz.overlay(self.image, self.label_map, self.legend())
+        im = viz.overlay(self.image, self.label_map, self.legend(), no_class=self.no_class_value)
         return _io.atomic_write(path, lambda f: im.save(f, format="PNG"))
 
     def save_json(self, path: str | os.PathLike, label_png: str | None = None) -> Path:

@@ -6,9 +6,7 @@ the same clear message, within seconds, for every model.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 
 class WeightsNotFoundError(RuntimeError):
@@ -16,15 +14,21 @@ class WeightsNotFoundError(RuntimeError):
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A TCP connect to the hub endpoint: seconds, where a failed download retries for ~45 s."""
+    """One HEAD request to the hub endpoint through huggingface_hub's own HTTP client: seconds,
+    where a failed download retries for ~45 s. Being the client downloads use, it honours the
+    same settings (HTTPS_PROXY / HTTP_PROXY / NO_PROXY, certificates, HF_ENDPOINT, a client
+    factory set with ``huggingface_hub.set_client_factory``). Any HTTP answer below 500 counts
+    as reachable; a connection, proxy or timeout error does not."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}:
         return False
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return True
-    except OSError:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import get_session
+
+        endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+        response = get_session().head(endpoint.rstrip("/") + "/", timeout=timeout)
+        return response.status_code < 500
+    except Exception:  # noqa: BLE001 - httpx/requests errors differ by huggingface_hub version
         return False
 
 

@@ -144,7 +144,8 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
     """Segment images and name every segment from a vocabulary.
 
     INPUTS are image files and folders (searched recursively for image files). Per image, OUT
-    gets NAME.labels.png (palette PNG, value = class index, 255 = none), NAME.labels.overlay.png
+    gets NAME.labels.png (palette PNG, value = class index, 255 = none; 16-bit PNG with
+    65535 = none beyond 255 classes), NAME.labels.overlay.png
     (the image with coloured regions and a legend) and NAME.labels.json (segments, classes,
     scores and COCO run-length-encoded masks). Images already done with the same settings and
     classes are skipped; those done otherwise are redone. OUT may be an input folder: ovseg's own
@@ -179,7 +180,7 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
 def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
     """Class-agnostic segments (no names): DiffCut masks only.
 
-    Per image, OUT gets NAME.segments.png (palette PNG, value = segment id),
+    Per image, OUT gets NAME.segments.png (palette PNG, value = segment id; 16-bit beyond 255),
     NAME.segments.overlay.png and NAME.segments.json (COCO run-length-encoded masks, areas, boxes).
 
     \b

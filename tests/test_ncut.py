@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import scipy.linalg
 import torch
@@ -397,3 +399,80 @@ def test_lanczos_errors_fall_back_to_the_dense_solver(monkeypatch):
     g = torch.Generator().manual_seed(5)
     tree = ncut_hierarchy(affinity(torch.randn(300, 8, generator=g)), dense_below=0)
     assert tree.nodes[0].solver == "dense-fallback" and tree.num_segments() > 1
+
+
+# ---------------------------------------------------------------- repeated / degenerate spectra
+@pytest.mark.parametrize("n", [2, 19, 20, 300])
+@pytest.mark.parametrize("dense_below", [0, 10**9])
+def test_identity_gives_singletons(n, dense_below):
+    """W = I: every position is isolated; each becomes its own segment (IndexError before)."""
+    h = ncut_hierarchy(torch.eye(n), dense_below=dense_below)
+    assert torch.equal(h.cut(), torch.arange(n))
+    assert all(node.cost == 0.0 for node in h.nodes if node.children)
+
+
+@pytest.mark.parametrize("dense_below", [0, 10**9])
+def test_isolated_positions_are_own_segments(dense_below):
+    """Two connected blocks and 5 isolated positions (self-affinity only) interleaved with them:
+    exactly the blocks plus 5 singletons."""
+    g = torch.Generator().manual_seed(0)
+    lab = torch.tensor([0, 0, 2, 1, 0, 3, 1, 1, 4, 0, 5, 6, 1, 0, 7])  # 2..7 isolated (one each)
+    lab = torch.cat([lab, torch.zeros(4, dtype=torch.long), torch.ones(3, dtype=torch.long)])
+    same = (lab[:, None] == lab[None, :]).float()
+    noise = torch.rand(lab.numel(), lab.numel(), generator=g)
+    w = same * (0.5 + 0.5 * (noise + noise.T) / 2)
+    h = ncut_hierarchy(w, dense_below=dense_below)
+    assert _same_partition(h.cut(), lab)
+    assert int(h.cut().max()) + 1 == 8
+
+
+def test_zero_rows_are_split_off_and_kept_together():
+    """Positions with no affinity at all (zero row, zero self-affinity) are split off the rest;
+    together they form an all-zero node, which the documented rule keeps whole."""
+    w = torch.zeros(10, 10)
+    w[:6, :6] = 1.0
+    seg = ncut_hierarchy(w).cut()
+    assert torch.equal(seg, torch.tensor([0] * 6 + [1] * 4))
+
+
+def test_huge_alpha_on_planted_features():
+    """alpha = 1000: with tight clusters the cross-region affinities underflow to exactly 0 and
+    the within-region ones stay ~1 (repeated top eigenvalue, one per region): the planted
+    partition. With noisy clusters every off-diagonal affinity is ~0 (< 1e-6:
+    near-isolated positions, a nearly repeated spectrum), so every split has NCut < tau:
+    singletons."""
+    lab = _layout("blocks6", 12, 12)
+    tight = _planted(lab, noise=0.002, seed=1)
+    assert _same_partition(segment_features(tight, alpha=1000), lab)
+    noisy = _planted(lab, noise=0.3)
+    w = affinity(noisy, alpha=1000)
+    off = w - torch.diag(w.diagonal())
+    assert float(off.max()) < 1e-6 and float(w.diagonal().min()) > 0.99  # the answer's premise
+    seg = segment_features(noisy, alpha=1000)
+    assert torch.equal(seg, torch.arange(144).reshape(12, 12))
+
+
+@pytest.mark.parametrize("dense_below", [0, 10**9])
+def test_ring_with_repeated_second_eigenvalue(dense_below):
+    """A 20-ring: its Fiedler eigenvalue is double, any vector of the eigenspace is a rotation of
+    a cosine; the answer is 4 contiguous arcs of 5 (NCut 4/20 halves, then 2/9 per path of 10;
+    paths of 5 have no split under 0.5)."""
+    n = 20
+    i = torch.arange(n)
+    w = torch.zeros(n, n)
+    w[i, (i + 1) % n] = w[(i + 1) % n, i] = 1.0
+    seg = ncut_hierarchy(w, dense_below=dense_below).cut()
+    assert torch.bincount(seg).tolist() == [5] * 4
+    changes = int((seg != seg.roll(1)).sum())
+    assert changes == 4  # contiguous arcs around the ring
+
+
+@pytest.mark.parametrize("n", range(2, 41))
+def test_dense_top_eigenvector_with_repeated_top_eigenvalue(n):
+    """LAPACK's subset driver returns no vector for some repeated top eigenvalues (n = 19 here);
+    the solver must still return a unit top eigenvector."""
+    u = np.ones(n) / np.sqrt(n)
+    a = np.eye(n) - 3.0 * np.outer(u, u)  # deflated identity: eigenvalue 1 repeated n - 1 times
+    v = _eigen._top_dense(a)
+    assert v.shape == (n,) and np.linalg.norm(v) == pytest.approx(1.0)
+    assert v @ a @ v == pytest.approx(1.0) and abs(u @ v) < 1e-8

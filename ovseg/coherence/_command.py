@@ -1,6 +1,7 @@
 """`ovseg coherence`: similarity heatmaps of backbones, or their coherence scores."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -24,6 +25,15 @@ def _fail(error: Exception) -> click.ClickException:
     if isinstance(error, WeightsNotFoundError):
         message += " Here, name the backbone: --weights NAME=DIR (repeatable)."
     return click.ClickException(message)
+
+
+def _refuse_overwrite(outputs, inputs) -> None:
+    """A usage error if an output would replace one of the inputs (same file, links resolved)."""
+    ins = {Path(p).resolve() for p in inputs if isinstance(p, (str, os.PathLike))}
+    for out in outputs:
+        if Path(out).resolve() in ins:
+            raise click.UsageError(f"--out {out} is one of the inputs; it would be overwritten. "
+                                   f"Choose another path.")
 
 
 def _check_point(ctx, param, value: str) -> str:
@@ -103,6 +113,7 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
     if out.suffix.lower() != ".png":
         raise click.BadParameter(f"{out}: the figure is written as PNG; name it *.png",
                                  param_hint="--out")
+    _refuse_overwrite([out], [ref_image, target_image])
     from ovseg._weights import WeightsNotFoundError
     from ovseg.coherence import plot_similarity, similarity_maps
 
@@ -128,6 +139,8 @@ def _score(folder, dataset, data_root, image_list, backbones, out, weights, reso
         else:
             items, options = read_pairs(folder), {"ignore_index": ignore_index}
         items = items[:max_images]
+        _refuse_overwrite([Path(out) / f"coherence.{kind}" for kind in ("csv", "json", "png")],
+                          [p for item in items for p in (item if isinstance(item, tuple) else (item,))])
         scores = coherence_scores(
             items, backbones, num_pairs=num_pairs, seed=seed, resolution=resolution, miou=miou,
             alpha=alpha, tau=tau, weights=weights, device=device,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ovseg.coherence._inputs import (
@@ -181,7 +180,7 @@ def plot_similarity(
     opaque = ScalarMappable(norm=Normalize(vmin, vmax), cmap=mappable.get_cmap())
     fig.colorbar(opaque, ax=axes.ravel().tolist(), shrink=0.8, label="cosine similarity")
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, format="png")
+        from ovseg.io import atomic_write
+
+        atomic_write(out, lambda f: fig.savefig(f, format="png"))  # whole or not at all
     return fig

@@ -263,10 +263,9 @@ def extract(backbone: Any, image: "torch.Tensor", *, resolution: int | None = No
 
 
 def grid_cells(shape: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
-    """`(H, W) int64`: the index `row * w + col` of the feature cell that covers each pixel."""
-    height, width = shape
-    h, w = grid
-    rows = np.minimum(np.arange(height) * h // height, h - 1)
-    cols = np.minimum(np.arange(width) * w // width, w - 1)
-    return rows[:, None] * w + cols[None, :]
+    """`(H, W) int64`: the index `row * w + col` of the feature cell that covers each pixel
+    (``ovseg.io.resize_nearest`` of the cell indices, mode "floor": exact integer arithmetic)."""
+    from ovseg.io import resize_nearest
 
+    h, w = grid
+    return resize_nearest(np.arange(h * w, dtype=np.int64).reshape(h, w), shape, mode="floor")

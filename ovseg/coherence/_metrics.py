@@ -239,8 +239,9 @@ def coherence_scores(
             if miou:
                 segments = np.asarray(segment_fn(feats[None])).reshape(grid)
                 scored = mask if ignore_index is None else np.where(mask == ignore_index, -1, mask)
-                # nearest cell by exact integer arithmetic (grid_cells, as for patch_labels); the
-                # evaluation's resize_nearest uses a float scale and differs on some sizes
+                # nearest cell by exact integer arithmetic (grid_cells = ovseg.io.resize_nearest
+                # mode "floor", as for patch_labels); the evaluation's mode "torch" rounds the
+                # scale to float32 as torch does, which moves a row on some sizes
                 counts = _add(counts, counts_fn(scored, segments.ravel()[grid_cells(mask.shape, grid)]))
             if progress is not None:
                 progress(f"{label}: image {index + 1}/{len(pairs)}")

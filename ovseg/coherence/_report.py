@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -10,6 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ovseg.coherence._metrics import CoherenceScore
+from ovseg.io import atomic_write
 
 
 def _fmt(value: float | None) -> str:
@@ -58,8 +60,7 @@ def plot_scores(scores: Sequence[CoherenceScore], out: str | os.PathLike | None 
     for ax in axes:
         ax.tick_params(axis="x", labelrotation=30)
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, format="png")
+        atomic_write(out, lambda f: fig.savefig(f, format="png"))
     return fig
 
 
@@ -70,13 +71,15 @@ def save_scores(scores: Sequence[CoherenceScore], out_dir: str | os.PathLike,
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {kind: out_dir / f"{stem}.{kind}" for kind in ("csv", "json", "png")}
     names = [f.name for f in fields(CoherenceScore)]
-    with open(paths["csv"], "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=names)
-        writer.writeheader()
-        for s in scores:
-            writer.writerow({k: ("" if v is None else v) for k, v in s.to_dict().items()})
+    handle = io.StringIO(newline="")  # the CSV in memory, then one atomic write
+    writer = csv.DictWriter(handle, fieldnames=names)
+    writer.writeheader()
+    for s in scores:
+        writer.writerow({k: ("" if v is None else v) for k, v in s.to_dict().items()})
+    atomic_write(paths["csv"], lambda f: f.write(handle.getvalue().encode("utf-8")))
     payload = {"scores": [_json_safe(s.to_dict()) for s in scores], "settings": meta or {}}
-    paths["json"].write_text(json.dumps(payload, indent=2) + "\n")
+    text = json.dumps(payload, indent=2) + "\n"
+    atomic_write(paths["json"], lambda f: f.write(text.encode("utf-8")))
     plot_scores(scores, paths["png"])
     return paths
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ovseg.evaluation._metrics import EvaluationResult
+from ovseg.io import atomic_write
 
 
 def _as_dict(results: EvaluationResult | Mapping[str, EvaluationResult]) -> dict[str, EvaluationResult]:
@@ -62,7 +64,7 @@ def bar_chart(result: EvaluationResult, path: str | Path) -> Path:
     variant = result.settings.get("variant", "")
     ax.set_title(f"{result.dataset} ({result.protocol}){' ' + variant if variant else ''}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     return Path(path)
 
@@ -73,16 +75,21 @@ def write_report(results: EvaluationResult | Mapping[str, EvaluationResult], out
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "results.md", "csv": out / "results.csv", "json": out / "results.json"}
-    paths["markdown"].write_text(markdown_table(results))
-    with open(paths["csv"], "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["variant", "class", "iou", "tp", "fp", "fn"])
-        for variant, r in results.items():
-            for name, iou, tp, fp, fn in zip(r.classes, r.iou, *r.counts):
-                writer.writerow([variant, name, "" if math.isnan(iou) else f"{iou:.6f}", tp, fp, fn])
-            writer.writerow([variant, "mIoU", "" if math.isnan(r.miou) else f"{r.miou:.6f}", "", "", ""])
-    paths["json"].write_text(json.dumps([r.to_dict() for r in results.values()], indent=1))
+    _write_text(paths["markdown"], markdown_table(results))
+    rows = io.StringIO(newline="")  # the CSV in memory, then one atomic write
+    writer = csv.writer(rows)
+    writer.writerow(["variant", "class", "iou", "tp", "fp", "fn"])
+    for variant, r in results.items():
+        for name, iou, tp, fp, fn in zip(r.classes, r.iou, *r.counts):
+            writer.writerow([variant, name, "" if math.isnan(iou) else f"{iou:.6f}", tp, fp, fn])
+        writer.writerow([variant, "mIoU", "" if math.isnan(r.miou) else f"{r.miou:.6f}", "", "", ""])
+    _write_text(paths["csv"], rows.getvalue())
+    _write_text(paths["json"], json.dumps([r.to_dict() for r in results.values()], indent=1))
     for variant, r in results.items():
         name = f"iou_{_slug(variant)}.png" if variant else "iou.png"
         paths[f"png:{variant}"] = bar_chart(r, out / name)
     return paths
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))  # whole or not at all

@@ -18,6 +18,7 @@ import numpy as np
 from ovseg.evaluation._datasets import DatasetSpec, Sample, get_dataset
 from ovseg.evaluation._matching import MATCHINGS, open_vocabulary_counts, unsupervised_counts
 from ovseg.evaluation._metrics import EvaluationResult
+from ovseg.io import resize_nearest, to_rgb
 
 PROTOCOLS = ("unsupervised", "open-vocabulary")
 RESULTS_FILE = "per_image.jsonl"
@@ -31,16 +32,6 @@ def centre_square(height: int, width: int) -> tuple[int, int, int]:
     return (height - side) // 2, (width - side) // 2, side
 
 
-def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """labels (H, W) -> (h, w), nearest neighbour: source index floor(i * H / h), as torch 'nearest'."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"expected a (H, W) map, got shape {labels.shape}")
-    rows = np.minimum((np.arange(size[0]) * (labels.shape[0] / size[0])).astype(np.int64), labels.shape[0] - 1)
-    cols = np.minimum((np.arange(size[1]) * (labels.shape[1] / size[1])).astype(np.int64), labels.shape[1] - 1)
-    return labels[rows[:, None], cols[None, :]]
-
-
 def prepare(spec: DatasetSpec, sample: Sample, protocol: str, image_size: int, score_size: int):
     """Read one sample. Returns (image (3, S, S) float32 [0, 1] tensor, labels (s, s) int64).
 
@@ -51,15 +42,16 @@ def prepare(spec: DatasetSpec, sample: Sample, protocol: str, image_size: int, s
     from PIL import Image
 
     labels = spec.read_label(sample.label)
-    with Image.open(sample.image) as im:
-        rgb = im.convert("RGB")
+    with Image.open(sample.image) as im:  # ovseg.io's policy (alpha on white, 16-bit scaled);
+        rgb = Image.fromarray(to_rgb(im, max_pixels=None, exif_transpose=False))  # unrotated, as labels
     if rgb.size != (labels.shape[1], labels.shape[0]):
         raise ValueError(f"{sample.image} is {rgb.size[0]}x{rgb.size[1]} but its label is "
                          f"{labels.shape[1]}x{labels.shape[0]}")
     if protocol == "unsupervised":
         top, left, side = centre_square(labels.shape[0], labels.shape[1])
         rgb = rgb.crop((left, top, left + side, top + side)).resize((image_size, image_size), Image.BILINEAR)
-        labels = resize_nearest(labels[top:top + side, left:left + side], (score_size, score_size))
+        labels = resize_nearest(labels[top:top + side, left:left + side], (score_size, score_size),
+                                mode="torch")  # the published code resizes with torch "nearest"
     image = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
     return image, labels
 
@@ -155,7 +147,7 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
             maps = prediction if isinstance(prediction, Mapping) else {"": prediction}
             counts = {}
             for variant, pred in maps.items():
-                pred = resize_nearest(_as_map(pred), labels.shape)
+                pred = resize_nearest(_as_map(pred), labels.shape, mode="torch")
                 if protocol == "unsupervised":
                     c = unsupervised_counts(labels, pred, spec.num_classes, background=spec.background,
                                             matching=matching)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ovseg._paths import cache_root
+from ovseg.io import atomic_write
 
 TEXT_ENCODER_CONFIGS = ["text_encoder/config.json", "text_encoder_2/config.json"]
 
@@ -45,13 +46,11 @@ def load_cached(file: Path) -> dict[str, torch.Tensor] | None:
 def save_cached(file: Path, embeds: dict[str, torch.Tensor]) -> None:
     """Store; a cache that cannot be written warns once (the embeddings are then recomputed on the
     next run) and never fails the model."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
+    data = save({k: v.detach().float().contiguous().cpu() for k, v in embeds.items()})
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".{os.getpid()}.tmp")  # atomic: a concurrent reader never sees half a file
-        save_file({k: v.detach().float().contiguous().cpu() for k, v in embeds.items()}, str(tmp))
-        os.replace(tmp, file)
+        atomic_write(file, lambda f: f.write(data))  # a concurrent reader never sees half a file
     except OSError as err:
         from ovseg._cache import warn_write_failure
 

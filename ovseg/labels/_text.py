@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ovseg._paths import cache_root
+from ovseg.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,7 @@ def cached_text_embeddings(
     _MEMORY[key] = emb
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            torch.save(emb, tmp)
-            tmp.replace(path)  # atomic: concurrent runs never read half a file
+            atomic_write(path, lambda f: torch.save(emb, f))  # concurrent runs never read half a file
         except OSError as err:  # an unwritable cache costs time, never a result
             from ovseg._cache import warn_write_failure
 

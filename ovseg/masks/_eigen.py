@@ -11,6 +11,18 @@ graph the zero eigenvalue is degenerate, a dense solver may return any mix of th
 indicators including v1, and y then has one sign. Here y is D-orthogonal to 1 (the constraint
 y^T D 1 = 0 of eq. 5), so it always takes both signs and every sweep threshold inside its range
 gives two non-empty sides.
+
+Degenerate graphs (documented rule). A position with zero affinity to every other position of
+its node is *isolated* (identity-like W; a huge alpha whose C**alpha underflows to 0 off the
+diagonal). Its eigenvalue of M is repeated or meaningless and the eigensolvers must not be
+trusted with it, so no eigenvector is computed: y is +1 on the isolated positions and -1 on the
+rest, a cut of NCut 0 (no affinity crosses it). A node whose positions are *all* isolated is cut
+in halves by position, also at NCut 0. So for any tau > 0 every isolated position ends as its
+own segment (W = I: N singletons). One exception, decided before the solver: a node whose
+affinities are all equal (including all zero) is kept whole, as it has no structure.
+Other repeated top eigenvalues (several components, symmetric graphs) go to the solvers: the dense
+one falls back to a full decomposition when LAPACK's subset driver returns no vector, and any
+vector of the repeated eigenspace is a valid cut direction (piecewise constant on components).
 """
 from __future__ import annotations
 
@@ -24,14 +36,60 @@ class SolverError(RuntimeError):
 
 
 def _top_dense(a: np.ndarray) -> np.ndarray:
-    """Eigenvector of the largest eigenvalue of a symmetric float64 array (dense, O(n^3))."""
+    """Eigenvector of the largest eigenvalue of a symmetric float64 array (dense, O(n^3)).
+
+    When the top eigenvalue repeats, LAPACK's subset driver (dsyevr, range "I") can return no
+    vector at all; the full decomposition then returns one vector of the repeated eigenspace.
+    """
     n = a.shape[0]
     try:  # only the top pair: LAPACK's MRRR is far cheaper than a full eigh
         _, vec = scipy.linalg.eigh(a, subset_by_index=[n - 1, n - 1], driver="evr", check_finite=False)
-        return vec[:, 0]
+        if vec.shape[1] == 1 and np.isfinite(vec).all() and np.linalg.norm(vec) > 0.5:
+            return vec[:, 0]
     except (np.linalg.LinAlgError, ValueError):
-        _, vecs = np.linalg.eigh(a + 1e-12 * np.eye(n))  # another LAPACK driver, tiny jitter
-        return vecs[:, -1]
+        pass
+    _, vecs = np.linalg.eigh(a + 1e-12 * np.eye(n))  # another LAPACK driver (dsyevd), tiny jitter
+    return vecs[:, -1]
+
+
+def _isolated_small(w: np.ndarray, d: np.ndarray) -> np.ndarray | None:
+    """Indices of the positions with zero affinity to every other position of the node, or None.
+
+    d - diag(W) = 0 exactly for such a row (a sum of zeros and one value is exact); the rows it
+    flags are checked entry by entry, as a tiny affinity can vanish in the rounding of d.
+    """
+    diag = np.diagonal(w)
+    cand = np.flatnonzero(d - diag <= 0)
+    if cand.size == 0:
+        return None
+    others = np.count_nonzero(w[cand], axis=1) - (diag[cand] != 0)
+    iso = cand[others == 0]
+    return iso if iso.size else None
+
+
+def _isolated_torch(w: torch.Tensor, d: torch.Tensor) -> torch.Tensor | None:
+    """``_isolated_small`` for torch tensors on any device."""
+    diag = w.diagonal()
+    cand = torch.nonzero(d - diag <= 0).flatten()
+    if cand.numel() == 0:
+        return None
+    others = (w[cand] != 0).sum(1) - (diag[cand] != 0).long()
+    iso = cand[others == 0]
+    return iso if iso.numel() else None
+
+
+def _isolating_vector(iso, n: int, like):
+    """Two-valued sweep vector for a node with isolated positions (see the module docstring):
+    +1 on the isolated positions and -1 on the rest, or, when every position is isolated, -1 on
+    the first half (by position in the node) and +1 on the second. Every threshold between -1
+    and +1 then separates the two groups, a cut of NCut 0 (no affinity crosses it)."""
+    if isinstance(like, np.ndarray):
+        y = -np.ones(n)
+        y[iso if iso.size < n else np.arange(n // 2, n)] = 1.0
+        return y
+    y = -torch.ones(n, dtype=like.dtype, device=like.device)
+    y[iso if iso.numel() < n else torch.arange(n // 2, n, device=like.device)] = 1.0
+    return y
 
 
 def _deflated_dense(m: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -49,6 +107,9 @@ def _deflated_dense(m: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 def fiedler_small(w: np.ndarray) -> np.ndarray:
     """``fiedler_vector`` for small CPU nodes, in NumPy float64 (dense): w (n, n) -> y (n,)."""
     d = w.sum(1)
+    iso = _isolated_small(w, d)
+    if iso is not None:  # isolated positions: split them off (module docstring)
+        return _isolating_vector(iso, w.shape[0], w)
     d = np.maximum(d, d.max() * 1e-12 + 1e-300)  # isolated positions: avoid 1/0
     inv_sqrt_d = 1.0 / np.sqrt(d)
     u = np.sqrt(d) / np.linalg.norm(np.sqrt(d))  # z0 = D^1/2 1 normalised, eigenvalue 0 of eq. (7)
@@ -152,9 +213,14 @@ def fiedler_vector(
 
     Returns:
         (y (n,) in w's dtype with largest |entry| positive, method) where method is "dense",
-        "lanczos" or "dense-fallback" (the iterative solver failed; dense float64 eigh was used).
+        "lanczos", "dense-fallback" (the iterative solver failed; dense float64 eigh was used) or
+        "isolated" (the node has isolated positions; y is the two-valued vector that splits them
+        off, see the module docstring).
     """
     n = w.shape[0]
+    iso = _isolated_torch(w, d)
+    if iso is not None:  # isolated positions: split them off (module docstring)
+        return _isolating_vector(iso, n, w), "isolated"
     dpos = d.clamp_min(float(d.max()) * 1e-12 + 1e-30)  # isolated positions: avoid 1/0
     inv_sqrt_d = dpos.rsqrt()
     u = dpos.sqrt()
