@@ -54,6 +54,8 @@ def env(monkeypatch):
     for var in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "https_proxy", "http_proxy",
                 "all_proxy", "no_proxy", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read at import (the suite runs offline)
     _fresh_client()
     yield monkeypatch
     _fresh_client()
