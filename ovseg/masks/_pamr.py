@@ -29,12 +29,13 @@ Everything runs on the device of ``image``.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PAMRConfig", "pamr", "pamr_affinity", "median_filter_labels", "mode_filter_labels"]
+__all__ = ["PAMRConfig", "pamr", "pamr_affinity", "propagate", "median_filter_labels", "mode_filter_labels"]
 
 
 @dataclass(frozen=True)
@@ -75,25 +76,57 @@ def _pad(x: torch.Tensor, pad: int) -> torch.Tensor:
     return x[..., rows[:, None], cols[None, :]]
 
 
-def pamr_affinity(image: torch.Tensor, dilations: tuple[int, ...] = (1, 2, 4, 8)) -> torch.Tensor:
-    """Neighbour weights alpha (8*len(dilations), H, W), softmax-normalised over dim 0 (Eq. 5-6).
-
-    image (3, H, W) float (any number of channels works).
-    """
-    x = image.float()
-    H, W = x.shape[-2:]
-    pad = max(dilations)
-    xp = _pad(x, pad)  # (C, H+2p, W+2p)
+def _affinity_rows(xp: torch.Tensor, pad: int, dilations: tuple[int, ...], r0: int, r1: int,
+                   W: int) -> torch.Tensor:
+    """alpha for output rows r0:r1 from the padded image xp (C, H+2p, W+2p): (8D, r1-r0, W)."""
     offsets = _offsets(dilations)
+
+    def at(dy: int, dx: int) -> torch.Tensor:  # x[i+dy, j+dx] for the rows of this block
+        return xp[..., pad + dy + r0 : pad + dy + r1, pad + dx : pad + dx + W]
+
+    x = at(0, 0)
     # std over the 3x3 windows at every dilation: 9 taps per dilation, centre counted once each
     window = [(0, 0)] * len(dilations) + offsets
-    mean = sum(_shifted(xp, pad, dy, dx, H, W) for dy, dx in window) / len(window)
-    var = sum((_shifted(xp, pad, dy, dx, H, W) - mean) ** 2 for dy, dx in window) / (len(window) - 1)
-    scale = 1e-8 + 0.1 * var.sqrt()  # (C, H, W); Eq. 5 with lambda = 0.1 (unbiased std, as torch.std)
+    mean = sum(at(dy, dx) for dy, dx in window) / len(window)
+    var = sum((at(dy, dx) - mean) ** 2 for dy, dx in window) / (len(window) - 1)
+    scale = 1e-8 + 0.1 * var.sqrt()  # (C, rows, W); Eq. 5 with lambda = 0.1 (unbiased std, as torch.std)
     logits = torch.stack(
-        [-((_shifted(xp, pad, dy, dx, H, W) - x).abs() / scale).mean(0) for dy, dx in offsets]
-    )  # (8D, H, W): Eq. 5, averaged over colour channels
+        [-((at(dy, dx) - x).abs() / scale).mean(0) for dy, dx in offsets]
+    )  # (8D, rows, W): Eq. 5, averaged over colour channels
     return torch.softmax(logits, dim=0)  # Eq. 6
+
+
+def pamr_affinity(image: torch.Tensor, dilations: tuple[int, ...] = (1, 2, 4, 8), *,
+                  workers: int | None = None) -> torch.Tensor:
+    """Neighbour weights alpha (8*len(dilations), H, W), softmax-normalised over dim 0 (Eq. 5-6).
+
+    image (3, H, W) float (any number of channels works). On CPU the rows are processed in
+    blocks of < 32 Ki image values by ``workers`` threads (default ``torch.get_num_threads()``);
+    every value is computed by the same per-pixel operations as one whole-image pass
+    (``_pamr_affinity_reference``), so the result is bit-identical.
+    """
+    x = image.float()
+    C, H, W = x.shape
+    pad = max(dilations)
+    xp = _pad(x, pad)  # (C, H+2p, W+2p)
+    if x.device.type != "cpu":
+        return _affinity_rows(xp, pad, dilations, 0, H, W)
+    rows = max(1, _BLOCK_VALUES // max(1, C * W))
+    out = torch.empty(8 * len(dilations), H, W)
+
+    def run(r0: int) -> None:
+        r1 = min(H, r0 + rows)
+        out[:, r0:r1] = _affinity_rows(xp, pad, dilations, r0, r1, W)
+
+    starts = list(range(0, H, rows))
+    workers = max(1, min(len(starts), _workers(x.device) if workers is None else int(workers)))
+    if workers == 1:
+        for r0 in starts:
+            run(r0)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, starts))
+    return out
 
 
 def median_filter_labels(labels: torch.Tensor) -> torch.Tensor:
@@ -126,12 +159,16 @@ def pamr(
     dilations: tuple[int, ...] = (1, 2, 4, 8),
     label_filter: str = "mode",
     config: PAMRConfig | None = None,
+    block_rows: int | None = None,
+    workers: int | None = None,
 ) -> torch.Tensor:
     """Refine a segment map so its boundaries follow the image's colour edges.
 
     image (3, H, W) float in [0, 1]; segments (H, W) int (any ids). Returns (H, W) int64 with the
     same ids (a segment may vanish). ``label_filter``: "mode" (default), "median" (DiffCut's
     3x3 median on the ids) or "none". ``config`` overrides the three settings if given.
+    ``block_rows``, ``workers``: blocking and threads of the propagation (see ``propagate``); the
+    output does not depend on them.
     """
     if config is not None:
         iterations, dilations = config.iterations, tuple(config.dilations)
@@ -155,14 +192,148 @@ def pamr(
     if ids.numel() == 1:
         return segments.to(image.device, torch.int64).clone()
     alpha = pamr_affinity(image, dilations)  # (8D, H, W), computed once
+    m = F.one_hot(inverse.reshape(H, W), ids.numel()).permute(2, 0, 1).float()  # (K, H, W)
+    m = propagate(m, alpha, dilations, iterations, block_rows=block_rows, workers=workers)
+    labels = _FILTERS[label_filter](m.argmax(0))
+    return ids[labels]
+
+
+def _fill_border(mp: torch.Tensor, pad: int, H: int, W: int) -> None:
+    """Replicate the interior (K, H, W) of mp (K, H+2p, W+2p) into its border, in place.
+
+    Equals ``_pad`` of the interior for any pad (also pad >= H or W), by broadcast copies.
+    """
+    if pad == 0:
+        return
+    rows = slice(pad, pad + H)
+    mp[:, rows, :pad] = mp[:, rows, pad : pad + 1]
+    mp[:, rows, pad + W :] = mp[:, rows, pad + W - 1 : pad + W]
+    mp[:, :pad] = mp[:, pad : pad + 1]
+    mp[:, pad + H :] = mp[:, pad + H - 1 : pad + H]
+
+
+def _blocks(K: int, H: int, W: int, device: torch.device, block_rows: int | None) -> list[tuple[int, int, int, int]]:
+    """(r0, r1, c0, c1) output blocks. On CPU each block holds < 32 Ki mask values (128 KiB):
+    it stays in cache across the 8D passes, and it is below torch's intra-op grain size, so each
+    pass runs inline in the calling thread (no OpenMP fork/join per pass). Elsewhere: one block."""
+    if device.type != "cpu" and block_rows is None:
+        return [(0, H, 0, W)]  # GPU: one launch per neighbour over the whole map
+    if block_rows is None:
+        rows = max(1, _BLOCK_VALUES // max(1, K * W))
+        cols = W if rows > 1 else max(1, min(W, _BLOCK_VALUES // max(1, K)))
+    else:
+        rows, cols = max(1, int(block_rows)), W
+    return [(r0, min(H, r0 + rows), c0, min(W, c0 + cols))
+            for r0 in range(0, H, rows) for c0 in range(0, W, cols)]
+
+
+_BLOCK_VALUES = 32767  # torch's GRAIN_SIZE is 32768: smaller ops never fork threads
+
+
+def _workers(device: torch.device) -> int:
+    return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
+
+
+def propagate(
+    m: torch.Tensor,
+    alpha: torch.Tensor,
+    dilations: tuple[int, ...],
+    iterations: int,
+    *,
+    block_rows: int | None = None,
+    workers: int | None = None,
+) -> torch.Tensor:
+    """``iterations`` steps of Eq. 4, m_i <- sum_j alpha(i, j) m_j, cache-blocked.
+
+    Arguments:
+        m: (K, H, W) float32 masks.
+        alpha: (8D, H, W) float32 neighbour weights from ``pamr_affinity`` (same dilations).
+        dilations: the D dilations, in the order ``alpha`` was built with.
+        iterations: number of steps (>= 0).
+        block_rows: output rows per block (default: blocks of < 32 Ki values on CPU, whole map
+            on GPU).
+        workers: threads sharing the blocks of a step (default ``torch.get_num_threads()`` on
+            CPU, 1 elsewhere); steps are separated by a barrier.
+
+    Returns:
+        (K, H, W) float32 masks, bit-identical to ``_propagate_reference`` (same products, same
+        per-pixel summation order: neighbour 0, 1, ..., 8D-1), whatever the blocks and workers.
+    """
+    K, H, W = m.shape
     offsets = _offsets(dilations)
     pad = max(dilations)
-    m = F.one_hot(inverse.reshape(H, W), ids.numel()).permute(2, 0, 1).float()  # (K, H, W)
+    blocks = _blocks(K, H, W, m.device, block_rows)
+    workers = max(1, min(len(blocks), _workers(m.device) if workers is None else int(workers)))
+    bufs = [m.new_empty(K, H + 2 * pad, W + 2 * pad), None]  # padded input, output; swapped per step
+    bufs[1] = torch.empty_like(bufs[0])
+    bufs[0][:, pad : pad + H, pad : pad + W] = m
+    _fill_border(bufs[0], pad, H, W)
+
+    def run(part: list[tuple[int, int, int, int]]) -> None:
+        cur, nxt = bufs
+        for r0, r1, c0, c1 in part:
+            acc = nxt[:, pad + r0 : pad + r1, pad + c0 : pad + c1]  # written in place, stays in cache
+            a = alpha[:, r0:r1, c0:c1]
+            for n, (dy, dx) in enumerate(offsets):  # Eq. 4, neighbours in the reference order
+                src = cur[:, pad + dy + r0 : pad + dy + r1, pad + dx + c0 : pad + dx + c1]
+                if n == 0:
+                    torch.mul(src, a[0], out=acc)  # == 0 + a0 * m0 of the reference, exactly
+                else:
+                    acc.addcmul_(a[n], src)
+
+    step = len(blocks) // workers
+    parts = [blocks[i * step : (i + 1) * step if i < workers - 1 else len(blocks)] for i in range(workers)]
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    try:
+        for _ in range(iterations):
+            if pool is None:
+                run(blocks)
+            else:
+                list(pool.map(run, parts))  # torch ops release the GIL: the bands run in parallel
+            _fill_border(bufs[1], pad, H, W)
+            bufs.reverse()
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return bufs[0][:, pad : pad + H, pad : pad + W].contiguous()
+
+
+def _propagate_reference(m: torch.Tensor, alpha: torch.Tensor, dilations: tuple[int, ...],
+                         iterations: int) -> torch.Tensor:
+    """The straightforward Eq. 4 loop (before cache blocking): the equivalence and speed baseline.
+
+    Per step: one replicate-padded copy of m, then 8D ``addcmul_`` passes over (K, H, W).
+    """
+    K, H, W = m.shape
+    offsets = _offsets(dilations)
+    pad = max(dilations)
     for _ in range(iterations):
         mp = _pad(m, pad)
         acc = torch.zeros_like(m)
         for n, (dy, dx) in enumerate(offsets):  # Eq. 4 as shifted multiply-adds
             acc.addcmul_(alpha[n], _shifted(mp, pad, dy, dx, H, W))
         m = acc
-    labels = _FILTERS[label_filter](m.argmax(0))
-    return ids[labels]
+    return m
+
+
+def _pamr_affinity_reference(image: torch.Tensor, dilations: tuple[int, ...] = (1, 2, 4, 8)) -> torch.Tensor:
+    """``pamr_affinity`` in one whole-image pass (the code before blocking): the test reference.
+
+    Neighbour weights alpha (8*len(dilations), H, W), softmax-normalised over dim 0 (Eq. 5-6).
+
+    image (3, H, W) float (any number of channels works).
+    """
+    x = image.float()
+    H, W = x.shape[-2:]
+    pad = max(dilations)
+    xp = _pad(x, pad)  # (C, H+2p, W+2p)
+    offsets = _offsets(dilations)
+    # std over the 3x3 windows at every dilation: 9 taps per dilation, centre counted once each
+    window = [(0, 0)] * len(dilations) + offsets
+    mean = sum(_shifted(xp, pad, dy, dx, H, W) for dy, dx in window) / len(window)
+    var = sum((_shifted(xp, pad, dy, dx, H, W) - mean) ** 2 for dy, dx in window) / (len(window) - 1)
+    scale = 1e-8 + 0.1 * var.sqrt()  # (C, H, W); Eq. 5 with lambda = 0.1 (unbiased std, as torch.std)
+    logits = torch.stack(
+        [-((_shifted(xp, pad, dy, dx, H, W) - x).abs() / scale).mean(0) for dy, dx in offsets]
+    )  # (8D, H, W): Eq. 5, averaged over colour channels
+    return torch.softmax(logits, dim=0)  # Eq. 6
