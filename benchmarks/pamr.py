@@ -104,6 +104,7 @@ def case(setting: str, H: int, W: int, k: int, iterations: int | None) -> dict:
                    str(-1 if iterations is None else iterations), path]
             line = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             res[variant] = json.loads(line)
+            print(f"  {setting} {W}x{H} {variant}: {line}", flush=True)  # as soon as it is known
             res[variant]["out"] = torch.load(path)
     new, old = res["new"], res["old"]
     agree = float((new["out"]["labels"] == old["out"]["labels"]).float().mean())
