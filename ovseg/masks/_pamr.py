@@ -16,14 +16,38 @@ Our own implementation of the published description:
    invents a minority label; ``label_filter="median"`` reproduces DiffCut exactly.
 
 Borders use replicate padding (as the reference implementation). Neighbours are read as shifted
-slices of one padded tensor, never with ``unfold``, so the cost is:
+slices of one padded tensor, never with ``unfold``.
 
-* memory: affinities 8*D*H*W floats (D = len(dilations)) computed once, plus ~3 * K*H*W floats
-  for the masks (padded copy, accumulator, one product). At 1024x1024 with D = 8 and K = 30:
-  256 MiB + ~400 MiB in fp32. The label filter adds 9*H*W int64 (median) or K*H*W floats (mode).
-* time: iterations * 8 * D * K * H * W multiply-adds (30 * 64 * 30 * 1M = 58 G at the demo
-  settings). Measured on a shared 2-core CPU, 1 thread, 256x256, K = 10: 1.9 s with the benchmark
-  settings, 7.4 s with ``PAMRConfig.demo(20)``; 1024 px and GPU timings not measured.
+Speed (issue 11). The straightforward loop (kept as ``_propagate_reference``, the test and benchmark
+baseline) does, per step, a padded copy of m and 8D ``addcmul_`` passes over the whole (K, H, W)
+masks: every pass streams ~3 K*H*W floats through main memory (12 GB per step at 1024x768, K = 20,
+D = 8). ``propagate`` does the same multiply-adds in the same order per pixel, but block by block:
+
+* two padded buffers are allocated once and swapped (no per-step padding copy); the border is
+  refreshed by four broadcast copies;
+* the output is cut into blocks of < 32 Ki values (one 1024-px row at K = 20); a block's
+  accumulator stays in L1/L2 across all 8D passes, and the sources are rows the neighbouring
+  blocks just read, mostly still in L2/L3;
+* a block is below torch's intra-op grain size, so each pass runs inline (no OpenMP fork/join per
+  pass: on a loaded machine a fork/join per small op waits for a core, which made a first blocked
+  version *slower* than the old loop); instead ``torch.get_num_threads()`` Python threads share the
+  blocks of a step (torch releases the GIL inside each op), with one barrier per step;
+* ``pamr_affinity`` is blocked over rows the same way (affinities, argmax and filter were 88 s of
+  the old 961 s run below).
+
+Every output value is produced by the same float32 operations in the same order as in the old
+code, so masks and labels are *bit-identical* (tested for all filters, blockings and thread
+counts); there is no precision trade-off. Evaluated and not used: ``torch.compile`` of one step
+(first compile + call took 600 s at 256x192 on the loaded 2-core machine and adds a compiler
+dependency); an (H, W, K) layout (K = 20 innermost vectorises poorly and alpha then broadcasts on
+the inner axis); gathering the 8D neighbours and reducing with a matmul (changes the summation
+order, and needs 8D times the block's memory). The remaining cost is one Python dispatch per block
+and neighbour (~1M small ops at the demo setting); a fused kernel (compiled or C++) would remove it.
+
+Cost: time iterations * 8 * D * K * H * W multiply-adds (20 GMAC at 1024x768, K = 20, demo);
+memory: affinities 8*D*H*W floats plus two padded mask buffers 2 * K*(H+2p)*(W+2p) floats (p =
+max dilation), i.e. O(K H W). Measured (benchmarks/pamr.py, docs/benchmarks-pamr.md, loaded
+shared 2-core CPU): 1024x768, K = 20, demo setting: 961 s old vs 253 s new (3.8x), same labels.
 
 Everything runs on the device of ``image``.
 """
