@@ -8,7 +8,9 @@ Usage (from the repository root):
 Synthetic input: C = 1280 features (SSD-1B's width) on a side x side grid, eight planted regions
 (stripes, blocks, a disc) whose centroids share a common direction (cross-region cosine about
 0.6) plus Gaussian noise (within-region cosine about 0.9). The same W (ovseg.masks.affinity) feeds
-both cuts; "cut" times exclude the affinity, "total" times include it.
+both cuts; "cut" times exclude the affinity, "total" times include it. "end to end" times the public
+``segment_features(feats)`` (input validation, affinity and cut, the labels checked equal to the
+cut's) against the baseline cut plus the same affinity.
 
 The baseline ("paper") is written here, not imported: per tree node one dense eigendecomposition
 (torch.linalg.eigh, float32, of D^-1/2 (D - W) D^-1/2), y = D^-1/2 v2, 100 thresholds evenly
@@ -34,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ovseg.masks import affinity, ncut_hierarchy  # noqa: E402
+from ovseg.masks import affinity, ncut_hierarchy, segment_features  # noqa: E402
 
 C = 1280
 
@@ -121,12 +123,17 @@ def compare(side: int, repeat: int, baseline_repeat: int) -> None:
     feats, lab = planted(side)
     t_aff, w = timed(lambda: affinity(feats, alpha=10.0), repeat)
     t_ours, ours = timed(lambda: ncut_hierarchy(w, tau=0.5).cut(), repeat)
+    t_e2e, e2e = timed(lambda: segment_features(feats, tau=0.5), repeat)  # public entry, all included
+    if not torch.equal(e2e.reshape(-1), ours):
+        raise AssertionError("segment_features differs from ncut_hierarchy(affinity(feats))")
     EIGH_SECONDS[0] = 0.0
     t_paper, paper = timed(lambda: paper_ncut(w, tau=0.5), baseline_repeat)
     eigh_share = EIGH_SECONDS[0] / baseline_repeat
     k_o, k_p = int(ours.max()) + 1, int(paper.max()) + 1
     print(f"{side}x{side}: affinity {t_aff:.3f} s | cut ours {t_ours:.3f} s, paper {t_paper:.3f} s, "
           f"(of which eigh {eigh_share:.3f} s), ratio {t_paper / t_ours:.1f}x | total ratio {(t_paper + t_aff) / (t_ours + t_aff):.1f}x | "
+          f"end to end: segment_features {t_e2e:.3f} s vs paper + affinity {t_paper + t_aff:.3f} s, "
+          f"ratio {(t_paper + t_aff) / t_e2e:.1f}x | "
           f"segments ours {k_o}, paper {k_p}, planted {int(lab.max()) + 1} | "
           f"ARI(ours, paper) {ari(ours, paper):.4f}, ARI(ours, planted) {ari(ours, lab):.4f}", flush=True)
 

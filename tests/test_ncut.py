@@ -476,3 +476,52 @@ def test_dense_top_eigenvector_with_repeated_top_eigenvalue(n):
     v = _eigen._top_dense(a)
     assert v.shape == (n,) and np.linalg.norm(v) == pytest.approx(1.0)
     assert v @ a @ v == pytest.approx(1.0) and abs(u @ v) < 1e-8
+
+
+def test_validation_runs_once_at_the_public_entry(monkeypatch):
+    """segment_features validates the features in one pass and never re-checks the W it built;
+    the result equals the public two-step path (affinity, then ncut_hierarchy with its checks)."""
+    import ovseg.masks._ncut as ncut_module
+    import ovseg.masks._segment as segment_module
+    from ovseg.masks._affinity import check_features
+
+    feats = torch.stack([_planted(_layout("stripes4", 8, 8), noise=0.2, seed=s) for s in range(2)])
+    expected = torch.stack([ncut_hierarchy(affinity(f), shape=(8, 8)).cut() for f in feats])
+    calls = {"features": 0, "affinity": 0}
+
+    def counting_features(x, **kw):
+        calls["features"] += 1
+        return check_features(x, **kw)
+
+    original = ncut_module.check_affinity
+
+    def counting_affinity(w):
+        calls["affinity"] += 1
+        return original(w)
+
+    monkeypatch.setattr(segment_module, "check_features", counting_features)
+    monkeypatch.setattr(ncut_module, "check_affinity", counting_affinity)
+    assert torch.equal(segment_features(feats), expected)
+    assert calls == {"features": 1, "affinity": 0}  # one pass over the batch, none over W
+    build_hierarchy(feats[0])
+    assert calls == {"features": 2, "affinity": 0}
+    ncut_hierarchy(affinity(feats[0]))  # the public cut on a user's W still checks it
+    assert calls["affinity"] == 1
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_public_entries_still_reject_bad_input(bad):
+    feats = torch.randn(2, 8, 4, 4)
+    feats[1, 3, 1, 2] = bad  # only the second image of a batch is bad
+    with pytest.raises(ValueError, match="non-finite"):
+        segment_features(feats)
+    with pytest.raises(ValueError, match="non-finite"):
+        affinity(feats[1])
+    w = affinity(feats[0])
+    w[2, 3] = w[3, 2] = bad
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ncut_hierarchy(w)
+    asym = affinity(feats[0]).clone()
+    asym[0, 5] += 0.5
+    with pytest.raises(ValueError, match="symmetric"):
+        ncut_hierarchy(asym)

@@ -153,3 +153,59 @@ def test_refine_segments_is_concept_assignment_then_pamr():
     config = PAMRConfig(iterations=3, dilations=(1, 2))
     assert torch.equal(refine_segments(feats, segments, image, refine=config),
                        pamr(image, plain, config=config))
+
+
+def _pamr_reference(image, segments, config):
+    """The code before cache blocking: whole-image affinities, 8D addcmul_ passes per step."""
+    from ovseg.masks._pamr import _FILTERS, _pamr_affinity_reference, _propagate_reference
+
+    ids, inverse = torch.unique(segments.reshape(-1), return_inverse=True)
+    alpha = _pamr_affinity_reference(image, config.dilations)
+    m = F.one_hot(inverse.reshape(segments.shape), ids.numel()).permute(2, 0, 1).float()
+    m = _propagate_reference(m, alpha, config.dilations, config.iterations)
+    return ids[_FILTERS[config.label_filter](m.argmax(0))]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("label_filter", ["mode", "median", "none"])
+def test_pamr_fast_path_equals_reference(seed, label_filter):
+    g = torch.Generator().manual_seed(seed)
+    H, W = (23, 37) if seed != 2 else (41, 19)
+    image = torch.rand(3, H, W, generator=g)
+    coarse = torch.randint(0, 6, (4, 5), generator=g) * 3 + 1  # blocky ids, not 0..K-1
+    segments = F.interpolate(coarse[None, None].float(), size=(H, W), mode="nearest")[0, 0].long()
+    dilations = [(1, 2, 4, 8), (1, 2, 4, 8, 12, 24, 32, 64), (1, 3)][seed]
+    config = PAMRConfig(iterations=6, dilations=dilations, label_filter=label_filter)
+    ref = _pamr_reference(image, segments, config)
+    assert torch.equal(pamr(image, segments, config=config), ref)
+    assert torch.equal(pamr(image, segments, config=config, workers=1), ref)  # single-thread path
+    assert torch.equal(pamr(image, segments, config=config, block_rows=5, workers=3), ref)
+
+
+@pytest.mark.parametrize("block_rows,workers", [(None, None), (None, 1), (1, 2), (4, 3), (1000, 1)])
+def test_propagate_is_bit_identical_to_reference(block_rows, workers):
+    from ovseg.masks._pamr import _pamr_affinity_reference, _propagate_reference, propagate
+
+    g = torch.Generator().manual_seed(7)
+    H, W, K = 29, 300, 7  # default CPU blocks: 15 rows; at K = 120 below they split columns too
+    image = torch.rand(3, H, W, generator=g)
+    dilations = (1, 2, 4, 8, 12, 24, 32, 64)
+    alpha = pamr_affinity(image, dilations, workers=workers)
+    assert torch.equal(alpha, _pamr_affinity_reference(image, dilations))  # Eq. 5-6, same bits
+    m = torch.softmax(4 * torch.randn(K, H, W, generator=g), 0)  # soft masks, not only one-hot
+    ref = _propagate_reference(m, alpha, dilations, 4)
+    out = propagate(m, alpha, dilations, 4, block_rows=block_rows, workers=workers)
+    assert torch.equal(out, ref)  # same products, same per-pixel summation order
+    m = torch.softmax(torch.randn(120, 9, 300, generator=g), 0)  # K = 120: column-split blocks
+    a = pamr_affinity(image[:, :9], (1, 2))
+    assert torch.equal(propagate(m, a, (1, 2), 2, workers=workers), _propagate_reference(m, a, (1, 2), 2))
+
+
+def test_propagate_zero_iterations_and_a_wrong_input_fail_cleanly():
+    from ovseg.masks._pamr import propagate
+
+    m = torch.rand(3, 5, 6)
+    a = pamr_affinity(torch.rand(3, 5, 6), (1,))
+    assert torch.equal(propagate(m, a, (1,), 0), m)
+    with pytest.raises(Exception):  # noqa: B017 - a size mismatch must raise from a worker thread
+        propagate(torch.rand(3, 5, 7), a, (1,), 1, workers=2)

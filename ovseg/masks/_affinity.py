@@ -45,12 +45,27 @@ def affinity(feats: torch.Tensor, *, alpha: float = 10.0) -> torch.Tensor:
     and W is all ones, which the cut turns into one segment.
     """
     feats = check_features(feats)
-    if feats.ndim == 3:
-        feats = feats.flatten(1).T  # (C, h, w) -> (N, C), raster order
-    elif feats.ndim != 2:
+    if feats.ndim not in (2, 3):
         raise ValueError(f"feats must be (C, h, w) or (N, C), got shape {tuple(feats.shape)}")
     if not (alpha > 0 and alpha == alpha and alpha != float("inf")):
         raise ValueError(f"alpha must be a positive finite number, got {alpha}")
+    return affinity_checked(feats, alpha)[0]
+
+
+def affinity_checked(feats: torch.Tensor, alpha: float) -> tuple[torch.Tensor, float, float]:
+    """``affinity`` without input validation, for callers that validated once at their entry.
+
+    Args:
+        feats: (C, h, w) or (N, C) floating tensor already passed through ``check_features``.
+        alpha: positive finite exponent.
+
+    Returns:
+        (W, lo, hi): W as ``affinity`` returns it, and bounds of its entries known by
+        construction (all ones: 1, 1; otherwise min 0 exactly and max <= 1 after the clamp), so the
+        cut needs no further pass over W to validate it.
+    """
+    if feats.ndim == 3:
+        feats = feats.flatten(1).T  # (C, h, w) -> (N, C), raster order
     if feats.dtype not in (torch.float32, torch.float64):
         feats = feats.float()  # fp16/bf16 features are cast to fp32 before the cut (METHOD.md 1)
     x = F.normalize(feats, dim=1)  # L2-normalise each position; zero rows stay zero
@@ -58,6 +73,7 @@ def affinity(feats: torch.Tensor, *, alpha: float = 10.0) -> torch.Tensor:
     lo, hi = (float(v) for v in torch.aminmax(cos))
     span = hi - lo
     if span <= 1e-6 * max(1.0, abs(hi)):
-        return torch.ones_like(cos)
+        return torch.ones_like(cos), 1.0, 1.0
     w = cos.sub_(lo).div_(span).clamp_(0.0, 1.0)  # min-max over the whole matrix (METHOD.md 2)
-    return w.pow_(alpha)  # W = C ** alpha, a soft threshold (in place: one N x N buffer)
+    # the minimum entry maps to (lo - lo) / span = 0 exactly, 0 ** alpha = 0; every entry <= 1
+    return w.pow_(alpha), 0.0, 1.0  # W = C ** alpha, a soft threshold (in place: one N x N buffer)

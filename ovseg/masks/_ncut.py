@@ -105,11 +105,27 @@ def ncut_hierarchy(W: torch.Tensor, *, tau: float = 0.5, shape: tuple[int, int] 
     """
     cfg = NCutConfig(tau=tau, **solver_options)
     w, lo, hi = check_affinity(W)
-    n_all = w.shape[0]
     if shape is not None:
         shape = (int(shape[0]), int(shape[1]))
-        if shape[0] * shape[1] != n_all:
-            raise ValueError(f"shape {shape} does not hold N={n_all} positions")
+        if shape[0] * shape[1] != w.shape[0]:
+            raise ValueError(f"shape {shape} does not hold N={w.shape[0]} positions")
+    return ncut_tree(w, lo, hi, cfg, shape)
+
+
+def ncut_tree(w: torch.Tensor, lo: float, hi: float, cfg: NCutConfig,
+              shape: tuple[int, int] | None) -> Hierarchy:
+    """``ncut_hierarchy`` without input validation (callers validate once at their entry).
+
+    Args:
+        w: (N, N) float32/float64 symmetric non-negative finite affinities, degree sums finite.
+        lo, hi: min and max of w (hi may be any upper bound <= 1 that keeps ``hi - lo`` above the
+            uniformity test when w is not uniform; only the root's uniformity test reads them).
+        cfg: the settings; shape: (h, w) with h*w = N, or None.
+
+    Returns:
+        The recursion tree, as ``ncut_hierarchy``.
+    """
+    n_all = w.shape[0]
     eig = dict(dense_below=cfg.dense_below, krylov_dim=cfg.krylov_dim,
                max_restarts=cfg.max_restarts, tol=cfg.tol, seed=cfg.seed)
     on_cpu = w.device.type == "cpu"

@@ -16,25 +16,50 @@ Our own implementation of the published description:
    invents a minority label; ``label_filter="median"`` reproduces DiffCut exactly.
 
 Borders use replicate padding (as the reference implementation). Neighbours are read as shifted
-slices of one padded tensor, never with ``unfold``, so the cost is:
+slices of one padded tensor, never with ``unfold``.
 
-* memory: affinities 8*D*H*W floats (D = len(dilations)) computed once, plus ~3 * K*H*W floats
-  for the masks (padded copy, accumulator, one product). At 1024x1024 with D = 8 and K = 30:
-  256 MiB + ~400 MiB in fp32. The label filter adds 9*H*W int64 (median) or K*H*W floats (mode).
-* time: iterations * 8 * D * K * H * W multiply-adds (30 * 64 * 30 * 1M = 58 G at the demo
-  settings). Measured on a shared 2-core CPU, 1 thread, 256x256, K = 10: 1.9 s with the benchmark
-  settings, 7.4 s with ``PAMRConfig.demo(20)``; 1024 px and GPU timings not measured.
+Speed (issue 11). The straightforward loop (kept as ``_propagate_reference``, the test and benchmark
+baseline) does, per step, a padded copy of m and 8D ``addcmul_`` passes over the whole (K, H, W)
+masks: every pass streams ~3 K*H*W floats through main memory (12 GB per step at 1024x768, K = 20,
+D = 8). ``propagate`` does the same multiply-adds in the same order per pixel, but block by block:
+
+* two padded buffers are allocated once and swapped (no per-step padding copy); the border is
+  refreshed by four broadcast copies;
+* the output is cut into blocks of < 32 Ki values (one 1024-px row at K = 20); a block's
+  accumulator stays in L1/L2 across all 8D passes, and the sources are rows the neighbouring
+  blocks just read, mostly still in L2/L3;
+* a block is below torch's intra-op grain size, so each pass runs inline (no OpenMP fork/join per
+  pass: on a loaded machine a fork/join per small op waits for a core, which made a first blocked
+  version *slower* than the old loop); instead ``torch.get_num_threads()`` Python threads share the
+  blocks of a step (torch releases the GIL inside each op), with one barrier per step;
+* ``pamr_affinity`` is blocked over rows the same way (affinities, argmax and filter were 88 s of
+  the old 961 s run below).
+
+Every output value is produced by the same float32 operations in the same order as in the old
+code, so masks and labels are *bit-identical* (tested for all filters, blockings and thread
+counts); there is no precision trade-off. Evaluated and not used: ``torch.compile`` of one step
+(first compile + call took 600 s at 256x192 on the loaded 2-core machine and adds a compiler
+dependency); an (H, W, K) layout (K = 20 innermost vectorises poorly and alpha then broadcasts on
+the inner axis); gathering the 8D neighbours and reducing with a matmul (changes the summation
+order, and needs 8D times the block's memory). The remaining cost is one Python dispatch per block
+and neighbour (~1M small ops at the demo setting); a fused kernel (compiled or C++) would remove it.
+
+Cost: time iterations * 8 * D * K * H * W multiply-adds (20 GMAC at 1024x768, K = 20, demo);
+memory: affinities 8*D*H*W floats plus two padded mask buffers 2 * K*(H+2p)*(W+2p) floats (p =
+max dilation), i.e. O(K H W). Measured (benchmarks/pamr.py, docs/benchmarks-pamr.md, loaded
+shared 2-core CPU): 1024x768, K = 20, demo setting: 961 s old vs 253 s new (3.8x), same labels.
 
 Everything runs on the device of ``image``.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PAMRConfig", "pamr", "pamr_affinity", "median_filter_labels", "mode_filter_labels"]
+__all__ = ["PAMRConfig", "pamr", "pamr_affinity", "propagate", "median_filter_labels", "mode_filter_labels"]
 
 
 @dataclass(frozen=True)
@@ -75,25 +100,57 @@ def _pad(x: torch.Tensor, pad: int) -> torch.Tensor:
     return x[..., rows[:, None], cols[None, :]]
 
 
-def pamr_affinity(image: torch.Tensor, dilations: tuple[int, ...] = (1, 2, 4, 8)) -> torch.Tensor:
-    """Neighbour weights alpha (8*len(dilations), H, W), softmax-normalised over dim 0 (Eq. 5-6).
-
-    image (3, H, W) float (any number of channels works).
-    """
-    x = image.float()
-    H, W = x.shape[-2:]
-    pad = max(dilations)
-    xp = _pad(x, pad)  # (C, H+2p, W+2p)
+def _affinity_rows(xp: torch.Tensor, pad: int, dilations: tuple[int, ...], r0: int, r1: int,
+                   W: int) -> torch.Tensor:
+    """alpha for output rows r0:r1 from the padded image xp (C, H+2p, W+2p): (8D, r1-r0, W)."""
     offsets = _offsets(dilations)
+
+    def at(dy: int, dx: int) -> torch.Tensor:  # x[i+dy, j+dx] for the rows of this block
+        return xp[..., pad + dy + r0 : pad + dy + r1, pad + dx : pad + dx + W]
+
+    x = at(0, 0)
     # std over the 3x3 windows at every dilation: 9 taps per dilation, centre counted once each
     window = [(0, 0)] * len(dilations) + offsets
-    mean = sum(_shifted(xp, pad, dy, dx, H, W) for dy, dx in window) / len(window)
-    var = sum((_shifted(xp, pad, dy, dx, H, W) - mean) ** 2 for dy, dx in window) / (len(window) - 1)
-    scale = 1e-8 + 0.1 * var.sqrt()  # (C, H, W); Eq. 5 with lambda = 0.1 (unbiased std, as torch.std)
+    mean = sum(at(dy, dx) for dy, dx in window) / len(window)
+    var = sum((at(dy, dx) - mean) ** 2 for dy, dx in window) / (len(window) - 1)
+    scale = 1e-8 + 0.1 * var.sqrt()  # (C, rows, W); Eq. 5 with lambda = 0.1 (unbiased std, as torch.std)
     logits = torch.stack(
-        [-((_shifted(xp, pad, dy, dx, H, W) - x).abs() / scale).mean(0) for dy, dx in offsets]
-    )  # (8D, H, W): Eq. 5, averaged over colour channels
+        [-((at(dy, dx) - x).abs() / scale).mean(0) for dy, dx in offsets]
+    )  # (8D, rows, W): Eq. 5, averaged over colour channels
     return torch.softmax(logits, dim=0)  # Eq. 6
+
+
+def pamr_affinity(image: torch.Tensor, dilations: tuple[int, ...] = (1, 2, 4, 8), *,
+                  workers: int | None = None) -> torch.Tensor:
+    """Neighbour weights alpha (8*len(dilations), H, W), softmax-normalised over dim 0 (Eq. 5-6).
+
+    image (3, H, W) float (any number of channels works). On CPU the rows are processed in
+    blocks of < 32 Ki image values by ``workers`` threads (default ``torch.get_num_threads()``);
+    every value is computed by the same per-pixel operations as one whole-image pass
+    (``_pamr_affinity_reference``), so the result is bit-identical.
+    """
+    x = image.float()
+    C, H, W = x.shape
+    pad = max(dilations)
+    xp = _pad(x, pad)  # (C, H+2p, W+2p)
+    if x.device.type != "cpu":
+        return _affinity_rows(xp, pad, dilations, 0, H, W)
+    rows = max(1, _BLOCK_VALUES // max(1, C * W))
+    out = torch.empty(8 * len(dilations), H, W)
+
+    def run(r0: int) -> None:
+        r1 = min(H, r0 + rows)
+        out[:, r0:r1] = _affinity_rows(xp, pad, dilations, r0, r1, W)
+
+    starts = list(range(0, H, rows))
+    workers = max(1, min(len(starts), _workers(x.device) if workers is None else int(workers)))
+    if workers == 1:
+        for r0 in starts:
+            run(r0)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, starts))
+    return out
 
 
 def median_filter_labels(labels: torch.Tensor) -> torch.Tensor:
@@ -126,12 +183,16 @@ def pamr(
     dilations: tuple[int, ...] = (1, 2, 4, 8),
     label_filter: str = "mode",
     config: PAMRConfig | None = None,
+    block_rows: int | None = None,
+    workers: int | None = None,
 ) -> torch.Tensor:
     """Refine a segment map so its boundaries follow the image's colour edges.
 
     image (3, H, W) float in [0, 1]; segments (H, W) int (any ids). Returns (H, W) int64 with the
     same ids (a segment may vanish). ``label_filter``: "mode" (default), "median" (DiffCut's
     3x3 median on the ids) or "none". ``config`` overrides the three settings if given.
+    ``block_rows``, ``workers``: blocking and threads of the propagation (see ``propagate``); the
+    output does not depend on them.
     """
     if config is not None:
         iterations, dilations = config.iterations, tuple(config.dilations)
@@ -155,14 +216,148 @@ def pamr(
     if ids.numel() == 1:
         return segments.to(image.device, torch.int64).clone()
     alpha = pamr_affinity(image, dilations)  # (8D, H, W), computed once
+    m = F.one_hot(inverse.reshape(H, W), ids.numel()).permute(2, 0, 1).float()  # (K, H, W)
+    m = propagate(m, alpha, dilations, iterations, block_rows=block_rows, workers=workers)
+    labels = _FILTERS[label_filter](m.argmax(0))
+    return ids[labels]
+
+
+def _fill_border(mp: torch.Tensor, pad: int, H: int, W: int) -> None:
+    """Replicate the interior (K, H, W) of mp (K, H+2p, W+2p) into its border, in place.
+
+    Equals ``_pad`` of the interior for any pad (also pad >= H or W), by broadcast copies.
+    """
+    if pad == 0:
+        return
+    rows = slice(pad, pad + H)
+    mp[:, rows, :pad] = mp[:, rows, pad : pad + 1]
+    mp[:, rows, pad + W :] = mp[:, rows, pad + W - 1 : pad + W]
+    mp[:, :pad] = mp[:, pad : pad + 1]
+    mp[:, pad + H :] = mp[:, pad + H - 1 : pad + H]
+
+
+def _blocks(K: int, H: int, W: int, device: torch.device, block_rows: int | None) -> list[tuple[int, int, int, int]]:
+    """(r0, r1, c0, c1) output blocks. On CPU each block holds < 32 Ki mask values (128 KiB):
+    it stays in cache across the 8D passes, and it is below torch's intra-op grain size, so each
+    pass runs inline in the calling thread (no OpenMP fork/join per pass). Elsewhere: one block."""
+    if device.type != "cpu" and block_rows is None:
+        return [(0, H, 0, W)]  # GPU: one launch per neighbour over the whole map
+    if block_rows is None:
+        rows = max(1, _BLOCK_VALUES // max(1, K * W))
+        cols = W if rows > 1 else max(1, min(W, _BLOCK_VALUES // max(1, K)))
+    else:
+        rows, cols = max(1, int(block_rows)), W
+    return [(r0, min(H, r0 + rows), c0, min(W, c0 + cols))
+            for r0 in range(0, H, rows) for c0 in range(0, W, cols)]
+
+
+_BLOCK_VALUES = 32767  # torch's GRAIN_SIZE is 32768: smaller ops never fork threads
+
+
+def _workers(device: torch.device) -> int:
+    return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
+
+
+def propagate(
+    m: torch.Tensor,
+    alpha: torch.Tensor,
+    dilations: tuple[int, ...],
+    iterations: int,
+    *,
+    block_rows: int | None = None,
+    workers: int | None = None,
+) -> torch.Tensor:
+    """``iterations`` steps of Eq. 4, m_i <- sum_j alpha(i, j) m_j, cache-blocked.
+
+    Arguments:
+        m: (K, H, W) float32 masks.
+        alpha: (8D, H, W) float32 neighbour weights from ``pamr_affinity`` (same dilations).
+        dilations: the D dilations, in the order ``alpha`` was built with.
+        iterations: number of steps (>= 0).
+        block_rows: output rows per block (default: blocks of < 32 Ki values on CPU, whole map
+            on GPU).
+        workers: threads sharing the blocks of a step (default ``torch.get_num_threads()`` on
+            CPU, 1 elsewhere); steps are separated by a barrier.
+
+    Returns:
+        (K, H, W) float32 masks, bit-identical to ``_propagate_reference`` (same products, same
+        per-pixel summation order: neighbour 0, 1, ..., 8D-1), whatever the blocks and workers.
+    """
+    K, H, W = m.shape
     offsets = _offsets(dilations)
     pad = max(dilations)
-    m = F.one_hot(inverse.reshape(H, W), ids.numel()).permute(2, 0, 1).float()  # (K, H, W)
+    blocks = _blocks(K, H, W, m.device, block_rows)
+    workers = max(1, min(len(blocks), _workers(m.device) if workers is None else int(workers)))
+    bufs = [m.new_empty(K, H + 2 * pad, W + 2 * pad), None]  # padded input, output; swapped per step
+    bufs[1] = torch.empty_like(bufs[0])
+    bufs[0][:, pad : pad + H, pad : pad + W] = m
+    _fill_border(bufs[0], pad, H, W)
+
+    def run(part: list[tuple[int, int, int, int]]) -> None:
+        cur, nxt = bufs
+        for r0, r1, c0, c1 in part:
+            acc = nxt[:, pad + r0 : pad + r1, pad + c0 : pad + c1]  # written in place, stays in cache
+            a = alpha[:, r0:r1, c0:c1]
+            for n, (dy, dx) in enumerate(offsets):  # Eq. 4, neighbours in the reference order
+                src = cur[:, pad + dy + r0 : pad + dy + r1, pad + dx + c0 : pad + dx + c1]
+                if n == 0:
+                    torch.mul(src, a[0], out=acc)  # == 0 + a0 * m0 of the reference, exactly
+                else:
+                    acc.addcmul_(a[n], src)
+
+    step = len(blocks) // workers
+    parts = [blocks[i * step : (i + 1) * step if i < workers - 1 else len(blocks)] for i in range(workers)]
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    try:
+        for _ in range(iterations):
+            if pool is None:
+                run(blocks)
+            else:
+                list(pool.map(run, parts))  # torch ops release the GIL: the bands run in parallel
+            _fill_border(bufs[1], pad, H, W)
+            bufs.reverse()
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return bufs[0][:, pad : pad + H, pad : pad + W].contiguous()
+
+
+def _propagate_reference(m: torch.Tensor, alpha: torch.Tensor, dilations: tuple[int, ...],
+                         iterations: int) -> torch.Tensor:
+    """The straightforward Eq. 4 loop (before cache blocking): the equivalence and speed baseline.
+
+    Per step: one replicate-padded copy of m, then 8D ``addcmul_`` passes over (K, H, W).
+    """
+    K, H, W = m.shape
+    offsets = _offsets(dilations)
+    pad = max(dilations)
     for _ in range(iterations):
         mp = _pad(m, pad)
         acc = torch.zeros_like(m)
         for n, (dy, dx) in enumerate(offsets):  # Eq. 4 as shifted multiply-adds
             acc.addcmul_(alpha[n], _shifted(mp, pad, dy, dx, H, W))
         m = acc
-    labels = _FILTERS[label_filter](m.argmax(0))
-    return ids[labels]
+    return m
+
+
+def _pamr_affinity_reference(image: torch.Tensor, dilations: tuple[int, ...] = (1, 2, 4, 8)) -> torch.Tensor:
+    """``pamr_affinity`` in one whole-image pass (the code before blocking): the test reference.
+
+    Neighbour weights alpha (8*len(dilations), H, W), softmax-normalised over dim 0 (Eq. 5-6).
+
+    image (3, H, W) float (any number of channels works).
+    """
+    x = image.float()
+    H, W = x.shape[-2:]
+    pad = max(dilations)
+    xp = _pad(x, pad)  # (C, H+2p, W+2p)
+    offsets = _offsets(dilations)
+    # std over the 3x3 windows at every dilation: 9 taps per dilation, centre counted once each
+    window = [(0, 0)] * len(dilations) + offsets
+    mean = sum(_shifted(xp, pad, dy, dx, H, W) for dy, dx in window) / len(window)
+    var = sum((_shifted(xp, pad, dy, dx, H, W) - mean) ** 2 for dy, dx in window) / (len(window) - 1)
+    scale = 1e-8 + 0.1 * var.sqrt()  # (C, H, W); Eq. 5 with lambda = 0.1 (unbiased std, as torch.std)
+    logits = torch.stack(
+        [-((_shifted(xp, pad, dy, dx, H, W) - x).abs() / scale).mean(0) for dy, dx in offsets]
+    )  # (8D, H, W): Eq. 5, averaged over colour channels
+    return torch.softmax(logits, dim=0)  # Eq. 6

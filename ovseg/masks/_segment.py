@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from ovseg.masks._affinity import affinity, check_features
+from ovseg.masks._affinity import affinity_checked, check_features
 from ovseg.masks._hierarchy import Hierarchy
-from ovseg.masks._ncut import NCutConfig, ncut_hierarchy
+from ovseg.masks._ncut import NCutConfig, ncut_tree
 from ovseg.masks._pamr import PAMRConfig, pamr
 from ovseg.masks._upsample import assign_concepts
 
@@ -35,12 +35,18 @@ def build_hierarchy(feats: torch.Tensor, *, alpha: float = 10.0, tau: float = 0.
         Hierarchy; ``.cut(t)`` gives the segmentation at any t <= tau without recomputation.
     """
     cfg = _config(config, alpha, tau, solver_options)
-    feats = check_features(feats)
+    feats = check_features(feats)  # the only pass over the input that validates it
     if feats.ndim not in (2, 3):
         raise ValueError(f"feats must be (C, h, w) or (N, C) for one image, got shape {tuple(feats.shape)}")
+    return _hierarchy(feats, cfg)
+
+
+def _hierarchy(feats: torch.Tensor, cfg: NCutConfig) -> Hierarchy:
+    """Affinity + cut of one validated (C, h, w) or (N, C) feature tensor; W is built here, so it
+    is known finite, symmetric and in [0, 1] and is not re-validated (no extra pass over W)."""
     shape = tuple(feats.shape[1:]) if feats.ndim == 3 else None
-    w = affinity(feats, alpha=cfg.alpha)  # METHOD.md section 2
-    return ncut_hierarchy(w, tau=cfg.tau, shape=shape, **cfg.solver_options())
+    w, lo, hi = affinity_checked(feats, cfg.alpha)  # METHOD.md section 2
+    return ncut_tree(w, lo, hi, cfg, shape)
 
 
 @torch.no_grad()
@@ -60,13 +66,13 @@ def segment_features(feats: torch.Tensor, *, alpha: float = 10.0, tau: float = 0
         (h, w) or (B, h, w), on feats' device. Images of a batch are cut independently (each has
         its own tree), so a batch gives exactly the per-image results.
     """
-    feats = check_features(feats)
+    cfg = _config(config, alpha, tau, solver_options)
+    feats = check_features(feats)  # validated once for the whole batch, not again per image
     if feats.ndim == 3:
-        return build_hierarchy(feats, alpha=alpha, tau=tau, config=config, **solver_options).cut()
+        return _hierarchy(feats, cfg).cut()
     if feats.ndim != 4:
         raise ValueError(f"feats must be (C, h, w) or (B, C, h, w), got shape {tuple(feats.shape)}")
-    return torch.stack([build_hierarchy(f, alpha=alpha, tau=tau, config=config, **solver_options).cut()
-                        for f in feats])
+    return torch.stack([_hierarchy(f, cfg).cut() for f in feats])
 
 
 def refine_segments(feats: torch.Tensor, segments: torch.Tensor, image: torch.Tensor, *,
