@@ -4,7 +4,7 @@ The expensive part of the pipeline is the backbone pass (a diffusion UNet) and t
 the segments with new classes only needs the image and its segment map. Entries are keyed by the
 image's decoded pixels (SHA-256, so a renamed or re-saved file with the same pixels hits) and by
 every setting that changes the segments (backbone, weights, resolution, alpha, tau, refinement,
-dtype), and live under `ovseg._paths.cache_dir("segments")` (`$OVSEG_CACHE/segments`).
+dtype, method and the random-walk recipe), and live under `ovseg._paths.cache_dir("segments")` (`$OVSEG_CACHE/segments`).
 """
 from __future__ import annotations
 
@@ -46,10 +46,16 @@ class SegmentCache:
         return self.root / key[:2] / f"{key}.npz"
 
     def get(self, key: str) -> np.ndarray | None:
+        entry = self.load(key)
+        return None if entry is None else entry[0]
+
+    def load(self, key: str) -> tuple[np.ndarray, dict] | None:
+        """(segments (h, w) int64, per-image info stored with them, e.g. the tau "auto" chose)."""
         path = self._path(key)
         try:
             with np.load(path) as data:
                 segments = data["segments"].astype(np.int64)
+                info = json.loads(str(data["info"])) if "info" in data.files else {}
         except FileNotFoundError:
             self.misses += 1
             return None
@@ -59,11 +65,13 @@ class SegmentCache:
             self.misses += 1
             return None
         self.hits += 1
-        return segments
+        return segments, info
 
-    def put(self, key: str, segments: np.ndarray) -> None:
+    def put(self, key: str, segments: np.ndarray, info: dict | None = None) -> None:
+        """Store segments (h, w) int and optional JSON-able per-image info (returned by `load`)."""
         segments = np.asarray(segments)
         dtype = np.uint16 if segments.size == 0 or segments.max() < 65536 else np.int64
         buf = io.BytesIO()
-        np.savez_compressed(buf, segments=segments.astype(dtype))
+        extra = {"info": np.array(json.dumps(info))} if info else {}
+        np.savez_compressed(buf, segments=segments.astype(dtype), **extra)
         atomic_write(self._path(key), lambda f: f.write(buf.getvalue()))

@@ -28,7 +28,7 @@ irreducible at the price of an O(eps) change of pi; self-attention maps are stri
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,7 @@ from ovseg.masks._ncut import ncut_hierarchy
 
 __all__ = [
     "check_transition", "stationary_distribution", "random_walk_affinity", "combine_attention",
-    "random_walk_hierarchy", "random_walk_segments", "auto_tau", "AUTO_TAU_MAX",
+    "random_walk_hierarchy", "random_walk_segments", "auto_tau", "cut_auto", "AUTO_TAU_MAX",
 ]
 
 AUTO_TAU_MAX = 1.0  # random-walk NCut of a split of an unstructured chain (a random split) ~ 1
@@ -235,6 +235,21 @@ def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None,
     return (ts[j] + ts[j + 1]) / 2
 
 
+def cut_auto(build: Callable[[float], Hierarchy], *, tau_max: float = AUTO_TAU_MAX,
+             build_tau: float = 0.5) -> tuple[torch.Tensor, float]:
+    """Segments at the automatic tau (``auto_tau``) of the tree ``build(tau)`` returns.
+
+    The tree is first built at ``build_tau``; only when that does not settle the answer is it
+    rebuilt at ``tau_max`` (see ``auto_tau``). Returns (segments, the tau used).
+    """
+    tree = build(min(build_tau, tau_max))
+    t = auto_tau(tree, tau_max=tau_max)
+    if t is None:  # a wider gap may hide above the build tau: explore up to tau_max
+        tree = build(tau_max)
+        t = auto_tau(tree)
+    return tree.cut(min(t, tree.tau)), float(t)  # no change point lies between the build tau and t
+
+
 def random_walk_hierarchy(P: torch.Tensor, *, shape: tuple[int, int] | None = None, steps: int = 1,
                           tau: float = AUTO_TAU_MAX, normalize: bool = False, teleport: float = 0.0,
                           drop_self: bool = False, **solver_options) -> Hierarchy:
@@ -259,12 +274,8 @@ def random_walk_segments(P: torch.Tensor, *, shape: tuple[int, int], steps: int 
             raise ValueError(f'tau must be a number or "auto", got {tau!r}')
         W = random_walk_affinity(P, steps=steps, normalize=normalize, teleport=teleport,
                                  drop_self=drop_self)
-        h = ncut_hierarchy(W, tau=min(auto_build_tau, tau_max), shape=shape, **solver_options)
-        t = auto_tau(h, tau_max=tau_max)
-        if t is None:  # a wider gap may hide above the build tau: explore up to tau_max
-            h = ncut_hierarchy(W, tau=tau_max, shape=shape, **solver_options)
-            t = auto_tau(h)
-        return h.cut(min(t, h.tau))  # no change point lies between the build tau and t
+        return cut_auto(lambda t: ncut_hierarchy(W, tau=t, shape=shape, **solver_options),
+                        tau_max=tau_max, build_tau=auto_build_tau)[0]
     h = random_walk_hierarchy(P, shape=shape, steps=steps, tau=float(tau), normalize=normalize,
                               teleport=teleport, drop_self=drop_self, **solver_options)
     return h.cut()
