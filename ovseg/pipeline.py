@@ -77,7 +77,7 @@ class SegmenterConfig:
         object.__setattr__(self, "refine_dilations", tuple(int(d) for d in self.refine_dilations))
 
     def _check_method(self) -> None:
-        """tau, method, walk_steps, attention_layers (the registry checks are in segment_settings)."""
+        """tau, method, walk_steps, attention_layers; random-walk: the backbone's layers, from the registry."""
         from ovseg.masks import METHODS
 
         if isinstance(self.tau, str) or isinstance(self.tau, bool):
@@ -99,15 +99,16 @@ class SegmenterConfig:
             object.__setattr__(self, "attention_layers", layers)
         if self.method == "diffcut" and (layers is not None or self.walk_steps != 1):
             raise ValueError("walk_steps and attention_layers apply to method='random-walk' only")
+        if self.method == "random-walk":  # the registry knows, before any model loads
+            from ovseg.features import check_attention_layers
+
+            check_attention_layers(self.backbone, layers)
 
     def segment_settings(self) -> dict:
         """The settings that change segment maps: the cache key and the JSON record them."""
         keys = ["backbone", "weights", "resolution", "alpha", "tau", "refine", "dtype", "method"]
         out = {k: getattr(self, k) for k in keys}
         if self.method == "random-walk":  # alpha plays no part; the attention recipe does
-            from ovseg.features import check_attention_layers
-
-            check_attention_layers(self.backbone, self.attention_layers)  # before any model loads
             del out["alpha"]
             out.update(walk_steps=self.walk_steps, attention_layers=(
                 "all" if self.attention_layers is None else list(self.attention_layers)))

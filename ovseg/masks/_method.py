@@ -11,7 +11,7 @@ report the threshold they used. The default attention recipe is documented in do
 from __future__ import annotations
 
 import inspect
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -20,7 +20,7 @@ from ovseg.masks._random_walk import _resize_grid, check_transition, cut_auto, r
 
 METHODS = ("diffcut", "random-walk")
 
-__all__ = ["METHODS", "AttentionCombiner", "capture_transitions", "segment_image"]
+__all__ = ["METHODS", "AttentionCombiner", "capture_transitions", "hierarchy_builder", "segment_image"]
 
 
 class AttentionCombiner:
@@ -103,6 +103,39 @@ def capture_transitions(backbone, images: torch.Tensor, layers: Sequence[int | s
     return feats, combiner.transition()
 
 
+def hierarchy_builder(feats: torch.Tensor, transition: torch.Tensor | None = None, *,
+                      method: str = "diffcut", alpha: float = 10.0, steps: int = 1,
+                      **solver_options) -> Callable[[float], Hierarchy]:
+    """``build(tau) -> Hierarchy`` of one image's recursive NCut by DiffCut or random-walk NCut.
+
+    Arguments:
+        feats: (C, h, w) features (DiffCut's affinity; for random-walk only their grid is used).
+        transition: P (h*w, h*w) row-stochastic (``capture_transitions``); random-walk only.
+        method: "diffcut" or "random-walk".  alpha: DiffCut's affinity exponent.
+        steps: k of the k-step walk P^k (random-walk).  solver_options: ``NCutConfig`` solver fields.
+
+    Returns:
+        build: tau -> the recursion tree built at tau (the affinity is computed once, here).
+    """
+    from ovseg.masks._ncut import ncut_hierarchy
+    from ovseg.masks._segment import build_hierarchy
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if feats.ndim != 3:
+        raise ValueError(f"feats must be (C, h, w), got shape {tuple(feats.shape)}")
+    shape = tuple(feats.shape[1:])
+    if method == "diffcut":
+        return lambda t: build_hierarchy(feats, alpha=alpha, tau=t, **solver_options)
+    if transition is None:
+        raise ValueError("the random-walk method needs the attention transition matrix P")
+    P = check_transition(transition)
+    if P.shape[0] != shape[0] * shape[1]:
+        raise ValueError(f"P is {tuple(P.shape)} but the feature grid {shape} has {shape[0] * shape[1]} cells")
+    W = random_walk_affinity(P, steps=steps)  # (Pi P^k + (P^k)^T Pi) / 2, Meila & Shi 2001
+    return lambda t: ncut_hierarchy(W, tau=t, shape=shape, **solver_options)
+
+
 @torch.no_grad()
 def segment_image(feats: torch.Tensor, transition: torch.Tensor | None = None, *, method: str = "diffcut",
                   tau: float | str = 0.5, alpha: float = 10.0, steps: int = 1,
@@ -121,29 +154,9 @@ def segment_image(feats: torch.Tensor, transition: torch.Tensor | None = None, *
         (segments (h, w) int64 ids 0..K-1 on feats' device, the tau used: tau itself, or the one
         "auto" chose).
     """
-    from ovseg.masks._ncut import ncut_hierarchy
-    from ovseg.masks._segment import build_hierarchy
-
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if isinstance(tau, str) and tau != "auto":
         raise ValueError(f'tau must be a number or "auto", got {tau!r}')
-    if feats.ndim != 3:
-        raise ValueError(f"feats must be (C, h, w), got shape {tuple(feats.shape)}")
-    shape = tuple(feats.shape[1:])
-    if method == "diffcut":
-        def build(t: float) -> Hierarchy:
-            return build_hierarchy(feats, alpha=alpha, tau=t, **solver_options)
-    else:
-        if transition is None:
-            raise ValueError("the random-walk method needs the attention transition matrix P")
-        P = check_transition(transition)
-        if P.shape[0] != shape[0] * shape[1]:
-            raise ValueError(f"P is {tuple(P.shape)} but the feature grid {shape} has {shape[0] * shape[1]} cells")
-        W = random_walk_affinity(P, steps=steps)  # (Pi P^k + (P^k)^T Pi) / 2, Meila & Shi 2001
-
-        def build(t: float) -> Hierarchy:
-            return ncut_hierarchy(W, tau=t, shape=shape, **solver_options)
+    build = hierarchy_builder(feats, transition, method=method, alpha=alpha, steps=steps, **solver_options)
     if tau == "auto":
         seg, used = cut_auto(build)
     else:
