@@ -3,7 +3,7 @@
 * ``"diffcut"`` (METHOD.md sections 2-3): recursive NCut of the feature affinity W = C**alpha.
 * ``"random-walk"`` (METHOD.md section 5): recursive NCut of the random-walk affinity of the
   backbone's self-attention, several layers combined on the fly into one transition matrix P
-  (``AttentionCombiner``), optionally k-step walks P^k.
+  (``AttentionCombiner``, in _random_walk.py), optionally k-step walks P^k.
 
 Both take ``tau="auto"``: the per-image threshold of ``auto_tau`` (docs/random-walk.md), and
 report the threshold they used. The default attention recipe is documented in docs/random-walk.md.
@@ -16,60 +16,11 @@ from typing import Callable, Sequence
 import torch
 
 from ovseg.masks._hierarchy import Hierarchy
-from ovseg.masks._random_walk import _resize_grid, check_transition, cut_auto, random_walk_affinity
+from ovseg.masks._random_walk import AttentionCombiner, check_transition, cut_auto, random_walk_affinity
 
 METHODS = ("diffcut", "random-walk")
 
 __all__ = ["METHODS", "AttentionCombiner", "capture_transitions", "hierarchy_builder", "segment_image"]
-
-
-class AttentionCombiner:
-    """Combine attention maps of several layers into one transition matrix, one map at a time.
-
-    Each map (B, N_i, N_i) (or (B, heads, N_i, N_i), heads averaged) on a square grid is brought to
-    the target grid ``size`` on its key and query axes (bilinear when enlarging, area when
-    shrinking, as ``combine_attention``), its rows renormalised, and added with weight proportional
-    to its grid height (DiffSeg's resolution weights) unless ``weights`` {name: w} says otherwise.
-    Only the running sum (B, h*w, h*w) is kept, so memory does not grow with the number of layers.
-    Use ``add`` as the ``attention_sink`` of ``UNetEncoder.extract``.
-    """
-
-    def __init__(self, size: tuple[int, int], weights: dict[str, float] | None = None):
-        self.size = (int(size[0]), int(size[1]))
-        self.weights = dict(weights or {})
-        self.total = 0.0
-        self.sum: torch.Tensor | None = None
-        self.names: list[str] = []
-
-    def add(self, name: str, maps: torch.Tensor) -> None:
-        """maps (B, N_i, N_i) or (B, heads, N_i, N_i), rows summing to 1, N_i a square grid."""
-        m = maps.float()
-        if m.ndim == 4:
-            m = m.mean(1)
-        if m.ndim != 3 or m.shape[1] != m.shape[2]:
-            raise ValueError(f"attention map {name!r}: expected (B, N, N), got {tuple(maps.shape)}")
-        b, n = m.shape[0], m.shape[1]
-        side = round(n ** 0.5)
-        if side * side != n:
-            raise ValueError(f"attention map {name!r}: N={n} is not a square grid")
-        h, w = self.size
-        weight = float(self.weights.get(name, side))  # DiffSeg: proportional to resolution
-        if weight < 0:
-            raise ValueError(f"attention weight of {name!r} must be >= 0, got {weight}")
-        # keys to the target grid, then queries (as combine_attention): (B, N_i, h*w) -> (B, h*w, h*w)
-        m = _resize_grid(m.reshape(b * n, side, side), (h, w)).reshape(b, n, h * w)
-        m = _resize_grid(m.transpose(1, 2).reshape(b * h * w, side, side), (h, w))
-        m = m.reshape(b, h * w, h * w).transpose(1, 2).clamp_min(0)
-        m = m / m.sum(-1, keepdim=True).clamp_min(1e-30)
-        self.sum = m.mul_(weight) if self.sum is None else self.sum.add_(m, alpha=weight)
-        self.total += weight
-        self.names.append(name)
-
-    def transition(self) -> torch.Tensor:
-        """P (B, h*w, h*w) float32, row-stochastic: the weighted average of the maps added."""
-        if self.sum is None or self.total <= 0:
-            raise ValueError("no attention map was recorded (or all weights are 0)")
-        return self.sum / self.total
 
 
 def capture_transitions(backbone, images: torch.Tensor, layers: Sequence[int | str] | None = None,
