@@ -370,10 +370,10 @@ class Segmenter:
         import torch
         from ovseg.masks import PAMRConfig, capture_transitions, refine_segments, segment_image
 
-        cfg = self.config
         backbone = self.backbone
-        res = cfg.resolution or backbone.resolution
+        res = self.config.resolution or backbone.resolution
         batch = torch.stack([_to_tensor(_resize(a, (res, res))) for a in arrays]).to(self.device)
+        cfg = self.config
         if cfg.method == "random-walk":  # features and the combined attention walk P (B, N, N)
             feats, walks = capture_transitions(backbone, batch, cfg.attention_layers)
         else:
