@@ -1,7 +1,7 @@
 """Cost of the random-walk method next to DiffCut's cut, on one image, random weights, CPU or GPU.
 
-Stages timed (wall clock, after one warm-up pass of the backbone) and the process's peak resident
-memory after each (``ru_maxrss``: a high-water mark, so it only grows):
+Stages timed (wall clock and process CPU time, which is steadier on a shared machine; after one
+warm-up pass of the backbone) and the process's peak resident memory after each (``ru_maxrss``: a high-water mark, so it only grows):
 
 * ``features``: the backbone pass alone (what DiffCut needs);
 * ``capture``: the same pass recording every encoder self-attention map and combining them on the
@@ -49,10 +49,11 @@ def run(size: str, resolution: int, steps: list[int], device: str, backbone: str
         _sync(device)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         _sync(device)
-        row = {"stage": stage, "seconds": round(time.perf_counter() - t0, 3), "peak_rss_mib": round(_peak_mib())}
+        row = {"stage": stage, "seconds": round(time.perf_counter() - t0, 3),
+               "cpu_seconds": round(time.process_time() - c0, 3), "peak_rss_mib": round(_peak_mib())}
         if device.startswith("cuda"):
             row["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
         rows.append(row)
@@ -97,10 +98,11 @@ def run_synthetic(grid: int, steps: list[int], device: str) -> list[dict]:
 
     def timed(stage, fn):
         _sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         _sync(device)
-        row = {"stage": stage, "seconds": round(time.perf_counter() - t0, 3), "peak_rss_mib": round(_peak_mib())}
+        row = {"stage": stage, "seconds": round(time.perf_counter() - t0, 3),
+               "cpu_seconds": round(time.process_time() - c0, 3), "peak_rss_mib": round(_peak_mib())}
         rows.append(row)
         print(json.dumps(row), flush=True)
 
