@@ -288,3 +288,22 @@ def test_tiny_checkpoint_runs_every_new_option(tiny_weights, tmp_path):
         data = json.loads((tmp_path / f"o{i}" / f"p.{kind}.json").read_text())
         assert data["settings"]["method"] == ("diffcut" if i == 2 else "random-walk")
         assert ("tau_chosen" in data["settings"]) == (args[args.index("--tau") + 1] == "auto")
+
+
+@pytest.mark.parametrize("name", ["ssd-1b", "dinov2-s"])
+def test_capture_combines_every_layer_into_one_walk(name):
+    """UNet (streamed through attention_sink) and ViT (maps returned, combined after): P on the
+    feature grid, row-stochastic, equal to combining the returned maps by hand."""
+    from ovseg.masks import capture_transitions, combine_attention
+    from ovseg.testing import make_random_backbone
+
+    b = make_random_backbone(name, "tiny")
+    images = torch.rand(2, 3, 4 * b.stride, 4 * b.stride, generator=torch.Generator().manual_seed(0))
+    feats, P = capture_transitions(b, images)
+    n = feats.shape[-1] * feats.shape[-2]
+    assert P.shape == (2, n, n) and (P >= 0).all()
+    torch.testing.assert_close(P.sum(-1), torch.ones(2, n), atol=1e-5, rtol=0)
+    maps = b.extract(images, attention_layers=list(b.attention_layer_names)).attentions
+    assert len(maps) == len(b.attention_layer_names) > 1
+    by_hand = combine_attention([m[1] for m in maps.values()], size=tuple(feats.shape[-2:]))
+    torch.testing.assert_close(P[1], by_hand, atol=1e-5, rtol=1e-4)
