@@ -10,14 +10,22 @@ Two families of planted data on an h x w grid cut into K Voronoi regions:
 
 The last attention setting zeroes P's diagonal first (``drop_self=True``).
 
+A third family, ``features``, asks whether the rule transfers to DiffCut's feature affinity
+(METHOD.md section 2): planted features (each region a random unit prototype in C = 32
+dimensions, each position its prototype plus Gaussian noise of norm about ``noise``; ``smooth``
+> 0 blurs the noise spatially with a Gaussian of that many cells, as real features are
+correlated in space) and W = (min-max normalised cosine) ** 10, the tree built by the same
+``ncut_hierarchy``. DiffCut's NCut is the random-walk NCut of the chain D^-1 W (Meila & Shi
+2001), so the null-model cost ~1 of ``AUTO_TAU_MAX`` applies to it as well.
+
 For each instance one tree is built at tau = 1.0 (``AUTO_TAU_MAX``); every fixed tau <= 1 and the
 automatic tau are cuts of that same tree. "auto" is ``auto_tau`` with its default
 one_segment_weight = 1 (the plain widest-interval rule), "auto(w=.5)" with the one-segment
 interval counted at half its width. Reported per family and setting: mean adjusted Rand
 index (ARI) against the planted regions, and the fraction of instances with exactly K segments.
 
-    cd /work/wt-maskrefine && PYTHONPATH=. /work/main/.venv/bin/python benchmarks/auto_tau.py
-    (options: --grid 16 --seeds 3 --taus 0.1,0.2,0.3,0.5,0.7,0.9)
+    PYTHONPATH=. /work/main/.venv/bin/python benchmarks/auto_tau.py     # from the repository root
+    (options: --grid 16 --seeds 3 --taus 0.1,0.2,0.3,0.5,0.7,0.9 --families block,attention,features)
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import time
 
 import torch
 
+from ovseg.masks._affinity import affinity
 from ovseg.masks._ncut import ncut_hierarchy
 from ovseg.masks._random_walk import AUTO_TAU_MAX, auto_tau, random_walk_affinity
 
@@ -58,6 +67,22 @@ def attention_chain(lab: torch.Tensor, h: int, w: int, noise: float, g: torch.Ge
     return torch.softmax(logits, dim=1)
 
 
+def planted_features(lab: torch.Tensor, h: int, w: int, noise: float, g: torch.Generator,
+                     smooth: float = 0.0, C: int = 32) -> torch.Tensor:
+    """(C, h, w) features: a unit prototype per region plus noise of norm ~ noise (blurred by a
+    Gaussian of ``smooth`` cells, then rescaled to the same norm, when smooth > 0)."""
+    protos = torch.nn.functional.normalize(torch.randn(int(lab.max()) + 1, C, generator=g), dim=1)
+    eps = torch.randn(C, h, w, generator=g)
+    if smooth > 0:
+        r = int(3 * smooth)
+        k = torch.exp(-torch.arange(-r, r + 1).float() ** 2 / (2 * smooth**2))
+        k = (k / k.sum())
+        eps = torch.nn.functional.conv2d(eps[:, None], k.view(1, 1, 1, -1), padding=(0, r))
+        eps = torch.nn.functional.conv2d(eps, k.view(1, 1, -1, 1), padding=(r, 0))[:, 0]
+        eps = eps / eps.pow(2).mean().sqrt()
+    return protos[lab].T.reshape(C, h, w) + noise * eps / C**0.5
+
+
 def ari(a: torch.Tensor, b: torch.Tensor) -> float:
     """Adjusted Rand index (Hubert & Arabie 1985) of two labelings of the same positions."""
     a = torch.unique(a.reshape(-1), return_inverse=True)[1]
@@ -74,11 +99,14 @@ def ari(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((index - expected) / (top - expected))
 
 
-def run(grid: int, seeds: int, taus: list[float]) -> None:
+def run(grid: int, seeds: int, taus: list[float], names: list[str]) -> None:
     families = {
         "block": [dict(leak=l, noise=0.5) for l in (0.05, 0.2, 0.4)],
         "attention": [dict(noise=s) for s in (0.3, 0.6, 0.9)] + [dict(noise=0.9, drop_self=True)],
+        "features": [dict(noise=s) for s in (0.5, 1.0, 1.5)] + [dict(noise=1.0, smooth=1.5),
+                                                               dict(noise=1.5, smooth=1.5)],
     }
+    families = {k: v for k, v in families.items() if k in names}
     Ks = (1, 2, 4, 6, 8, 12)
     methods = ["auto", "auto(w=.5)"] + [f"tau={t:g}" for t in taus]
     print(f"grid {grid}x{grid}, K in {Ks}, {seeds} seeds each; tree built at tau={AUTO_TAU_MAX}")
@@ -92,8 +120,12 @@ def run(grid: int, seeds: int, taus: list[float]) -> None:
                     g = torch.Generator().manual_seed(1000 * K + seed)
                     lab = regions(grid, grid, K, g)
                     opts = {k: v for k, v in setting.items() if k != "drop_self"}
-                    P = block_chain(lab, g=g, **opts) if fam == "block" else attention_chain(lab, grid, grid, g=g, **opts)
-                    W = random_walk_affinity(P, drop_self=setting.get("drop_self", False))
+                    if fam == "features":  # DiffCut's affinity, alpha = 10 (METHOD.md section 2)
+                        W = affinity(planted_features(lab, grid, grid, g=g, **opts), alpha=10.0)
+                    else:
+                        P = (block_chain(lab, g=g, **opts) if fam == "block"
+                             else attention_chain(lab, grid, grid, g=g, **opts))
+                        W = random_walk_affinity(P, drop_self=setting.get("drop_self", False))
                     tree = ncut_hierarchy(W, tau=AUTO_TAU_MAX)
                     cuts = {"auto": tree.cut(auto_tau(tree)),  # default one_segment_weight 1
                             "auto(w=.5)": tree.cut(auto_tau(tree, one_segment_weight=0.5))}
@@ -116,8 +148,9 @@ def main() -> None:
     ap.add_argument("--grid", type=int, default=16)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--taus", default="0.1,0.2,0.3,0.5,0.7,0.9")
+    ap.add_argument("--families", default="block,attention,features")
     args = ap.parse_args()
-    run(args.grid, args.seeds, [float(t) for t in args.taus.split(",")])
+    run(args.grid, args.seeds, [float(t) for t in args.taus.split(",")], args.families.split(","))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 The expensive part of the pipeline is the backbone pass (a diffusion UNet) and the cut; naming
 the segments with new classes only needs the image and its segment map. Entries are keyed by the
 image's decoded pixels (SHA-256, so a renamed or re-saved file with the same pixels hits) and by
-everything that changes the segments (`key_settings`): the segment settings, the device type and
+everything that changes the segments (`key_settings`): the segment settings (method and
+random-walk recipe included), the device type and
 the resolved dtype (fp16 on CUDA and fp32 on CPU give different maps), a fingerprint of the
 weights' contents, and `SEGMENT_CODE_VERSION`.
 
@@ -137,10 +138,16 @@ class SegmentCache:
         return self.root / key[:2] / f"{key}.npz"
 
     def get(self, key: str) -> np.ndarray | None:
+        entry = self.load(key)
+        return None if entry is None else entry[0]
+
+    def load(self, key: str) -> tuple[np.ndarray, dict] | None:
+        """(segments (h, w) int64, per-image info stored with them, e.g. the tau "auto" chose)."""
         path = self._path(key)
         try:
             with np.load(path) as data:
                 segments = data["segments"].astype(np.int64)
+                info = json.loads(str(data["info"])) if "info" in data.files else {}
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             self.misses += 1
             return None
@@ -152,14 +159,16 @@ class SegmentCache:
         with contextlib.suppress(OSError):
             os.utime(path)  # recently used: evicted last
         self.hits += 1
-        return segments
+        return segments, info
 
-    def put(self, key: str, segments: np.ndarray) -> None:
-        """Store; a failure to write (read-only disk, a file where the folder should be) warns once."""
+    def put(self, key: str, segments: np.ndarray, info: dict | None = None) -> None:
+        """Store segments (h, w) int and optional JSON-able per-image info (returned by `load`);
+        a failure to write (read-only disk, a file where the folder should be) warns once."""
         segments = np.asarray(segments)
         dtype = np.uint16 if segments.size == 0 or segments.max() < 65536 else np.int64
         buf = io.BytesIO()
-        np.savez_compressed(buf, segments=segments.astype(dtype))
+        extra = {"info": np.array(json.dumps(info))} if info else {}
+        np.savez_compressed(buf, segments=segments.astype(dtype), **extra)
         try:
             atomic_write(self._path(key), lambda f: f.write(buf.getvalue()))
         except OSError as err:

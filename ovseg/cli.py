@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from ovseg import __version__
+from ovseg._click_types import LayersParam, TauParam
 
 _MAX_PIXELS = 2**25  # ovseg.io.DEFAULT_MAX_PIXELS, repeated here so --help imports nothing
 
@@ -49,8 +50,17 @@ def _pipeline_options(f):
                           "[default: the backbone's own; 1024 for ssd-1b, as in the paper]."),
         click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=10.0,
                      show_default=True, help="Affinity exponent W = C**alpha."),
-        click.option("--tau", type=click.FloatRange(0, 2), default=0.5, show_default=True,
-                     help="NCut threshold: lower gives fewer, larger segments."),
+        click.option("--method", type=click.Choice(["diffcut", "random-walk"]), default="diffcut",
+                     show_default=True, help="diffcut: NCut of the feature affinity; random-walk: NCut "
+                     "of a walk on the backbone's self-attention (docs/random-walk.md)."),
+        click.option("--tau", type=TauParam(), default=0.5, show_default=True,
+                     help="NCut threshold in [0, 2]: lower gives fewer, larger segments; auto: chosen "
+                          "per image (recorded in the JSON as tau_chosen)."),
+        click.option("--walk-steps", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="random-walk: k-step walks P^k (larger merges more)."),
+        click.option("--attention-layers", type=LayersParam(), default="all", show_default=True,
+                     help="random-walk: self-attention layers to combine, comma-separated indices "
+                          "(negative allowed) or names; all: every one the pass runs through."),
         click.option("--refine/--no-refine", default=True, show_default=True,
                      help="Refine mask edges with PAMR."),
         click.option("--refine-iterations", type=click.IntRange(min=0), default=20,
@@ -90,12 +100,21 @@ def _config(out_dir, **kw):
 
     kw["dtype"] = None if kw["dtype"] == "auto" else kw["dtype"]
     kw["weights"] = None if kw["weights"] is None else str(kw["weights"])
+    if kw.get("method") == "diffcut":  # random-walk options given with diffcut are refused below
+        from click.core import ParameterSource
+
+        ctx = click.get_current_context()
+        for name in ("walk_steps", "attention_layers"):
+            if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
+                raise click.UsageError(f"--{name.replace('_', '-')} applies to --method random-walk only")
     try:
         config = SegmenterConfig(**kw)
         check_output_dir(out_dir)
         return config.validate()
     except SettingError as err:
         raise _setting_error(err) from None
+    except ValueError as err:  # a check that names no single option
+        raise click.UsageError(str(err)) from None
 
 
 def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False) -> None:
@@ -154,6 +173,7 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
     \b
     ovseg label examples/chelsea.png --classes "cat,floor,wall" --out out/
     ovseg label photos/ --vocab voc --out out/ --device cuda --batch-size 4
+    ovseg label photo.jpg -c "cat,sofa" --method random-walk --tau auto --walk-steps 2
     HF_HUB_OFFLINE=1 ovseg label a.jpg -c "dog,grass" --weights ./ssd-1b --clip-weights ./clip
     """
     if not verbose:
@@ -186,6 +206,7 @@ def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
     \b
     ovseg segment photo.jpg --out masks/
     ovseg segment photos/ --tau 0.4 --no-refine --out masks/
+    ovseg segment photo.jpg --method random-walk --tau auto --out masks/
     """
     if not verbose:
         from ovseg._quiet import quiet_third_party

@@ -53,7 +53,13 @@ class SegmenterConfig:
     weights: str | None = None  # None: the official repo; or another repo id, or a local folder
     resolution: int | None = None  # square backbone input; None: the backbone's own (ssd-1b: 1024, the paper's)
     alpha: float = 10.0  # affinity exponent W = C**alpha, a soft threshold (paper default)
-    tau: float = 0.5  # a split is kept when its NCut < tau; lower tau, fewer segments (paper)
+    tau: float | str = 0.5  # a split is kept when its NCut < tau; lower tau, fewer segments (paper);
+    # "auto": chosen per image (widest stable tau interval, docs/random-walk.md), recorded in the JSON
+    method: str = "diffcut"  # "diffcut": NCut of the feature affinity; "random-walk": NCut of the
+    # walk on the backbone's self-attention (METHOD.md section 5, docs/random-walk.md)
+    walk_steps: int = 1  # random-walk: k of P^k (1: Meila & Shi's one-step walk; the paper's k is unknown)
+    attention_layers: tuple[int | str, ...] | None = None  # random-walk: indices or names of the
+    # self-attention layers combined; None: every one the pass runs through (docs/random-walk.md)
     refine: bool = True  # PAMR on the upsampled segments (DiffCut's open-vocabulary setting)
     refine_iterations: int = 20  # DiffCut used 15 to 30 at 1024 px for demos
     refine_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24, 32, 64)  # 1024 px demo setting
@@ -73,8 +79,7 @@ class SegmenterConfig:
             raise SettingError("resolution", f"resolution must be at least 32, got {self.resolution}")
         if not (math.isfinite(_number(self.alpha)) and _number(self.alpha) > 0):
             raise SettingError("alpha", f"alpha must be a finite positive number, got {self.alpha}")
-        if not 0 <= _number(self.tau) <= 2:
-            raise SettingError("tau", f"tau must lie in [0, 2] (the range of NCut), got {self.tau}")
+        self._check_method()
         if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, numbers.Integral) \
                 or self.max_pixels < 1:
             raise SettingError("max_pixels", f"max_pixels must be a positive int, got {self.max_pixels!r}")
@@ -116,10 +121,47 @@ class SegmenterConfig:
                 raise SettingError("dtype", f"dtype bfloat16 is not supported by {device}: use float16")
         return self
 
+    def _check_method(self) -> None:
+        """tau, method, walk_steps, attention_layers; random-walk: the backbone's layers, from the registry."""
+        from ovseg.masks import METHODS
+
+        if isinstance(self.tau, (str, bool)):
+            if self.tau != "auto":
+                raise SettingError("tau", f'tau must be a number in [0, 2] or "auto", got {self.tau!r}')
+        elif not 0 <= _number(self.tau) <= 2:
+            raise SettingError("tau", f"tau must lie in [0, 2] (the range of NCut), got {self.tau}")
+        if self.method not in METHODS:
+            raise SettingError("method", f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if isinstance(self.walk_steps, bool) or _number(self.walk_steps) != self.walk_steps or self.walk_steps < 1:
+            raise SettingError("walk_steps", f"walk_steps must be a positive integer, got {self.walk_steps!r}")
+        layers = self.attention_layers
+        if layers is not None:
+            layers = tuple(layers.split(",") if isinstance(layers, str) else layers)
+            layers = tuple(int(x) if isinstance(x, str) and x.strip().lstrip("-").isdigit()
+                           else x.strip() if isinstance(x, str) else x for x in layers)
+            if not layers:
+                raise SettingError("attention_layers", "attention_layers is empty: give at least one layer, "
+                                                       "or None for all")
+            object.__setattr__(self, "attention_layers", layers)
+        if self.method == "diffcut" and (layers is not None or self.walk_steps != 1):
+            raise ValueError("walk_steps and attention_layers apply to method='random-walk' only")
+        if self.method == "random-walk":  # the registry knows, before any model loads
+            from ovseg.features import check_attention_layers
+
+            try:
+                check_attention_layers(self.backbone, layers)
+            except ValueError as err:
+                raise SettingError("method" if "gives no self-attention" in str(err)
+                                   else "attention_layers", str(err)) from None
+
     def segment_settings(self) -> dict:
         """The settings that change segment maps: the cache key and the JSON record them."""
-        keys = ["backbone", "weights", "resolution", "alpha", "tau", "refine", "dtype"]
+        keys = ["backbone", "weights", "resolution", "alpha", "tau", "refine", "dtype", "method"]
         out = {k: getattr(self, k) for k in keys}
+        if self.method == "random-walk":  # alpha plays no part; the attention recipe does
+            del out["alpha"]
+            out.update(walk_steps=self.walk_steps, attention_layers=(
+                "all" if self.attention_layers is None else list(self.attention_layers)))
         if self.resolution is None:  # the registry knows it without loading the model
             from ovseg.features import backbone_info
 
@@ -156,7 +198,14 @@ class Segmenter:
       resolution (int | None): square backbone input in pixels, a multiple of the backbone's
         stride; None: the backbone's own (1024 for ssd-1b, the paper's).
       alpha (float): affinity exponent, W = C**alpha (paper: 10); finite and > 0.
-      tau (float): NCut threshold in [0, 2]; a split is kept when its NCut < tau (paper: 0.5).
+      tau (float | "auto"): NCut threshold in [0, 2]; a split is kept when its NCut < tau (paper:
+        0.5); "auto" picks it per image from the hierarchy (docs/random-walk.md; the JSON records
+        the chosen value as tau_chosen).
+      method (str): "diffcut" (recursive NCut of the feature affinity, the paper) or
+        "random-walk" (NCut of the backbone's self-attention read as a random walk, seed 002).
+      walk_steps (int): random-walk only: k of the k-step walk P^k (1); larger k merges more.
+      attention_layers (tuple | None): random-walk only: self-attention layers combined (names or
+        indices); None: every layer the backbone's pass runs through (docs/random-walk.md).
       refine (bool): refine the upsampled segments with PAMR (DiffCut's open-vocabulary setting).
       refine_iterations (int): PAMR iterations (20).
       refine_dilations (tuple[int, ...]): PAMR neighbourhood dilations (the 1024 px demo setting).
@@ -471,7 +520,7 @@ class Segmenter:
         record = self.run_record(vocab)
         results = []
         with torch.inference_mode():
-            maps = self._segment_maps(arrays)
+            maps, infos = self._segment_maps(arrays)
             for i, (array, work) in enumerate(zip(arrays, maps)):
                 labels = {}
                 if vocab is not None:
@@ -480,25 +529,27 @@ class Segmenter:
                                                   top_k=self.config.top_k):
                         labels[int(lab.segment_id)] = lab
                 full = _io.resize_nearest(work, array.shape[:2]).astype(np.int32)
-                results.append(build_result(array, full, labels, names, settings,
+                results.append(build_result(array, full, labels, names, {**settings, **infos[i]},
                                        sources[i] if sources else None,
                                        source_sizes[i] if source_sizes else None, record))
         return results
 
-    def _segment_maps(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """Segment maps (h, w) int64 at the working size (the input, long side <= resolution)."""
+    def _segment_maps(self, arrays: list[np.ndarray]) -> tuple[list[np.ndarray], list[dict]]:
+        """Segment maps (h, w) int64 at the working size (the input, long side <= resolution), and
+        per image what the JSON records beyond the settings (with tau="auto": tau_chosen)."""
         from ovseg._cache import cache_key
 
         keys = [cache_key(a, self.cache_settings()) for a in arrays] if self._cache else [None] * len(arrays)
-        maps = [self._cache.get(k) if self._cache else None for k in keys]
+        entries = [self._cache.load(k) if self._cache else None for k in keys]
+        maps = [None if e is None else e[0] for e in entries]
+        infos = [{} if e is None else e[1] for e in entries]
         todo = [i for i, m in enumerate(maps) if m is None]
         for chunk in _io.iter_batches(todo, self.config.batch_size):
-            maps_chunk = self._cut([arrays[i] for i in chunk])
-            for i, m in zip(chunk, maps_chunk):
-                maps[i] = m
+            for i, (m, info) in zip(chunk, self._cut([arrays[i] for i in chunk])):
+                maps[i], infos[i] = m, info
                 if self._cache:
-                    self._cache.put(keys[i], m)
-        return maps
+                    self._cache.put(keys[i], m, info)
+        return maps, infos
 
     def cache_settings(self) -> dict:
         """The segment cache's key settings (`ovseg._cache.key_settings`): segment settings, device
@@ -515,22 +566,28 @@ class Segmenter:
                                               dtype=dtype, weights_id=weights_id)
         return self._key_settings
 
-    def _cut(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    def _cut(self, arrays: list[np.ndarray]) -> list[tuple[np.ndarray, dict]]:
         import torch
-        from ovseg.masks import PAMRConfig, refine_segments, segment_features
+        from ovseg.masks import PAMRConfig, capture_transitions, refine_segments, segment_image
 
         backbone = self.backbone
         res = self.config.resolution or backbone.resolution
         batch = torch.stack([_to_tensor(_resize(a, (res, res))) for a in arrays]).to(self.device)
-        feats = backbone(batch).float()  # (B, C, res/stride, res/stride)
+        cfg = self.config
+        if cfg.method == "random-walk":  # features and the combined attention walk P (B, N, N)
+            feats, walks = capture_transitions(backbone, batch, cfg.attention_layers)
+        else:
+            feats, walks = backbone(batch).float(), [None] * len(arrays)  # (B, C, res/stride, res/stride)
         out = []
-        for f, array in zip(feats, arrays):
-            low = segment_features(f, alpha=self.config.alpha, tau=self.config.tau)  # (h, w)
+        for f, P, array in zip(feats, walks, arrays):
+            low, tau = segment_image(f, P, method=cfg.method, tau=cfg.tau, alpha=cfg.alpha,
+                                     steps=cfg.walk_steps)  # (h, w), the tau used
+            info = {"tau_chosen": tau} if cfg.tau == "auto" else {}
             size = _work_size(array.shape[:2], res)
             refine = PAMRConfig(iterations=self.config.refine_iterations,  # the demo setting
                                 dilations=self.config.refine_dilations) if self.config.refine else None
             seg = refine_segments(f, low, _to_tensor(_resize(array, size)), refine=refine)
-            out.append(np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(size))
+            out.append((np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(size), info))
         return out
 
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 
-def sweep_predictor(*, taus: Sequence[float], backbone: str = "ssd-1b", weights: str | None = None,
+def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", weights: str | None = None,
                     device: str = "cpu", alpha: float = 10.0, refine: bool = True,
-                    mask_size: int = 128) -> Callable:
+                    mask_size: int = 128, method: str = "diffcut", walk_steps: int = 1,
+                    attention_layers: Sequence[int | str] | None = None) -> Callable:
     """image (3, S, S) -> {"tau=<t>": segment map (mask_size, mask_size) int64}, one per tau.
 
     As the published benchmark: features of the whole (already 1024 px) image, the NCut hierarchy
     built once at the largest tau and cut at every tau, segments brought to mask_size by concept
     assignment (METHOD.md 4) and refined there with PAMR, 10 iterations, dilations 1, 2, 4, 8,
-    then a 3x3 median filter on the labels.
+    then a 3x3 median filter on the labels. method="random-walk" cuts the walk on the combined
+    self-attention instead (``ovseg.masks.capture_transitions``; walk_steps, attention_layers as
+    in ``Segmenter``). A tau of "auto" ("tau=auto") is ``auto_tau`` on the same tree (built up to
+    tau = 1 then).
     """
     import torch
     import torch.nn.functional as F
@@ -29,27 +33,43 @@ def sweep_predictor(*, taus: Sequence[float], backbone: str = "ssd-1b", weights:
 
     # METHOD.md 4, the benchmark setting: 10 iterations, dilations 1-8, median filter as published
     pamr = PAMRConfig(iterations=10, dilations=(1, 2, 4, 8), label_filter="median") if refine else None
-    taus = sorted({float(t) for t in taus})
+    fixed = sorted({float(t) for t in taus if t != "auto"})
+    auto = any(t == "auto" for t in taus)
+    if auto:
+        from ovseg.masks import auto_tau
+        from ovseg.masks._random_walk import AUTO_TAU_MAX
+    top = max(fixed + ([AUTO_TAU_MAX] if auto else []))  # auto reads the tree up to tau = 1
     model = ovseg.create_backbone(backbone, weights=weights, device=device)
     model = model.eval() if hasattr(model, "eval") else model
 
     @torch.no_grad()
     def predict(image: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = model(image[None].to(device))[0].float()  # (C, h, w); normalised by the cut
-        hierarchy = build_hierarchy(feats, alpha=alpha, tau=max(taus))
+        if method == "random-walk":  # the walk on the combined self-attention (METHOD.md 5)
+            from ovseg.masks import capture_transitions, hierarchy_builder
+
+            feats, walk = capture_transitions(model, image[None].to(device), attention_layers)
+            hierarchy = hierarchy_builder(feats[0], walk[0], method=method, steps=walk_steps)(top)
+            feats = feats[0]
+        else:
+            feats = model(image[None].to(device))[0].float()  # (C, h, w); normalised by the cut
+            hierarchy = build_hierarchy(feats, alpha=alpha, tau=top)
         small = F.interpolate(image[None].float(), size=(mask_size, mask_size), mode="bilinear",
                               align_corners=False)[0].to(feats.device)
         out = {}
-        for tau in taus:
+        for tau in fixed:
             out[f"tau={tau:g}"] = refine_segments(feats, hierarchy.cut(tau), small, refine=pamr).cpu()
+        if auto:
+            t = auto_tau(hierarchy, tau_max=AUTO_TAU_MAX)
+            out["tau=auto"] = refine_segments(feats, hierarchy.cut(t), small, refine=pamr).cpu()
         return out
 
     return predict
 
 
 def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", weights: str | None = None,
-                      clip_weights: str | None = None, device: str = "cpu", tau: float = 0.5,
-                      alpha: float = 10.0, refine: bool = True) -> Callable:
+                      clip_weights: str | None = None, device: str = "cpu", tau: float | str = 0.5,
+                      alpha: float = 10.0, refine: bool = True, method: str = "diffcut",
+                      walk_steps: int = 1, attention_layers=None) -> Callable:
     """image (3, H, W) -> class map (H, W) int64 from `Segmenter.label` (-1: no class).
 
     vocabulary: a name in prompts/, a file, or an `ovseg.labels.Vocabulary`, in the dataset's
@@ -60,7 +80,8 @@ def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", 
     from ovseg.pipeline import Segmenter
 
     segmenter = Segmenter(backbone=backbone, weights=weights, clip_weights=clip_weights, device=device,
-                          tau=tau, alpha=alpha, refine=refine, cache=False)
+                          tau=tau, alpha=alpha, refine=refine, cache=False, method=method,
+                          walk_steps=walk_steps, attention_layers=attention_layers)
     vocab = segmenter.vocabulary(vocabulary)
 
     def predict(image) -> np.ndarray:
@@ -71,9 +92,10 @@ def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", 
     return predict
 
 
-def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, taus: Sequence[float],
+def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, taus: Sequence[float | str],
                    backbone: str, weights: str | None, clip_weights: str | None, device: str | None,
-                   alpha: float, refine: bool) -> Callable:
+                   alpha: float, refine: bool, method: str = "diffcut", walk_steps: int = 1,
+                   attention_layers=None) -> Callable:
     """The predictor the `ovseg eval` command scores (tests replace this function)."""
     if device is None:
         import torch
@@ -87,6 +109,8 @@ def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, tau
                              "(one class per line, in the dataset's class order)")
         return labeler_predictor(vocabulary=vocabulary, offset=vocabulary_offset, backbone=backbone,
                                  weights=weights, clip_weights=clip_weights, device=device, tau=taus[0],
-                                 alpha=alpha, refine=refine)
+                                 alpha=alpha, refine=refine, method=method, walk_steps=walk_steps,
+                                 attention_layers=attention_layers)
     return sweep_predictor(taus=taus, backbone=backbone, weights=weights, device=device, alpha=alpha,
-                           refine=refine)
+                           refine=refine, method=method, walk_steps=walk_steps,
+                           attention_layers=attention_layers)

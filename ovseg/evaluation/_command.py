@@ -7,6 +7,7 @@ from typing import Iterator
 
 import click
 
+from ovseg._click_types import LayersParam, TauParam
 from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
 
 
@@ -42,6 +43,24 @@ def _check_protocol_options(ctx: click.Context, protocol: str) -> None:
             raise click.UsageError(f"{flag} applies to the {wanted} protocol only, not to {protocol}", ctx)
 
 
+def _check_method_options(ctx: click.Context, method: str, backbone: str, layers) -> None:
+    """Random-walk options with diffcut, or a backbone/layers the registry refuses: usage errors,
+    before any model loads."""
+    from click.core import ParameterSource
+
+    if method == "diffcut":
+        for name in ("walk_steps", "attention_layers"):
+            if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
+                raise click.UsageError(f"--{name.replace('_', '-')} applies to --method random-walk only", ctx)
+        return
+    from ovseg.features import check_attention_layers
+
+    try:
+        check_attention_layers(backbone, layers)
+    except ValueError as err:
+        raise click.UsageError(str(err), ctx) from err
+
+
 @click.command("eval")
 @click.option("--dataset", required=True, type=click.Choice(list_datasets()), help="Benchmark to score on.")
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -50,8 +69,15 @@ def _check_protocol_options(ctx: click.Context, protocol: str) -> None:
               help="File of image ids; required for COCO (Coco164kFull_Stuff_Coarse_7.txt, 2,175 images).")
 @click.option("--protocol", type=click.Choice(["unsupervised", "open-vocabulary"]), default="unsupervised",
               show_default=True, help="Hungarian-matched segments, or named classes (the labeler).")
-@click.option("--tau", type=float, multiple=True, default=[0.5], show_default=True,
-              help="NCut threshold; repeat (--tau 0.3 --tau 0.5) to sweep, one hierarchy per image.")
+@click.option("--tau", type=TauParam(), multiple=True, default=[0.5], show_default=True,
+              help="NCut threshold, or auto (per image); repeat (--tau 0.3 --tau 0.5 --tau auto) to "
+                   "sweep, one hierarchy per image.")
+@click.option("--method", type=click.Choice(["diffcut", "random-walk"]), default="diffcut", show_default=True,
+              help="diffcut: NCut of the feature affinity; random-walk: of the self-attention walk.")
+@click.option("--walk-steps", type=click.IntRange(min=1), default=1, show_default=True,
+              help="random-walk: k-step walks P^k.")
+@click.option("--attention-layers", type=LayersParam(), default="all", show_default=True,
+              help="random-walk: self-attention layers (indices or names, comma-separated), or all.")
 @click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Affinity exponent.")
 @click.option("--backbone", default="ssd-1b", show_default=True, help="Feature extractor (ovseg backbones).")
@@ -67,14 +93,15 @@ def _check_protocol_options(ctx: click.Context, protocol: str) -> None:
               help="Output folder [default: eval/<dataset>, or eval/<dataset>-open-vocabulary]. "
                    "Reruns resume from per_image.jsonl there.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weights, clip_weights, vocabulary,
-                 matching, refine, device, limit, out, progress):
+def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, attention_layers, alpha, backbone,
+                 weights, clip_weights, vocabulary, matching, refine, device, limit, out, progress):
     """Score ovseg on a segmentation benchmark; write a table, CSV, JSON and a bar chart.
 
     \b
     ovseg eval --dataset voc --root data --out eval/voc
     ovseg eval --dataset cocostuff27 --root data/coco --image-list Coco164kFull_Stuff_Coarse_7.txt
     ovseg eval --dataset ade20k --root data/ADEChallengeData2016 --limit 50 --tau 0.3 --tau 0.5
+    ovseg eval --dataset voc --root data --method random-walk --tau auto --tau 0.3
     """
     from ovseg.evaluation import _adapter
     from ovseg.evaluation._datasets import get_dataset
@@ -82,6 +109,7 @@ def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weig
     from ovseg.evaluation._runner import evaluate
 
     _check_protocol_options(click.get_current_context(), protocol)
+    _check_method_options(click.get_current_context(), method, backbone, attention_layers)
     spec = get_dataset(dataset)
     device, dtype = _device_dtype(device)
     out = out or Path("eval") / (dataset if protocol == "unsupervised" else f"{dataset}-{protocol}")
@@ -92,9 +120,15 @@ def eval_command(dataset, root, image_list, protocol, tau, alpha, backbone, weig
         samples = spec.samples(root, image_list)  # fail on a bad layout before loading any model
         predictor = _adapter.make_predictor(
             protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
-            weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine)
+            weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine,
+            method=method, walk_steps=walk_steps, attention_layers=attention_layers)
     settings = {"backbone": backbone, "weights": weights, "alpha": alpha, "refine": refine,
-                "taus": list(taus), "device": device, "dtype": dtype}  # fp16 vs fp32 results never mix
+                "taus": list(taus), "device": device, "dtype": dtype,  # fp16 vs fp32 results never mix
+                "method": method}
+    if method == "random-walk":  # alpha plays no part; the attention recipe does
+        del settings["alpha"]
+        settings.update(walk_steps=walk_steps,
+                        attention_layers="all" if attention_layers is None else list(attention_layers))
     if protocol == "open-vocabulary":
         settings.update(vocabulary=vocabulary, clip_weights=clip_weights)
     with _clean_errors():

@@ -14,12 +14,15 @@ from ovseg.features._base import Backbone, BackboneOutput
 from ovseg.features._registry import (
     ENTRY_POINT_GROUP,
     BackboneInfo,
+    attention_backbones,
     backbone_info,
+    check_attention_layers,
     create_backbone,
     list_backbones,
     register_backbone,
 )
 from ovseg.features import _unet, _vit  # noqa: F401  (registers the built-in backbones)
 
-__all__ = ["Backbone", "BackboneInfo", "BackboneOutput", "ENTRY_POINT_GROUP", "backbone_info",
-           "create_backbone", "list_backbones", "register_backbone"]
+__all__ = ["Backbone", "BackboneInfo", "BackboneOutput", "ENTRY_POINT_GROUP", "attention_backbones",
+           "backbone_info", "check_attention_layers", "create_backbone", "list_backbones",
+           "register_backbone"]

@@ -26,6 +26,9 @@ class BackboneInfo:
     stride: int | None         # input pixels per feature cell
     feature_dim: int | None    # C of the (B, C, h, w) features
     description: str = ""
+    # self-attention maps `extract(..., attention_layers=)` can record, in pass order (names of the
+    # official architecture); None: this backbone gives no attention maps (no random-walk method)
+    attention_layers: tuple[str, ...] | None = None
 
 
 _REGISTRY: dict[str, tuple[Callable[..., Any], BackboneInfo]] = {}
@@ -77,6 +80,40 @@ def list_backbones() -> list[str]:
 def backbone_info(name: str) -> BackboneInfo:
     """Repo id, download size, resolution, stride, feature dim and description of `name`."""
     return _lookup(name)[1]
+
+
+def attention_backbones() -> list[str]:
+    """Names of the registered backbones that can give self-attention maps, sorted."""
+    return [n for n in list_backbones() if backbone_info(n).attention_layers is not None]
+
+
+def check_attention_layers(name: str, layers=None) -> tuple[int | str, ...] | None:
+    """Validate attention layers for backbone `name` from the registry, before any model loads.
+
+    layers: None (every layer the backbone records: the default recipe), or indices into
+    ``backbone_info(name).attention_layers`` (negative allowed) and/or their names.
+    Returns the layers as given (a tuple), or None. Raises ValueError: a backbone without attention
+    maps (naming those that have them), an unknown name, an index out of range.
+    """
+    names = backbone_info(name).attention_layers
+    if names is None:
+        raise ValueError(f"backbone {name!r} gives no self-attention maps, which the random-walk method "
+                         f"needs; backbones that do: {', '.join(attention_backbones())}")
+    if layers is None:
+        return None
+    out = []
+    for layer in layers:
+        if isinstance(layer, bool) or not isinstance(layer, (int, str)):
+            raise ValueError(f"attention layer {layer!r}: give an index or a name")
+        if isinstance(layer, int) and not -len(names) <= layer < len(names):
+            raise ValueError(f"attention layer {layer} out of range: {name} records {len(names)} layers "
+                             f"(indices {-len(names)}..{len(names) - 1})")
+        if isinstance(layer, str) and layer not in names:
+            raise ValueError(f"unknown attention layer {layer!r} of {name}; valid: {', '.join(names)}")
+        out.append(layer)
+    if not out:
+        raise ValueError("attention_layers is empty: give at least one layer, or None for all")
+    return tuple(out)
 
 
 def create_backbone(name: str, *, weights=None, device=None, dtype=None, **options):

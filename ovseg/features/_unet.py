@@ -21,10 +21,12 @@ class _Stop(Exception):
 
 
 class _AttentionProbsProcessor:
-    """Self-attention that also records softmax(QK^T / sqrt(d)) averaged over heads, (B, N, N)."""
+    """Self-attention that also hands softmax(QK^T / sqrt(d)) averaged over heads, (B, N, N), to
+    ``sink(name, map)``. Heads are done one at a time: at most a few (B, N, N) buffers live at once,
+    never (B, heads, N, N) (10 heads at 64x64 would be 640 MiB per image in float32)."""
 
-    def __init__(self, store: dict, name: str):
-        self.store, self.name = store, name
+    def __init__(self, sink, name: str):
+        self.sink, self.name = sink, name
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
         if encoder_hidden_states is not None or attention_mask is not None or hidden_states.ndim != 3:
@@ -32,9 +34,13 @@ class _AttentionProbsProcessor:
         b, n, _ = hidden_states.shape
         q, k, v = (f(hidden_states).view(b, n, attn.heads, -1).transpose(1, 2)
                    for f in (attn.to_q, attn.to_k, attn.to_v))
-        probs = (q.float() @ k.float().transpose(-1, -2) * attn.scale).softmax(dim=-1)  # (B, heads, N, N)
-        self.store[self.name] = probs.mean(dim=1)  # heads averaged; rows sum to 1
-        out = (probs.to(v.dtype) @ v).transpose(1, 2).reshape(b, n, -1)
+        mean, outs = None, []
+        for h in range(attn.heads):
+            probs = (q[:, h].float() @ k[:, h].float().transpose(-1, -2) * attn.scale).softmax(dim=-1)  # (B, N, N)
+            outs.append(probs.to(v.dtype) @ v[:, h])
+            mean = probs if mean is None else mean.add_(probs)
+        self.sink(self.name, mean.div_(attn.heads))  # heads averaged; rows sum to 1
+        out = torch.stack(outs, dim=1).transpose(1, 2).reshape(b, n, -1)
         out = attn.to_out[1](attn.to_out[0](out))
         return out / attn.rescale_output_factor
 
@@ -109,15 +115,19 @@ class UNetEncoder(Backbone):
         return kwargs
 
     @torch.no_grad()
-    def extract(self, images: torch.Tensor, *, attention_layers=None) -> BackboneOutput:
+    def extract(self, images: torch.Tensor, *, attention_layers=None, attention_sink=None) -> BackboneOutput:
         """images (B, 3, H, W) float32 in [0, 1] -> BackboneOutput(features (B, C, H/32, W/32) float32,
         attentions {attn1 name: (B, N, N) float32 row-stochastic}, N = (H/32)(W/32) at the deepest layer).
 
         attention_layers: indices into `attention_layer_names` (negative allowed) or names.
+        attention_sink: optional ``sink(name, map (B, N_i, N_i) float32)`` called as each map is
+        computed, instead of keeping it (``attentions`` is then empty): lets a caller combine maps
+        on the fly (e.g. ``ovseg.masks.AttentionCombiner``) with one map alive at a time.
         """
         images = check_images(images, self.stride)
         names = self._attention_names(attention_layers)
         store: dict[str, torch.Tensor] = {}
+        sink = attention_sink if attention_sink is not None else store.__setitem__
         captured: list[torch.Tensor] = []
 
         def stop(module, args, output):
@@ -126,7 +136,7 @@ class UNetEncoder(Backbone):
 
         saved = {n: self.unet.get_submodule(n).processor for n in names}
         for n in names:
-            self.unet.get_submodule(n).set_processor(_AttentionProbsProcessor(store, n))
+            self.unet.get_submodule(n).set_processor(_AttentionProbsProcessor(sink, n))
         handle = self.target.register_forward_hook(stop)
         try:
             self.unet(**self._unet_inputs(images))
@@ -140,7 +150,7 @@ class UNetEncoder(Backbone):
         b, _, h, w = images.shape
         tokens = captured[0]  # (B, h*w, C): projected attention output, before the residual add
         feats = tokens.float().transpose(1, 2).reshape(b, -1, h // self.stride, w // self.stride)
-        return BackboneOutput(feats, {n: store[n].float() for n in names})
+        return BackboneOutput(feats, {n: store[n].float() for n in names if n in store})
 
     def _attention_names(self, layers) -> list[str]:
         if not layers:
@@ -262,10 +272,26 @@ def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool,
 _TEXT_XL, _TEXT_SD1 = "+1.6 GB text encoders on first use", "+0.25 GB text encoder on first use"
 
 
+def encoder_attention_names(unet_config: dict) -> tuple[str, ...]:
+    """Names of every encoder self-attention (attn1), in pass order, from a UNet's config alone
+    (no weights): the layers a pass up to `last_encoder_attention` runs through."""
+    depth = unet_config.get("transformer_layers_per_block", 1)
+    names = []
+    for i, kind in enumerate(unet_config["down_block_types"]):
+        if "CrossAttn" in kind:
+            blocks = depth[i] if isinstance(depth, (list, tuple)) else depth
+            names += [f"down_blocks.{i}.attentions.{a}.transformer_blocks.{t}.attn1"
+                      for a in range(unet_config.get("layers_per_block", 2)) for t in range(int(blocks))]
+    return tuple(names)
+
+
 def _register(name, repo_id, size, sdxl, resolution, description):
+    from ovseg.features._vit import load_config  # the shipped architecture JSON
+
     builder = partial(_build_unet_encoder, name, repo_id, size, sdxl, resolution)
     register_backbone(name, repo_id=repo_id, download_size=size, resolution=resolution, stride=32,
-                      feature_dim=1280, description=description)(builder)
+                      feature_dim=1280, description=description,
+                      attention_layers=encoder_attention_names(load_config(name)["unet"]))(builder)
 
 
 _register("ssd-1b", "segmind/SSD-1B", f"2.8 GB ({_TEXT_XL})", True, 1024,

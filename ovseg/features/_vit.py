@@ -47,7 +47,7 @@ class ViTBackbone(Backbone):
     def extract(self, images: torch.Tensor, *, attention_layers=None) -> BackboneOutput:
         """images (B, 3, H, W) float32 in [0, 1] -> BackboneOutput(features (B, C, H/patch, W/patch)
         float32, attentions {"layer.i": (B, N, N)}): heads averaged, prefix tokens dropped, rows
-        renormalised to sum to 1. attention_layers: layer indices (negative allowed)."""
+        renormalised to sum to 1. attention_layers: layer indices (negative allowed) or names "layer.i"."""
         images = check_images(images, self.stride)
         b, _, h, w = images.shape
         layers = [self._layer_index(i) for i in attention_layers or []]
@@ -70,9 +70,17 @@ class ViTBackbone(Backbone):
             attentions[f"layer.{i}"] = p / p.sum(dim=-1, keepdim=True)
         return BackboneOutput(feats, attentions)
 
+    @property
+    def attention_layer_names(self) -> list[str]:
+        """Names of the layers whose attention maps `extract` can record ("layer.i")."""
+        return [f"layer.{i}" for i in range(self.num_layers)]
+
     def _layer_index(self, i) -> int:
-        if not isinstance(i, int) or not -self.num_layers <= i < self.num_layers:
-            raise ValueError(f"attention layer {i!r} invalid: give an index in [0, {self.num_layers})")
+        if isinstance(i, str) and i in self.attention_layer_names:
+            return int(i.split(".")[1])
+        if isinstance(i, bool) or not isinstance(i, int) or not -self.num_layers <= i < self.num_layers:
+            raise ValueError(f"attention layer {i!r} invalid: give an index in [0, {self.num_layers}) "
+                             f"or a name layer.0 .. layer.{self.num_layers - 1}")
         return i % self.num_layers
 
 
@@ -116,8 +124,10 @@ def _build_vit(name: str, repo_id: str, download_size: str, *, weights=None, dev
 
 
 def _register(name, repo_id, size, resolution, stride, dim, description):
+    layers = tuple(f"layer.{i}" for i in range(load_config(name)["vision"]["num_hidden_layers"]))
     register_backbone(name, repo_id=repo_id, download_size=size, resolution=resolution, stride=stride,
-                      feature_dim=dim, description=description)(partial(_build_vit, name, repo_id, size))
+                      feature_dim=dim, description=description,
+                      attention_layers=layers)(partial(_build_vit, name, repo_id, size))
 
 
 _register("dinov2-s", "facebook/dinov2-small", "88 MB", 518, 14, 384, "DINOv2 ViT-S/14 patch tokens")

@@ -3,11 +3,19 @@ the full-resolution concept assignment and PAMR refinement (section 4), and rand
 self-attention (section 5)."""
 from ovseg.masks._affinity import affinity
 from ovseg.masks._hierarchy import Hierarchy, HierarchyNode
+from ovseg.masks._method import (
+    METHODS,
+    AttentionCombiner,
+    capture_transitions,
+    hierarchy_builder,
+    segment_image,
+)
 from ovseg.masks._ncut import NCutConfig, ncut_hierarchy
 from ovseg.masks._pamr import PAMRConfig, pamr
 from ovseg.masks._random_walk import (
     auto_tau,
     combine_attention,
+    cut_auto,
     random_walk_affinity,
     random_walk_hierarchy,
     random_walk_segments,
@@ -17,9 +25,9 @@ from ovseg.masks._segment import build_hierarchy, refine_segments, segment_featu
 from ovseg.masks._upsample import assign_concepts
 
 __all__ = [
-    "Hierarchy", "HierarchyNode", "NCutConfig", "PAMRConfig", "affinity", "assign_concepts",
-    "auto_tau", "build_hierarchy", "combine_attention", "ncut_hierarchy", "pamr",
-    "random_walk_affinity", "random_walk_hierarchy", "random_walk_segments", "refine_segments",
-    "segment_features",
-    "stationary_distribution",
+    "METHODS", "AttentionCombiner", "Hierarchy", "HierarchyNode", "NCutConfig", "PAMRConfig",
+    "affinity", "assign_concepts", "auto_tau", "build_hierarchy", "capture_transitions",
+    "combine_attention", "cut_auto", "hierarchy_builder", "ncut_hierarchy", "pamr", "random_walk_affinity",
+    "random_walk_hierarchy", "random_walk_segments", "refine_segments", "segment_features",
+    "segment_image", "stationary_distribution",
 ]

@@ -28,7 +28,7 @@ irreducible at the price of an O(eps) change of pi; self-attention maps are stri
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +37,8 @@ from ovseg.masks._hierarchy import Hierarchy
 from ovseg.masks._ncut import ncut_hierarchy
 
 __all__ = [
-    "check_transition", "stationary_distribution", "random_walk_affinity", "combine_attention",
-    "random_walk_hierarchy", "random_walk_segments", "auto_tau", "AUTO_TAU_MAX",
+    "check_transition", "stationary_distribution", "random_walk_affinity", "combine_attention", "AttentionCombiner",
+    "random_walk_hierarchy", "random_walk_segments", "auto_tau", "cut_auto", "AUTO_TAU_MAX",
 ]
 
 AUTO_TAU_MAX = 1.0  # random-walk NCut of a split of an unstructured chain (a random split) ~ 1
@@ -143,41 +143,89 @@ def combine_attention(maps: Sequence[torch.Tensor], *, size: tuple[int, int] | N
     layers by resolution; normalised to sum 1. Each map is resized on the query axes (which
     position attends) and on the key axes (where it attends): bilinear (align_corners=False) when
     enlarging, area averaging when shrinking; rows are renormalised after resizing, so every map,
-    and the combination, stays row-stochastic. Returns P (h*w, h*w) float32.
+    and the combination, stays row-stochastic. Returns P (h*w, h*w) float32. (The same as
+    ``AttentionCombiner``, which takes the maps one at a time.)
     """
     if not maps:
         raise ValueError("need at least one attention map")
-    mats = []
-    for m in maps:
-        m = m.float()
-        if m.ndim == 3:
-            m = m.mean(0)  # heads averaged
-        if m.ndim != 2 or m.shape[0] != m.shape[1]:
+    mats = [m.float() for m in maps]
+    for m in mats:
+        if m.ndim not in (2, 3) or m.shape[-1] != m.shape[-2]:
             raise ValueError(f"each map must be (N, N) or (heads, N, N), got {tuple(m.shape)}")
-        mats.append(m)
     if shapes is None:
         shapes = []
         for m in mats:
-            side = int(round(m.shape[0] ** 0.5))
-            if side * side != m.shape[0]:
-                raise ValueError(f"map with N={m.shape[0]} is not a square grid: pass shapes=")
+            side = int(round(m.shape[-1] ** 0.5))
+            if side * side != m.shape[-1]:
+                raise ValueError(f"map with N={m.shape[-1]} is not a square grid: pass shapes=")
             shapes.append((side, side))
     shapes = [(int(a), int(b)) for a, b in shapes]
-    if len(shapes) != len(mats) or any(a * b != m.shape[0] for (a, b), m in zip(shapes, mats)):
+    if len(shapes) != len(mats) or any(a * b != m.shape[-1] for (a, b), m in zip(shapes, mats)):
         raise ValueError("shapes must give one (h, w) with h*w = N per map")
-    h, w = size if size is not None else max(shapes, key=lambda s: s[0] * s[1])
     if weights is None:
         weights = [float(s[0]) for s in shapes]  # DiffSeg: weight proportional to resolution
     if len(weights) != len(mats) or min(weights) < 0 or sum(weights) <= 0:
         raise ValueError("weights must be non-negative, one per map, not all zero")
-    total = float(sum(weights))
-    out = torch.zeros(h * w, h * w, dtype=torch.float32, device=mats[0].device)
-    for m, (hi, wi), wt in zip(mats, shapes, weights):
-        m = _resize_grid(m.reshape(hi * wi, hi, wi), (h, w))  # keys: (N_i, h, w)
-        m = _resize_grid(m.reshape(hi, wi, h * w).permute(2, 0, 1), (h, w))  # queries
-        m = m.reshape(h * w, h * w).T.clamp_min(0)
-        out += (wt / total) * (m / m.sum(1, keepdim=True).clamp_min(1e-30))
-    return out
+    combiner = AttentionCombiner(size if size is not None else max(shapes, key=lambda s: s[0] * s[1]),
+                                 {str(i): float(wt) for i, wt in enumerate(weights)})
+    for i, (m, shape) in enumerate(zip(mats, shapes)):
+        combiner.add(str(i), (m.mean(0) if m.ndim == 3 else m)[None], shape)
+    return combiner.transition()[0]
+
+
+class AttentionCombiner:
+    """Combine attention maps of several layers into one transition matrix, one map at a time.
+
+    Each map (B, N_i, N_i) (or (B, heads, N_i, N_i), heads averaged) on a square grid is brought to
+    the target grid ``size`` on its key and query axes (bilinear when enlarging, area when
+    shrinking, as ``combine_attention``), its rows renormalised, and added with weight proportional
+    to its grid height (DiffSeg's resolution weights) unless ``weights`` {name: w} says otherwise.
+    Only the running sum (B, h*w, h*w) is kept, so memory does not grow with the number of layers.
+    Use ``add`` as the ``attention_sink`` of ``UNetEncoder.extract``.
+    """
+
+    def __init__(self, size: tuple[int, int], weights: dict[str, float] | None = None):
+        self.size = (int(size[0]), int(size[1]))
+        self.weights = dict(weights or {})
+        self.total = 0.0
+        self.sum: torch.Tensor | None = None
+        self.names: list[str] = []
+
+    def add(self, name: str, maps: torch.Tensor, shape: tuple[int, int] | None = None) -> None:
+        """maps (B, N_i, N_i) or (B, heads, N_i, N_i), rows summing to 1, on grid ``shape``
+        (hi, wi) with hi*wi = N_i (default: square)."""
+        m = maps.float()
+        if m.ndim == 4:
+            m = m.mean(1)  # heads averaged
+        if m.ndim != 3 or m.shape[1] != m.shape[2]:
+            raise ValueError(f"attention map {name!r}: expected (B, N, N), got {tuple(maps.shape)}")
+        b, n = m.shape[0], m.shape[1]
+        if shape is None:
+            side = round(n ** 0.5)
+            if side * side != n:
+                raise ValueError(f"map {name!r} with N={n} is not a square grid: pass shapes=")
+            shape = (side, side)
+        hi, wi = int(shape[0]), int(shape[1])
+        if hi * wi != n:
+            raise ValueError(f"map {name!r}: grid {shape} does not hold N={n} positions")
+        h, w = self.size
+        weight = float(self.weights.get(name, hi))  # DiffSeg: proportional to resolution
+        if weight < 0:
+            raise ValueError(f"attention weight of {name!r} must be >= 0, got {weight}")
+        # keys to the target grid (where it attends), then queries (which position attends)
+        m = _resize_grid(m.reshape(b * n, hi, wi), (h, w)).reshape(b, n, h * w)
+        m = _resize_grid(m.transpose(1, 2).reshape(b * h * w, hi, wi), (h, w))
+        m = m.reshape(b, h * w, h * w).transpose(1, 2).clamp_min(0)
+        m = m / m.sum(-1, keepdim=True).clamp_min(1e-30)
+        self.sum = m.mul_(weight) if self.sum is None else self.sum.add_(m, alpha=weight)
+        self.total += weight
+        self.names.append(name)
+
+    def transition(self) -> torch.Tensor:
+        """P (B, h*w, h*w) float32, row-stochastic: the weighted average of the maps added."""
+        if self.sum is None or self.total <= 0:
+            raise ValueError("no attention map was recorded (or all weights are 0)")
+        return self.sum / self.total
 
 
 def _resize_grid(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -235,6 +283,21 @@ def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None,
     return (ts[j] + ts[j + 1]) / 2
 
 
+def cut_auto(build: Callable[[float], Hierarchy], *, tau_max: float = AUTO_TAU_MAX,
+             build_tau: float = 0.5) -> tuple[torch.Tensor, float]:
+    """Segments at the automatic tau (``auto_tau``) of the tree ``build(tau)`` returns.
+
+    The tree is first built at ``build_tau``; only when that does not settle the answer is it
+    rebuilt at ``tau_max`` (see ``auto_tau``). Returns (segments, the tau used).
+    """
+    tree = build(min(build_tau, tau_max))
+    t = auto_tau(tree, tau_max=tau_max)
+    if t is None:  # a wider gap may hide above the build tau: explore up to tau_max
+        tree = build(tau_max)
+        t = auto_tau(tree)
+    return tree.cut(min(t, tree.tau)), float(t)  # no change point lies between the build tau and t
+
+
 def random_walk_hierarchy(P: torch.Tensor, *, shape: tuple[int, int] | None = None, steps: int = 1,
                           tau: float = AUTO_TAU_MAX, normalize: bool = False, teleport: float = 0.0,
                           drop_self: bool = False, **solver_options) -> Hierarchy:
@@ -259,12 +322,8 @@ def random_walk_segments(P: torch.Tensor, *, shape: tuple[int, int], steps: int 
             raise ValueError(f'tau must be a number or "auto", got {tau!r}')
         W = random_walk_affinity(P, steps=steps, normalize=normalize, teleport=teleport,
                                  drop_self=drop_self)
-        h = ncut_hierarchy(W, tau=min(auto_build_tau, tau_max), shape=shape, **solver_options)
-        t = auto_tau(h, tau_max=tau_max)
-        if t is None:  # a wider gap may hide above the build tau: explore up to tau_max
-            h = ncut_hierarchy(W, tau=tau_max, shape=shape, **solver_options)
-            t = auto_tau(h)
-        return h.cut(min(t, h.tau))  # no change point lies between the build tau and t
+        return cut_auto(lambda t: ncut_hierarchy(W, tau=t, shape=shape, **solver_options),
+                        tau_max=tau_max, build_tau=auto_build_tau)[0]
     h = random_walk_hierarchy(P, shape=shape, steps=steps, tau=float(tau), normalize=normalize,
                               teleport=teleport, drop_self=drop_self, **solver_options)
     return h.cut()
