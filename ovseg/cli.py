@@ -86,7 +86,7 @@ def _run(config, inputs, out_dir, overwrite, classes=None) -> None:
     try:
         segmenter = Segmenter(config)
         summary = segmenter.process_files(inputs, out_dir, classes=classes, overwrite=overwrite)
-    except (WeightsNotFoundError, ModelLoadError) as err:
+    except (WeightsNotFoundError, ModelLoadError, FloatingPointError) as err:  # FloatingPointError: fp16 overflow
         raise click.ClickException(str(err)) from err
     except (ValueError, FileNotFoundError) as err:  # a bad vocabulary, bad settings
         raise click.UsageError(str(err)) from err
