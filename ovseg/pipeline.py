@@ -53,7 +53,8 @@ class SegmenterConfig:
     top_k: int = 3  # alternatives kept per segment in the JSON
     device: str | None = None  # None: CUDA when available, else CPU
     dtype: str | None = None  # "float32" | "float16" | "bfloat16"; None: the backbone's choice
-    batch_size: int = 1  # images per backbone pass
+    batch_size: int = 1  # images per backbone pass (and per dense CLIP pass)
+    overlap: bool = True  # process_files: decode ahead and write behind in threads (ovseg._runner)
     max_pixels: int = _io.DEFAULT_MAX_PIXELS  # larger inputs are scaled down (see ovseg.io)
     cache: bool = True  # keep segment maps on disk, keyed by pixels and settings
     cache_dir: str | None = None  # None: ovseg._paths.cache_dir("segments")
@@ -217,59 +218,24 @@ class Segmenter:
         paths = _io.find_images(inputs, exclude=[out_dir])
         stems = _io.output_stems(paths, inputs)
         summary = RunSummary()
-        pending: list[tuple[Path, dict, np.ndarray, tuple]] = []
         bar = tqdm(total=len(paths), unit="img", disable=None if progress is None else not progress)
-
-        def flush():
-            self._write_batch(pending, vocab, summary, bar)
-            pending.clear()
-
+        todo = []
         for path, stem in zip(paths, stems):
             outs = _io.output_paths(path, out_dir, task, stem)
-            if not overwrite and all(p.is_file() for p in outs.values()):
+            if not overwrite and _is_done(outs):
                 summary.skipped.append(path)
                 bar.update()
-                continue
-            try:
-                array, source_size = _io.read_image(path, max_pixels=self.config.max_pixels)
-            except _io.ImageReadError as err:
-                summary.failed.append((path, str(err)))
-                bar.update()
-                continue
-            pending.append((path, outs, array, source_size))
-            if len(pending) >= self.config.batch_size:
-                flush()
-        flush()
-        bar.close()
+            else:
+                todo.append((path, outs))
+        from ovseg._runner import run_files
+
+        try:  # read, process and write, overlapped when config.overlap (ovseg._runner)
+            run_files(self, todo, vocab, summary, bar)
+        finally:
+            bar.close()
         return summary
 
     # -- internals ----------------------------------------------------------------------------
-    def _write_batch(self, pending, vocab, summary: RunSummary, bar) -> None:
-        if not pending:
-            return
-        try:
-            results = self._run([p[2] for p in pending], vocab, [str(p[0]) for p in pending],
-                                [p[3] for p in pending])
-        except (WeightsNotFoundError, ModelLoadError, MemoryError, KeyboardInterrupt):
-            raise
-        except (ValueError, RuntimeError, OSError) as err:  # this image fails, the run goes on
-            if len(pending) > 1:  # find which image of the batch it was
-                for item in pending:
-                    self._write_batch([item], vocab, summary, bar)
-                return
-            summary.failed.append((pending[0][0], f"{pending[0][0]}: {type(err).__name__}: {err}"))
-            bar.update()
-            return
-        for (path, outs, _, _), result in zip(pending, results):
-            try:
-                result.save_png(outs["png"])
-                result.save_overlay(outs["overlay"])
-                result.save_json(outs["json"], label_png=outs["png"].name)  # last: marks done
-                summary.done.append(path)
-            except OSError as err:
-                summary.failed.append((path, f"{path}: cannot write outputs: {err}"))
-            bar.update()
-
     def _inputs(self, images) -> tuple[bool, list[np.ndarray], list, list]:
         """-> (a list was given, arrays (H, W, 3) uint8, sources (path or None), source sizes)."""
         many = isinstance(images, (list, tuple)) or (
@@ -288,29 +254,38 @@ class Segmenter:
             sizes.append(size)
         return many, arrays, sources, sizes
 
-    def _run(self, arrays, vocab, sources=None, source_sizes=None) -> list[SegmentationResult]:
+    def _prepare(self, array: np.ndarray):
+        """(H, W, 3) uint8 -> (backbone input (3, res, res), working image (3, h, w)), float32 in
+        [0, 1]: the CPU work before the models (process_files does it in reader threads)."""
+        res = self.config.segment_settings()["resolution"]
+        work = _work_size(array.shape[:2], res)
+        return _to_tensor(_resize(array, (res, res))), _to_tensor(_resize(array, work))
+
+    def _run(self, arrays, vocab, sources=None, source_sizes=None, prepared=None) -> list[SegmentationResult]:
         import torch
 
         names = None if vocab is None else list(vocab.names)
         settings = self.config.segment_settings()
+        prepared = prepared or [self._prepare(a) for a in arrays]
         results = []
         with torch.inference_mode():
-            maps = self._segment_maps(arrays)
+            maps = self._segment_maps(arrays, prepared)
+            labels = [{} for _ in arrays]
+            if vocab is not None:  # one dense CLIP pass per batch, text embeddings once
+                per_image = self.labeler.label_batch([work for _, work in prepared],
+                                                     [torch.from_numpy(m) for m in maps], vocab,
+                                                     top_k=self.config.top_k, batch_size=self.config.batch_size)
+                labels = [{int(lab.segment_id): lab for lab in labs} for labs in per_image]
             for i, (array, work) in enumerate(zip(arrays, maps)):
-                labels = {}
-                if vocab is not None:
-                    image = _to_tensor(_resize(array, work.shape)).to(self.device)
-                    for lab in self.labeler.label(image, torch.from_numpy(work), vocab,
-                                                  top_k=self.config.top_k):
-                        labels[int(lab.segment_id)] = lab
                 full = _io.resize_nearest(work, array.shape[:2]).astype(np.int32)
-                results.append(build_result(array, full, labels, names, settings,
+                results.append(build_result(array, full, labels[i], names, settings,
                                        sources[i] if sources else None,
                                        source_sizes[i] if source_sizes else None))
         return results
 
-    def _segment_maps(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """Segment maps (h, w) int64 at the working size (the input, long side <= resolution)."""
+    def _segment_maps(self, arrays: list[np.ndarray], prepared: list) -> list[np.ndarray]:
+        """Segment maps (h, w) int64 at the working size (the input, long side <= resolution);
+        prepared: `_prepare` of each array."""
         from ovseg._cache import cache_key
 
         settings = self.config.segment_settings()
@@ -318,30 +293,34 @@ class Segmenter:
         maps = [self._cache.get(k) if self._cache else None for k in keys]
         todo = [i for i, m in enumerate(maps) if m is None]
         for chunk in _io.iter_batches(todo, self.config.batch_size):
-            maps_chunk = self._cut([arrays[i] for i in chunk])
+            maps_chunk = self._cut([prepared[i] for i in chunk])
             for i, m in zip(chunk, maps_chunk):
                 maps[i] = m
                 if self._cache:
                     self._cache.put(keys[i], m)
         return maps
 
-    def _cut(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    def _cut(self, prepared: list) -> list[np.ndarray]:
+        """prepared: `_prepare` outputs -> segment maps (h, w) int64 at the working sizes."""
         import torch
         from ovseg.masks import PAMRConfig, refine_segments, segment_features
 
         backbone = self.backbone
-        res = self.config.resolution or backbone.resolution
-        batch = torch.stack([_to_tensor(_resize(a, (res, res))) for a in arrays]).to(self.device)
+        batch = torch.stack([inp for inp, _ in prepared]).to(self.device)
         feats = backbone(batch).float()  # (B, C, res/stride, res/stride)
         out = []
-        for f, array in zip(feats, arrays):
+        for f, (_, work) in zip(feats, prepared):
             low = segment_features(f, alpha=self.config.alpha, tau=self.config.tau)  # (h, w)
-            size = _work_size(array.shape[:2], res)
             refine = PAMRConfig(iterations=self.config.refine_iterations,  # the demo setting
                                 dilations=self.config.refine_dilations) if self.config.refine else None
-            seg = refine_segments(f, low, _to_tensor(_resize(array, size)), refine=refine)
-            out.append(np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(size))
+            seg = refine_segments(f, low, work, refine=refine)
+            out.append(np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(work.shape[-2:]))
         return out
+
+
+def _is_done(outs: dict[str, Path]) -> bool:
+    """Skip or redo: an image is done when all its outputs exist (the JSON is written last)."""
+    return all(p.is_file() for p in outs.values())
 
 
 def _work_size(hw: tuple[int, int], resolution: int) -> tuple[int, int]:
