@@ -45,3 +45,21 @@ def test_planted_features_have_k_regions(bench):
     feats, labels = bench.planted_features(16, 16, 20, 64)
     assert feats.shape == (64, 16, 16) and labels.shape == (16, 16)
     assert 15 <= int(labels.max()) + 1 <= 20 and torch.unique(labels).tolist() == list(range(int(labels.max()) + 1))
+
+
+def test_random_labeler_full_path_builds_an_open_clip_architecture(tmp_path):
+    """size="full" builds open_clip's architecture by name, without weights; checked here on a
+    tiny architecture registered under a test name (the real ConvNeXt-L is 1.4 GB)."""
+    import open_clip
+
+    from ovseg.testing import make_random_labeler
+    from ovseg.testing._labels import TINY_CONFIGS
+
+    (tmp_path / "ovseg-test-tiny-convnext.json").write_text(json.dumps(TINY_CONFIGS["convnext"]))
+    open_clip.add_model_config(tmp_path / "ovseg-test-tiny-convnext.json")
+    labeler = make_random_labeler("ovseg-test-tiny-convnext", size="full")
+    assert labeler.identity == "random:ovseg-test-tiny-convnext" and labeler.resolution == 64
+    labels = labeler.label(torch.rand(3, 64, 96), torch.zeros(64, 96, dtype=torch.long), ["dog", "cat"])
+    assert [x.segment_id for x in labels] == [0]
+    with pytest.raises(ValueError, match="size must be"):
+        make_random_labeler(size="huge")
