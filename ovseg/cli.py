@@ -129,7 +129,7 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted: images done so far are kept; rerun to finish", err=True)
         raise SystemExit(130) from None
-    except (WeightsNotFoundError, ModelLoadError) as err:
+    except (WeightsNotFoundError, ModelLoadError, FloatingPointError) as err:  # FloatingPointError: fp16 overflow
         raise click.ClickException(str(err)) from err
     except SettingError as err:
         raise _setting_error(err) from None

@@ -69,7 +69,8 @@ class SegmenterConfig:
     top_k: int = 3  # alternatives kept per segment in the JSON
     device: str | None = None  # None: CUDA when available, else CPU
     dtype: str | None = None  # "float32" | "float16" | "bfloat16"; None: the backbone's choice
-    batch_size: int = 1  # images per backbone pass
+    batch_size: int = 1  # images per backbone pass (and per dense CLIP pass)
+    overlap: bool = True  # process_files: decode ahead and write behind in threads (ovseg._runner)
     max_pixels: int = _io.DEFAULT_MAX_PIXELS  # larger inputs are scaled down (see ovseg.io)
     cache: bool = True  # keep segment maps on disk, keyed by pixels and settings
     cache_dir: str | None = None  # None: ovseg._paths.cache_dir("segments")
@@ -418,8 +419,8 @@ class Segmenter:
         jobs = self.plan_files(inputs, out_dir, "segment" if vocab is None else "label")
         record = self.run_record(vocab)
         summary = RunSummary()
-        pending: list[tuple[Path, dict, np.ndarray, tuple]] = []
         bar = tqdm(total=len(jobs), unit="img", disable=None if progress is None else not progress)
+        todo = []
         for path, outs in jobs:
             status = "missing" if overwrite else output_status(outs["json"], record, [outs["png"], outs["overlay"]])
             if status == "current":
@@ -428,19 +429,13 @@ class Segmenter:
                 continue
             if status == "changed":
                 summary.redone.append(path)
-            try:
-                array, source_size = _io.read_image(path, max_pixels=self.config.max_pixels)
-            except Exception as err:  # ImageReadError, or anything else a decoder raises
-                summary.failed.append((path, str(err) if isinstance(err, _io.ImageReadError)
-                                       else f"{path}: {type(err).__name__}: {err}"))
-                bar.update()
-                continue
-            pending.append((path, outs, array, source_size))
-            if len(pending) >= self.config.batch_size:
-                self._write_batch(pending, vocab, summary, bar)
-                pending.clear()
-        self._write_batch(pending, vocab, summary, bar)
-        bar.close()
+            todo.append((path, outs))
+        from ovseg._runner import run_files
+
+        try:  # read, process and write, overlapped when config.overlap (ovseg._runner)
+            run_files(self, todo, vocab, summary, bar)
+        finally:
+            bar.close()
         done = set(summary.done)
         summary.redone = [p for p in summary.redone if p in done]
         return summary
@@ -468,32 +463,6 @@ class Segmenter:
         result.save_json(outs["json"], label_png=outs["png"].name)
 
     # -- internals ----------------------------------------------------------------------------
-    def _write_batch(self, pending, vocab, summary: RunSummary, bar) -> None:
-        if not pending:
-            return
-        try:
-            results = self._run([p[2] for p in pending], vocab, [str(p[0]) for p in pending],
-                                [p[3] for p in pending])
-        except (WeightsNotFoundError, ModelLoadError, SettingError, MemoryError):
-            raise
-        except Exception as err:  # this image fails, the run goes on (KeyboardInterrupt is no Exception)
-            if len(pending) > 1:  # find which image of the batch it was
-                for item in pending:
-                    self._write_batch([item], vocab, summary, bar)
-                return
-            summary.failed.append((pending[0][0], f"{pending[0][0]}: {type(err).__name__}: {err}"))
-            bar.update()
-            return
-        for (path, outs, _, _), result in zip(pending, results):
-            try:
-                self.write_outputs(result, outs)
-                summary.done.append(path)
-            except MemoryError:
-                raise
-            except Exception as err:
-                summary.failed.append((path, f"{path}: cannot write outputs: {err}"))
-            bar.update()
-
     def _inputs(self, images) -> tuple[bool, list[np.ndarray], list, list]:
         """-> (a list was given, arrays (H, W, 3) uint8, sources (path or None), source sizes)."""
         many = isinstance(images, (list, tuple)) or (
@@ -512,31 +481,40 @@ class Segmenter:
             sizes.append(size)
         return many, arrays, sources, sizes
 
-    def _run(self, arrays, vocab, sources=None, source_sizes=None) -> list[SegmentationResult]:
+    def _prepare(self, array: np.ndarray):
+        """(H, W, 3) uint8 -> (backbone input (3, res, res), working image (3, h, w)), float32 in
+        [0, 1]: the CPU work before the models (process_files does it in reader threads)."""
+        res = self.config.segment_settings()["resolution"]
+        work = _work_size(array.shape[:2], res)
+        return _to_tensor(_resize(array, (res, res))), _to_tensor(_resize(array, work))
+
+    def _run(self, arrays, vocab, sources=None, source_sizes=None, prepared=None) -> list[SegmentationResult]:
         import torch
 
         names = None if vocab is None else list(vocab.names)
         settings = self.config.segment_settings()
         record = self.run_record(vocab)
+        prepared = prepared or [self._prepare(a) for a in arrays]
         results = []
         with torch.inference_mode():
-            maps, infos = self._segment_maps(arrays)
+            maps, infos = self._segment_maps(arrays, prepared)
+            labels = [{} for _ in arrays]
+            if vocab is not None:  # one dense CLIP pass per batch, text embeddings once
+                per_image = self.labeler.label_batch([work for _, work in prepared],
+                                                     [torch.from_numpy(m) for m in maps], vocab,
+                                                     top_k=self.config.top_k, batch_size=self.config.batch_size)
+                labels = [{int(lab.segment_id): lab for lab in labs} for labs in per_image]
             for i, (array, work) in enumerate(zip(arrays, maps)):
-                labels = {}
-                if vocab is not None:
-                    image = _to_tensor(_resize(array, work.shape)).to(self.device)
-                    for lab in self.labeler.label(image, torch.from_numpy(work), vocab,
-                                                  top_k=self.config.top_k):
-                        labels[int(lab.segment_id)] = lab
                 full = _io.resize_nearest(work, array.shape[:2]).astype(np.int32)
-                results.append(build_result(array, full, labels, names, {**settings, **infos[i]},
+                results.append(build_result(array, full, labels[i], names, {**settings, **infos[i]},
                                        sources[i] if sources else None,
                                        source_sizes[i] if source_sizes else None, record))
         return results
 
-    def _segment_maps(self, arrays: list[np.ndarray]) -> tuple[list[np.ndarray], list[dict]]:
+    def _segment_maps(self, arrays: list[np.ndarray], prepared: list) -> tuple[list[np.ndarray], list[dict]]:
         """Segment maps (h, w) int64 at the working size (the input, long side <= resolution), and
-        per image what the JSON records beyond the settings (with tau="auto": tau_chosen)."""
+        per image what the JSON records beyond the settings (with tau="auto": tau_chosen);
+        prepared: `_prepare` of each array."""
         from ovseg._cache import cache_key
 
         keys = [cache_key(a, self.cache_settings()) for a in arrays] if self._cache else [None] * len(arrays)
@@ -545,7 +523,7 @@ class Segmenter:
         infos = [{} if e is None else e[1] for e in entries]
         todo = [i for i, m in enumerate(maps) if m is None]
         for chunk in _io.iter_batches(todo, self.config.batch_size):
-            for i, (m, info) in zip(chunk, self._cut([arrays[i] for i in chunk])):
+            for i, (m, info) in zip(chunk, self._cut([prepared[i] for i in chunk])):
                 maps[i], infos[i] = m, info
                 if self._cache:
                     self._cache.put(keys[i], m, info)
@@ -566,28 +544,27 @@ class Segmenter:
                                               dtype=dtype, weights_id=weights_id)
         return self._key_settings
 
-    def _cut(self, arrays: list[np.ndarray]) -> list[tuple[np.ndarray, dict]]:
+    def _cut(self, prepared: list) -> list[tuple[np.ndarray, dict]]:
+        """prepared: `_prepare` outputs -> (segment map (h, w) int64 at the working size, info)."""
         import torch
         from ovseg.masks import PAMRConfig, capture_transitions, refine_segments, segment_image
 
         backbone = self.backbone
-        res = self.config.resolution or backbone.resolution
-        batch = torch.stack([_to_tensor(_resize(a, (res, res))) for a in arrays]).to(self.device)
+        batch = torch.stack([inp for inp, _ in prepared]).to(self.device)
         cfg = self.config
         if cfg.method == "random-walk":  # features and the combined attention walk P (B, N, N)
             feats, walks = capture_transitions(backbone, batch, cfg.attention_layers)
         else:
-            feats, walks = backbone(batch).float(), [None] * len(arrays)  # (B, C, res/stride, res/stride)
+            feats, walks = backbone(batch).float(), [None] * len(prepared)  # (B, C, res/stride, res/stride)
         out = []
-        for f, P, array in zip(feats, walks, arrays):
+        for f, P, (_, work) in zip(feats, walks, prepared):
             low, tau = segment_image(f, P, method=cfg.method, tau=cfg.tau, alpha=cfg.alpha,
                                      steps=cfg.walk_steps)  # (h, w), the tau used
             info = {"tau_chosen": tau} if cfg.tau == "auto" else {}
-            size = _work_size(array.shape[:2], res)
-            refine = PAMRConfig(iterations=self.config.refine_iterations,  # the demo setting
-                                dilations=self.config.refine_dilations) if self.config.refine else None
-            seg = refine_segments(f, low, _to_tensor(_resize(array, size)), refine=refine)
-            out.append((np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(size), info))
+            refine = PAMRConfig(iterations=cfg.refine_iterations,  # the demo setting
+                                dilations=cfg.refine_dilations) if cfg.refine else None
+            seg = refine_segments(f, low, work, refine=refine)
+            out.append((np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(work.shape[-2:]), info))
         return out
 
 

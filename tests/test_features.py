@@ -291,3 +291,40 @@ def test_a_layer_that_is_not_an_encoder_self_attention_is_refused_with_the_valid
     with pytest.raises(ValueError, match=r"\(attn1\) of an encoder block, one of down_blocks\..*; got .*attn2"):
         create_backbone("ssd-1b", weights=tiny("ssd-1b"),
                         layer="down_blocks.1.attentions.0.transformer_blocks.0.attn2")
+
+
+def test_nan_or_inf_in_unet_features_fails_loudly(backbone, monkeypatch):
+    """fp16 overflow, injected: NaN latents (VAE) or inf features (UNet) raise, naming the
+    backbone, the stage and the dtype, and suggesting float32 / bfloat16."""
+    b = backbone("ssd-1b")
+    good = b(_images(1))
+    assert torch.isfinite(good).all()
+    with monkeypatch.context() as mp:
+        mp.setattr(b, "encode_latents", lambda images: torch.full((len(images), 4, 8, 8), float("nan")))
+        with pytest.raises(FloatingPointError, match=r"'ssd-1b': VAE latents contain NaN or inf.*float32.*bfloat16"):
+            b(_images(1))
+
+    def overflow(module, args, output):
+        return output * float("inf")
+
+    handle = b.target.register_forward_hook(overflow)
+    try:
+        with pytest.raises(FloatingPointError, match=r"'ssd-1b': UNet features contain NaN or inf with dtype torch.float32"):
+            b.extract(_images(1))
+    finally:
+        handle.remove()
+    torch.testing.assert_close(b(_images(1)), good, rtol=0, atol=0)
+
+
+def test_nan_in_vit_features_fails_loudly(backbone):
+    b = backbone("dinov2-s")
+
+    def poison(module, args, kwargs):
+        return args, {**kwargs, "pixel_values": kwargs["pixel_values"] * float("nan")}
+
+    handle = b.model.register_forward_pre_hook(poison, with_kwargs=True)
+    try:
+        with pytest.raises(FloatingPointError, match=r"'dinov2-s': features contain NaN or inf.*--dtype float32"):
+            b(_images(1, 28))
+    finally:
+        handle.remove()

@@ -325,3 +325,36 @@ def test_bad_image_and_segments(labelers):
         labeler.label(torch.rand(3, 32, 32), torch.zeros(32, 64, dtype=torch.long), ["dog"])
     with pytest.raises(ValueError, match="no classes"):
         labeler.label(torch.rand(3, 32, 32), torch.zeros(32, 32, dtype=torch.long), [])
+
+
+@pytest.mark.parametrize("kind", ["convnext", "vit"])
+def test_label_batch_equals_label_per_image(labelers, kind):
+    """The batched dense pass (same-size images stacked, others apart) gives `label`'s results:
+    the same classes, scores equal to float rounding (batched CPU kernels may sum in another
+    order); with batch_size=1 exactly the same."""
+    labeler = labelers[kind]
+    gen = torch.Generator().manual_seed(3)
+    sizes = [(64, 64), (48, 80), (64, 64), (64, 64), (40, 40)]
+    images = [torch.rand(3, h, w, generator=gen) for h, w in sizes]
+    segments = [torch.randint(0, 4, (h // 8, w // 8), generator=gen).repeat_interleave(8, 0).repeat_interleave(8, 1)
+                for h, w in sizes]
+    vocab = ["dog", "cat;kitty", "grass"]
+    batched = labeler.label_batch(images, segments, vocab, top_k=2, batch_size=2)
+    single = labeler.label_batch(images, segments, vocab, top_k=2, batch_size=1)
+    for image, segs, got, one in zip(images, segments, batched, single):
+        alone = labeler.label(image, segs, vocab, top_k=2)
+        assert one == alone
+        assert [(x.segment_id, x.class_index, [n for n, _ in x.alternatives]) for x in got] == \
+            [(x.segment_id, x.class_index, [n for n, _ in x.alternatives]) for x in alone]
+        assert got[0].score == pytest.approx(alone[0].score, rel=1e-5)
+    with pytest.raises(ValueError, match="2 images but 1 segment maps"):
+        labeler.label_batch(images[:2], segments[:1], ["dog"])
+
+
+def test_dense_features_fail_loudly_on_nan(labelers, monkeypatch):
+    from ovseg.labels import _dense
+
+    labeler = labelers["convnext"]
+    monkeypatch.setattr(_dense, "dense_features", lambda visual, x: torch.full((len(x), 4, 2, 2), float("nan")))
+    with pytest.raises(FloatingPointError, match="NaN or inf.*float32 or bfloat16"):
+        labeler.label(torch.rand(3, 64, 64), torch.zeros(64, 64, dtype=torch.long), ["dog"])

@@ -163,10 +163,10 @@ def test_a_failing_image_does_not_sink_its_batch(segmenter, tmp_path, monkeypatc
     seg._backbone = segmenter.backbone
     real = seg._segment_maps
 
-    def fussy(arrays):
+    def fussy(arrays, *rest):
         if any(a[0, 0, 0] == _picture(seed=2)[0, 0, 0] and (a == _picture(seed=2)).all() for a in arrays):
             raise RuntimeError("stage failure on b")
-        return real(arrays)
+        return real(arrays, *rest)
 
     monkeypatch.setattr(seg, "_segment_maps", fussy)
     summary = seg.process_files([tmp_path], tmp_path / "out", progress=False)

@@ -28,8 +28,10 @@ class Backbone(torch.nn.Module):
     feature_dim: int
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, 3, H, W) float32 RGB in [0, 1] -> features (B, C, H/stride, W/stride) float32."""
-        return self.extract(images).features
+        """images (B, 3, H, W) float32 RGB in [0, 1] -> features (B, C, H/stride, W/stride) float32.
+
+        Raises FloatingPointError when the features hold NaN or inf (see `check_finite`)."""
+        return check_finite(self.extract(images).features, self.name, getattr(self, "dtype", None))
 
     def extract(self, images: torch.Tensor, *, attention_layers=None) -> BackboneOutput:
         raise NotImplementedError
@@ -40,6 +42,17 @@ class Backbone(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, resolution={self.resolution}, stride={self.stride}, feature_dim={self.feature_dim}"
+
+
+def check_finite(x: torch.Tensor, backbone: str, dtype, stage: str = "features") -> torch.Tensor:
+    """Return `x` when it is all finite; else raise FloatingPointError naming the backbone, the
+    dtype and the stage, so that an fp16 overflow fails loudly instead of giving NaN segments.
+    One reduction and one host sync per call (per batch, not per image)."""
+    if not bool(torch.isfinite(x).all()):
+        raise FloatingPointError(
+            f"backbone {backbone!r}: {stage} contain NaN or inf with dtype {dtype} (a numeric overflow, "
+            "typical of float16); rerun with --dtype float32 or --dtype bfloat16 (API: dtype=\"float32\")")
+    return x
 
 
 def check_images(images: torch.Tensor, stride: int) -> torch.Tensor:

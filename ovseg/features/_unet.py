@@ -12,7 +12,7 @@ import torch
 
 from ovseg._weights import resolve_weights
 from ovseg.features import _prompt
-from ovseg.features._base import Backbone, BackboneOutput, check_images, default_device_dtype
+from ovseg.features._base import Backbone, BackboneOutput, check_finite, check_images, default_device_dtype
 from ovseg.features._registry import register_backbone
 
 
@@ -103,7 +103,7 @@ class UNetEncoder(Backbone):
 
     def _unet_inputs(self, images: torch.Tensor) -> dict:
         b, _, h, w = images.shape
-        latents = self.encode_latents(images)
+        latents = check_finite(self.encode_latents(images), self.name, self.vae_dtype, "VAE latents")
         t = torch.full((b,), self.timestep, dtype=torch.long)
         noisy = self.scheduler.add_noise(latents, self._noise(latents.shape).to(latents.device), t.to(latents.device))
         kwargs = dict(sample=noisy.to(self.dtype), timestep=t.to(self.device),
@@ -150,6 +150,7 @@ class UNetEncoder(Backbone):
         b, _, h, w = images.shape
         tokens = captured[0]  # (B, h*w, C): projected attention output, before the residual add
         feats = tokens.float().transpose(1, 2).reshape(b, -1, h // self.stride, w // self.stride)
+        check_finite(feats, self.name, self.dtype, "UNet features")  # fp16 UNet overflow: fail loudly
         return BackboneOutput(feats, {n: store[n].float() for n in names if n in store})
 
     def _attention_names(self, layers) -> list[str]:

@@ -13,7 +13,7 @@ from importlib import resources
 import torch
 
 from ovseg._weights import resolve_weights
-from ovseg.features._base import Backbone, BackboneOutput, check_images, default_device_dtype
+from ovseg.features._base import Backbone, BackboneOutput, check_finite, check_images, default_device_dtype
 from ovseg.features._registry import register_backbone
 
 _WEIGHT_FILES = ["config.json", "model.safetensors"]
@@ -64,6 +64,7 @@ class ViTBackbone(Backbone):
             out = self.model(pixel_values=x, **kwargs)
         tokens = out.last_hidden_state[:, self.num_prefix:]  # (B, N, C) patch tokens only
         feats = tokens.float().transpose(1, 2).reshape(b, -1, h // self.stride, w // self.stride)
+        check_finite(feats, self.name, self.dtype)  # fp16 overflow: fail loudly, not NaN segments
         attentions = {}
         for i in layers:
             p = out.attentions[i].float().mean(dim=1)[:, self.num_prefix:, self.num_prefix:]

@@ -91,19 +91,49 @@ class Labeler:
         return self._text_encoder(tokens)
 
     # ---- image side --------------------------------------------------------------------------
+    def _clip_input(self, image: torch.Tensor) -> torch.Tensor:
+        """image (3, H, W) float in [0, 1] -> (3, H', W') the tower's input (resized, normalised)."""
+        image = _check_image(image).to(self.device, torch.float32)
+        x = _dense.resize_for(image, self.resolution, self.stride).clamp(0, 1)
+        return ((x - self.mean) / self.std).to(self.dtype)
+
     @torch.no_grad()
     def dense_features(self, image: torch.Tensor) -> torch.Tensor:
         """image (3, H, W) float in [0, 1] -> (C, h, w) float32 dense features (before projection)."""
-        image = _check_image(image).to(self.device, torch.float32)
-        x = _dense.resize_for(image, self.resolution, self.stride).clamp(0, 1)
-        x = ((x - self.mean) / self.std).to(self.dtype)
-        return _dense.dense_features(self.clip.visual, x[None])[0].float()
+        return self.dense_features_batch([image])[0]
 
     @torch.no_grad()
-    def pool_segments(self, image: torch.Tensor, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def dense_features_batch(self, images: Sequence[torch.Tensor], *, batch_size: int = 8) -> list[torch.Tensor]:
+        """images: (3, H_i, W_i) floats in [0, 1] -> [(C, h_i, w_i) float32], one per image.
+
+        Images whose tower inputs have the same size go through the tower together, up to
+        `batch_size` at a time (no padding: a padded border would change a CNN's features).
+        Raises FloatingPointError when the features hold NaN or inf (fp16 overflow).
+        """
+        inputs = [self._clip_input(image) for image in images]
+        groups: dict[tuple, list[int]] = {}
+        for i, x in enumerate(inputs):
+            groups.setdefault(tuple(x.shape), []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(inputs)
+        for members in groups.values():
+            for start in range(0, len(members), max(1, batch_size)):
+                chunk = members[start:start + max(1, batch_size)]
+                feats = _dense.dense_features(self.clip.visual, torch.stack([inputs[i] for i in chunk])).float()
+                if not bool(torch.isfinite(feats).all()):  # one host sync per chunk
+                    raise FloatingPointError(
+                        f"labeler {self.identity}: dense CLIP features contain NaN or inf in {self.dtype} "
+                        "(overflow); use float32 or bfloat16 (ovseg --dtype float32 / bfloat16)")
+                for i, f in zip(chunk, feats):
+                    out[i] = f
+        return out
+
+    @torch.no_grad()
+    def pool_segments(self, image: torch.Tensor, segments: torch.Tensor, *,
+                      features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """image (3, H, W) [0, 1], segments (H', W') int64 ids >= 0 (negative = ignore), usually
-        H' = H, W' = W -> (ids (K,) int64, emb (K, D) float32 L2-normalised), one row per segment."""
-        feats = self.dense_features(image)
+        H' = H, W' = W -> (ids (K,) int64, emb (K, D) float32 L2-normalised), one row per segment.
+        features: the image's `dense_features`, when already computed."""
+        feats = self.dense_features(image) if features is None else features
         segments = _check_segments(segments, image)
         ids, weights = _dense.segment_weights(segments.to(self.device), tuple(feats.shape[-2:]))
         pooled = _dense.pool(feats, weights)
@@ -167,15 +197,44 @@ class Labeler:
             carry it as class 0, and a user's vocabulary names what they want found.
         Returns one SegmentLabel per segment id present, in increasing id order.
         """
-        if isinstance(vocabulary, str):
-            from ovseg.labels._vocabulary import load_vocabulary
-
-            vocabulary = load_vocabulary(vocabulary)
-        elif not isinstance(vocabulary, Vocabulary):
-            vocabulary = Vocabulary.from_names(vocabulary)
+        vocabulary = _as_vocabulary(vocabulary)
         ids, emb = self.pool_segments(image, segments)
         return self.classify_embeddings(emb, vocabulary, segment_ids=ids.tolist(), top_k=top_k,
                                         threshold=threshold, background=background)
+
+    @torch.no_grad()
+    def label_batch(
+        self, images: Sequence[torch.Tensor], segments: Sequence[torch.Tensor],
+        vocabulary: Vocabulary | Sequence[str] | str, *, top_k: int = 3, threshold: float | None = None,
+        background: bool | str | Sequence[str] | None = None, batch_size: int = 8,
+    ) -> list[list[SegmentLabel]]:
+        """`label` for several images: the dense CLIP pass runs on batches of images
+        (`dense_features_batch`, `batch_size` at a time), the vocabulary's text embeddings are
+        computed (or read from the cache) once; pooling and matching are per image, as `label`.
+
+        images: (3, H_i, W_i) floats in [0, 1]; segments: (H_i, W_i) int64 ids, one per image.
+        Returns one list of SegmentLabel per image, equal to `label` on that image alone.
+        """
+        if len(images) != len(segments):
+            raise ValueError(f"{len(images)} images but {len(segments)} segment maps")
+        vocabulary = _as_vocabulary(vocabulary)
+        feats = self.dense_features_batch(images, batch_size=batch_size)
+        out = []
+        for image, segs, f in zip(images, segments, feats):
+            ids, emb = self.pool_segments(image, segs, features=f)
+            out.append(self.classify_embeddings(emb, vocabulary, segment_ids=ids.tolist(), top_k=top_k,
+                                                threshold=threshold, background=background))
+        return out
+
+
+def _as_vocabulary(vocabulary) -> Vocabulary:
+    if isinstance(vocabulary, str):
+        from ovseg.labels._vocabulary import load_vocabulary
+
+        return load_vocabulary(vocabulary)
+    if not isinstance(vocabulary, Vocabulary):
+        return Vocabulary.from_names(vocabulary)
+    return vocabulary
 
 
 def _with_background(vocabulary: Vocabulary, background) -> Vocabulary:

@@ -11,6 +11,7 @@ _LAZY = {
     "make_tiny_backbone_weights": "ovseg.testing._features",
     "make_tiny_clip_weights": "ovseg.testing._labels",
     "make_random_backbone": "ovseg.testing._features",
+    "make_random_labeler": "ovseg.testing._labels",
 }
 __all__ = list(_LAZY)
 

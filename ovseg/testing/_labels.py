@@ -50,3 +50,32 @@ def make_tiny_clip_weights(directory: str | os.PathLike, *, kind: str = "convnex
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path / "open_clip_model.safetensors"))
     return str(path)
+
+
+def make_random_labeler(model: str = "convnext_large_d_320", size: str = "full", *, device=None, dtype=None,
+                        **options):
+    """A Labeler with random weights, in memory, for timing and memory benchmarks (no download).
+
+    size="full": open_clip's architecture `model` (default DiffCut's ConvNeXt-L at 320 px, ~1.4 GB
+    in fp32), built by `open_clip.create_model` without pretrained weights; size="tiny": the tiny
+    ConvNeXt of `make_tiny_clip_weights`, written to a temporary folder and loaded through
+    `create_labeler`. options: LabelerConfig fields (text embeddings are not cached on disk).
+    """
+    import tempfile
+
+    import open_clip
+    import torch
+
+    from ovseg.labels.labeler import Labeler, LabelerConfig, create_labeler
+
+    options = {"disk_cache": False, **options}
+    if size == "tiny":
+        with tempfile.TemporaryDirectory() as tmp:
+            return create_labeler(weights=make_tiny_clip_weights(tmp), device=device, dtype=dtype, **options)
+    if size != "full":
+        raise ValueError(f"size must be 'full' or 'tiny', got {size!r}")
+    device, dtype = torch.device(device or "cpu"), dtype or torch.float32
+    torch.manual_seed(0)
+    clip = open_clip.create_model(model, pretrained=None, pretrained_text=False).to(device=device, dtype=dtype)
+    return Labeler(clip.eval(), open_clip.get_tokenizer(model), identity=f"random:{model}",
+                   config=LabelerConfig(**options), device=device, dtype=dtype)

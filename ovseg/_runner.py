@@ -1,0 +1,206 @@
+"""The file runner behind `Segmenter.process_files`: read ahead, process in batches, write behind.
+
+    reader threads         main thread                               writer thread
+    decode + resize  ->  backbone, cut, PAMR, CLIP (per batch)  ->  PNG/JSON encode + atomic write
+
+With `SegmenterConfig.overlap` (the default) the next images are decoded and resized
+(`Segmenter._prepare`) in reader threads while the models run, and finished images are encoded
+and written by one writer thread, both through bounded queues, so memory stays at a few batches.
+Results are written, and recorded in the RunSummary, in input order. With overlap off the same
+functions run inline, one after the other: the outputs are the same bytes either way (the same
+code computes them; only the thread it runs in changes).
+
+Errors: an image that cannot be read, processed or written is recorded as failed and the run goes
+on (a failing batch is retried image by image to find which); what concerns every image stops the
+run: missing weights, a model that cannot load, a bad setting, fp16 overflow (FloatingPointError)
+and MemoryError. Ctrl-C (or any other exception) drops the writes not yet started, lets the one under way
+finish (every file is written atomically: whole or not at all) and re-raises.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections import deque
+from contextlib import closing
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator
+
+from ovseg import io as _io
+
+_END = object()  # sentinel closing a worker's queue
+
+
+def prefetch(fn: Callable[[Any], Any], items: Iterable, *, workers: int = 2, depth: int = 4,
+             enabled: bool = True) -> Iterator[tuple[Any, Any, Exception | None]]:
+    """Yield (item, fn(item), None), or (item, None, error) when fn raised an Exception, in the
+    order of `items`, computing fn in `workers` threads at most `depth` items ahead of the consumer.
+
+    enabled=False: fn runs inline when the consumer asks for the item (no threads).
+    Closing the generator (or an exception in the consumer) cancels what has not started and
+    waits for the calls under way.
+    """
+    if not enabled:
+        for item in items:
+            try:
+                yield item, fn(item), None
+            except Exception as err:  # noqa: BLE001  (handed to the consumer, which decides)
+                yield item, None, err
+        return
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="ovseg-read")
+    window: deque = deque()
+    source = iter(items)
+    try:
+        for item in source:
+            window.append((item, pool.submit(fn, item)))
+            if len(window) >= max(1, depth):
+                break
+        while window:
+            item, future = window.popleft()
+            for nxt in source:  # keep the window full
+                window.append((nxt, pool.submit(fn, nxt)))
+                break
+            try:
+                yield item, future.result(), None
+            except Exception as err:  # noqa: BLE001
+                yield item, None, err
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class OrderedWorker:
+    """Run fn(item) for every submitted item, in submission order, in one background thread.
+
+    submit() blocks while `depth` items are waiting (bounded memory). An exception raised by fn
+    stops the worker and is re-raised by the next submit() or by close(). enabled=False: fn runs
+    inline in submit(). Use as a context manager: a normal exit waits for every item; an
+    exception (Ctrl-C included) drops the items not started and waits for the one under way.
+    """
+
+    def __init__(self, fn: Callable[[Any], None], *, depth: int = 4, enabled: bool = True) -> None:
+        self.fn, self.enabled = fn, enabled
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._error: BaseException | None = None
+        self._thread = None
+        if enabled:
+            self._thread = threading.Thread(target=self._loop, name="ovseg-write", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if self._error is None:  # after a failure, drain without running
+                try:
+                    self.fn(item)
+                except BaseException as err:  # noqa: BLE001  (re-raised in the submitting thread)
+                    self._error = err
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def submit(self, item: Any) -> None:
+        if not self.enabled:
+            self.fn(item)
+            return
+        self._raise()
+        while True:  # a timed put keeps Ctrl-C responsive while the queue is full
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                self._raise()
+
+    def close(self, *, cancel: bool = False) -> None:
+        if self._thread is None:
+            return
+        if cancel:  # drop what has not started
+            try:
+                while True:
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+        self._queue.put(_END)
+        while self._thread.is_alive():
+            self._thread.join(timeout=0.1)
+        self._thread = None
+        if not cancel:
+            self._raise()
+
+    def __enter__(self) -> "OrderedWorker":
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        self.close(cancel=kind is not None)
+
+
+def run_files(segmenter, jobs: list, vocab, summary, bar) -> None:
+    """Steps (c) process and (d) write of `Segmenter.process_files` for `jobs`, a list of
+    (path, {"png", "overlay", "json": output path}) still to do; fills `summary` and `bar`."""
+    config = segmenter.config
+    overlap, batch = config.overlap, config.batch_size
+
+    def load(job):
+        array, source_size = _io.read_image(job[0], max_pixels=config.max_pixels)
+        return array, source_size, segmenter._prepare(array)
+
+    def record(entry) -> None:  # writer thread: outputs of one image, or its failure
+        path, outs, result, error = entry
+        if error is None:
+            try:
+                segmenter.write_outputs(result, outs)  # the JSON last: it marks the image done
+                summary.done.append(path)
+            except MemoryError:
+                raise
+            except Exception as err:  # noqa: BLE001  (this image fails, the run goes on)
+                summary.failed.append((path, f"{path}: cannot write outputs: {err}"))
+        else:
+            summary.failed.append((path, error))
+        bar.update()
+
+    readers = max(1, min(4, (os.cpu_count() or 2) // 2))
+    # closing(): on an exception, reading ahead stops now, not when the traceback is freed
+    with OrderedWorker(record, depth=2 * batch, enabled=overlap) as writer, \
+            closing(prefetch(load, jobs, workers=readers, depth=2 * batch, enabled=overlap)) as loads:
+        pending: list = []
+        for (path, outs), loaded, err in loads:
+            if err is not None:  # ImageReadError, or anything else a decoder raises
+                if isinstance(err, MemoryError):
+                    raise err
+                writer.submit((path, outs, None, str(err) if isinstance(err, _io.ImageReadError)
+                               else f"{path}: {type(err).__name__}: {err}"))
+                continue
+            pending.append((path, outs, *loaded))
+            if len(pending) >= batch:
+                _process(segmenter, pending, vocab, writer)
+                pending = []
+        _process(segmenter, pending, vocab, writer)
+
+
+def _process(segmenter, pending: list, vocab, writer: OrderedWorker) -> None:
+    """Run the models on a batch [(path, outs, array, source_size, prepared)] and hand each result
+    (or failure) to the writer; a failing batch is retried image by image."""
+    from ovseg._checks import SettingError
+    from ovseg._weights import WeightsNotFoundError
+    from ovseg.pipeline import ModelLoadError
+
+    if not pending:
+        return
+    try:
+        results = segmenter._run([p[2] for p in pending], vocab, [str(p[0]) for p in pending],
+                                 [p[3] for p in pending], prepared=[p[4] for p in pending])
+    except (WeightsNotFoundError, ModelLoadError, SettingError, FloatingPointError, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001  (this image fails, the run goes on; Ctrl-C is no Exception)
+        if len(pending) > 1:  # find which image of the batch it was
+            for item in pending:
+                _process(segmenter, [item], vocab, writer)
+            return
+        path = pending[0][0]
+        writer.submit((path, pending[0][1], None, f"{path}: {type(err).__name__}: {err}"))
+        return
+    for (path, outs, *_), result in zip(pending, results):
+        writer.submit((path, outs, result, None))
