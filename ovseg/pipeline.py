@@ -7,11 +7,15 @@
 `Segmenter.process_files` is what `ovseg label` / `ovseg segment` run: many files, outputs
 written atomically, done images skipped, unreadable ones reported and the rest still done.
 
-Sizes: the backbone sees the image resized to a square of `resolution` pixels (DiffCut's
-setting). Segments are brought back to the image at its own aspect, its long side at most
-`resolution` (the working size: concept assignment and PAMR run there), and the results are
-then at the input's full resolution (nearest-neighbour from the working size; images above
-`max_pixels` are first scaled down on reading, see `ovseg.io`).
+Sizes (defaults = DiffCut's published open-vocabulary path, docs/fidelity.md): the backbone sees
+the image resized to a square of `resolution` pixels by bilinear interpolation of the float image
+(`F.interpolate`, align_corners=False, no antialias). With `work_aspect="square"` (default),
+concept assignment, PAMR and CLIP naming all run on that res x res square; the square map is then
+mapped back to the input's own size and aspect by nearest neighbour: output pixel (i, j) of an
+H x W image takes square pixel (floor(i * res / H), floor(j * res / W)). With
+`work_aspect="image"`, they run at the image's own aspect, long side at most `resolution`, and
+the map is brought to full size the same way. Images above `max_pixels` are first scaled down on
+reading (see `ovseg.io`).
 """
 from __future__ import annotations
 
@@ -45,11 +49,16 @@ class SegmenterConfig:
     alpha: float = 10.0  # affinity exponent W = C**alpha, a soft threshold (paper default)
     tau: float = 0.5  # a split is kept when its NCut < tau; lower tau, fewer segments (paper)
     refine: bool = True  # PAMR on the upsampled segments (DiffCut's open-vocabulary setting)
-    refine_iterations: int = 20  # DiffCut used 15 to 30 at 1024 px for demos
-    refine_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24, 32, 64)  # 1024 px demo setting
+    refine_iterations: int = 15  # DiffCut's open-vocabulary evaluation (its demo notebook: 30)
+    refine_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24, 32, 64)  # DiffCut's 1024 px setting
+    refine_filter: str = "median"  # 3x3 filter after PAMR: "median" (DiffCut), "mode" (majority) or "none"
+    work_aspect: str = "square"  # "square": assign/refine/name on the res x res input (DiffCut); "image": own aspect
     labeler: str = "convnext_large_d_320"  # open_clip model DiffCut named segments with
     labeler_pretrained: str = "laion2b_s29b_b131k_ft_soup"
     clip_weights: str | None = None  # local folder (or repo id) of the labeler's weights
+    clip_resolution: int | None = None  # CLIP input short side; None: the res x res square (DiffCut); 320: fast on CPU
+    clip_normalize: bool = False  # CLIP mean/std on its input; False: raw [0, 1] as DiffCut's code
+    clip_pooling: str = "binary"  # "binary": masks nearest-exact to the CLIP grid (DiffCut); "area": soft weights
     top_k: int = 3  # alternatives kept per segment in the JSON
     device: str | None = None  # None: CUDA when available, else CPU
     dtype: str | None = None  # "float32" | "float16" | "bfloat16"; None: the backbone's choice
@@ -69,18 +78,27 @@ class SegmenterConfig:
             raise ValueError("batch_size and top_k must be >= 1, refine_iterations >= 0")
         if self.dtype not in (None, "float32", "float16", "bfloat16"):
             raise ValueError(f"dtype must be float32, float16 or bfloat16, got {self.dtype!r}")
+        if self.refine_filter not in ("median", "mode", "none"):
+            raise ValueError(f"refine_filter must be median, mode or none, got {self.refine_filter!r}")
+        if self.work_aspect not in ("square", "image"):
+            raise ValueError(f"work_aspect must be 'square' or 'image', got {self.work_aspect!r}")
+        if self.clip_pooling not in ("binary", "area"):
+            raise ValueError(f"clip_pooling must be 'binary' or 'area', got {self.clip_pooling!r}")
+        if self.clip_resolution is not None and self.clip_resolution < 32:
+            raise ValueError(f"clip_resolution must be at least 32, got {self.clip_resolution}")
         object.__setattr__(self, "refine_dilations", tuple(int(d) for d in self.refine_dilations))
 
     def segment_settings(self) -> dict:
         """The settings that change segment maps: the cache key and the JSON record them."""
-        keys = ["backbone", "weights", "resolution", "alpha", "tau", "refine", "dtype"]
+        keys = ["backbone", "weights", "resolution", "alpha", "tau", "refine", "dtype", "work_aspect"]
         out = {k: getattr(self, k) for k in keys}
         if self.resolution is None:  # the registry knows it without loading the model
             from ovseg.features import backbone_info
 
             out["resolution"] = backbone_info(self.backbone).resolution
         if self.refine:
-            out.update(refine_iterations=self.refine_iterations, refine_dilations=self.refine_dilations)
+            out.update(refine_iterations=self.refine_iterations, refine_dilations=self.refine_dilations,
+                       refine_filter=self.refine_filter)
         if self.weights and Path(self.weights).expanduser().is_dir():
             out["weights"] = str(Path(self.weights).expanduser().resolve())
         return out
@@ -152,6 +170,8 @@ class Segmenter:
                     self.config.labeler, self.config.labeler_pretrained,
                     weights=self.config.clip_weights, device=self.device,
                     dtype=_torch_dtype(self.config.dtype) if self.device.type == "cuda" else None,
+                    resolution=self.config.clip_resolution, normalize=self.config.clip_normalize,
+                    pooling=self.config.clip_pooling,
                 )
             except WeightsNotFoundError:
                 raise
@@ -299,7 +319,7 @@ class Segmenter:
             for i, (array, work) in enumerate(zip(arrays, maps)):
                 labels = {}
                 if vocab is not None:
-                    image = _to_tensor(_resize(array, work.shape)).to(self.device)
+                    image = _resize(_to_tensor(array), work.shape).to(self.device)  # the square input by default
                     for lab in self.labeler.label(image, torch.from_numpy(work), vocab,
                                                   top_k=self.config.top_k):
                         labels[int(lab.segment_id)] = lab
@@ -310,7 +330,8 @@ class Segmenter:
         return results
 
     def _segment_maps(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """Segment maps (h, w) int64 at the working size (the input, long side <= resolution)."""
+        """Segment maps (h, w) int64 at the working size (res x res, or with work_aspect="image"
+        the input's aspect, long side <= resolution)."""
         from ovseg._cache import cache_key
 
         settings = self.config.segment_settings()
@@ -331,15 +352,20 @@ class Segmenter:
 
         backbone = self.backbone
         res = self.config.resolution or backbone.resolution
-        batch = torch.stack([_to_tensor(_resize(a, (res, res))) for a in arrays]).to(self.device)
+        squares = [_resize(_to_tensor(a), (res, res)) for a in arrays]
+        batch = torch.stack(squares).to(self.device)
         feats = backbone(batch).float()  # (B, C, res/stride, res/stride)
         out = []
-        for f, array in zip(feats, arrays):
+        for f, array, square in zip(feats, arrays, squares):
             low = segment_features(f, alpha=self.config.alpha, tau=self.config.tau)  # (h, w)
-            size = _work_size(array.shape[:2], res)
-            refine = PAMRConfig(iterations=self.config.refine_iterations,  # the demo setting
-                                dilations=self.config.refine_dilations) if self.config.refine else None
-            seg = refine_segments(f, low, _to_tensor(_resize(array, size)), refine=refine)
+            refine = PAMRConfig(iterations=self.config.refine_iterations, dilations=self.config.refine_dilations,
+                                label_filter=self.config.refine_filter) if self.config.refine else None
+            if self.config.work_aspect == "square":  # DiffCut: assignment and PAMR on the backbone's input
+                size, image = (res, res), square
+            else:
+                size = _work_size(array.shape[:2], res)
+                image = _resize(_to_tensor(array), size)
+            seg = refine_segments(f, low, image, refine=refine)
             out.append(np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(size))
         return out
 
@@ -351,12 +377,14 @@ def _work_size(hw: tuple[int, int], resolution: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
+def _resize(image, size: tuple[int, int]):
+    """(3, H, W) float [0, 1] -> (3, h, w): bilinear on the float image, align_corners=False, no
+    antialias, as DiffCut's `F.interpolate` (METHOD.md 1). Returned as is when already that size."""
+    import torch.nn.functional as F
 
-    if array.shape[:2] == tuple(size):
-        return array
-    return np.array(Image.fromarray(array).resize((size[1], size[0]), Image.Resampling.BICUBIC))
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image[None], size=tuple(size), mode="bilinear", align_corners=False, antialias=False)[0]
 
 
 def _to_tensor(array: np.ndarray):
