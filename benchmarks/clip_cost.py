@@ -24,6 +24,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--square", type=int, default=1024, help="the backbone's input side")
     p.add_argument("--segments", type=int, default=20)
+    p.add_argument("--clip-resolution", type=int, action="append", default=None,
+                   help="0 = the square as given; repeat for several [default: 0 and 320]")
     args = p.parse_args()
     import open_clip
 
@@ -37,7 +39,7 @@ def main() -> None:
     tokenizer = open_clip.get_tokenizer("convnext_large_d_320")
     image = torch.rand(3, args.square, args.square, generator=torch.Generator().manual_seed(0))
     segments = (torch.arange(args.square)[:, None] * args.segments // args.square).expand(-1, args.square).contiguous()
-    for resolution in (None, 320):
+    for resolution in [r or None for r in (args.clip_resolution or [0, 320])]:
         cfg = LabelerConfig(resolution=resolution, disk_cache=False)
         labeler = Labeler(clip, tokenizer, identity="bench", config=cfg, device=torch.device("cpu"),
                           dtype=torch.float32)

@@ -11,8 +11,9 @@ Sizes (defaults = DiffCut's published open-vocabulary path, docs/fidelity.md): t
 the image resized to a square of `resolution` pixels by bilinear interpolation of the float image
 (`F.interpolate`, align_corners=False, no antialias). With `work_aspect="square"` (default),
 concept assignment, PAMR and CLIP naming all run on that res x res square; the square map is then
-mapped back to the input's own size and aspect by nearest neighbour: output pixel (i, j) of an
-H x W image takes square pixel (floor(i * res / H), floor(j * res / W)). With
+mapped back to the input's own size and aspect by nearest neighbour with pixel centres aligned
+(`ovseg.io.resize_nearest`): output pixel (i, j) of an H x W image takes square pixel
+(floor((i + 0.5) * res / H), floor((j + 0.5) * res / W)). With
 `work_aspect="image"`, they run at the image's own aspect, long side at most `resolution`, and
 the map is brought to full size the same way. Images above `max_pixels` are first scaled down on
 reading (see `ovseg.io`).

@@ -226,3 +226,37 @@ def test_published_open_vocabulary_averages_per_image(tmp_path):
     assert abs(pub.miou - own.miou) > 1e-3
     with pytest.raises(ValueError, match="recipe"):
         evaluate("voc", predictor, samples=samples, recipe="paper", progress=False)
+
+
+# ---- the pipeline's published defaults ------------------------------------------------------------
+def test_pipeline_defaults_are_the_published_ones():
+    from ovseg.pipeline import SegmenterConfig, _resize
+
+    cfg = SegmenterConfig()
+    assert (cfg.refine_iterations, cfg.refine_filter, cfg.work_aspect) == (15, "median", "square")
+    assert (cfg.clip_resolution, cfg.clip_normalize, cfg.clip_pooling) == (None, False, "binary")
+    settings = cfg.segment_settings()
+    assert settings["work_aspect"] == "square" and settings["refine_filter"] == "median"
+    image = torch.rand(3, 37, 53)
+    torch.testing.assert_close(_resize(image, (64, 64)), F.interpolate(image[None], size=(64, 64), mode="bilinear",
+                                                                        align_corners=False, antialias=False)[0])
+    for bad in ({"refine_filter": "mean"}, {"work_aspect": "wide"}, {"clip_pooling": "max"}, {"clip_resolution": 8}):
+        with pytest.raises(ValueError):
+            SegmenterConfig(**bad)
+
+
+def test_square_work_maps_are_mapped_back_to_the_image(tiny_weights):
+    from ovseg.io import resize_nearest
+    from ovseg.pipeline import Segmenter
+
+    rng = np.random.default_rng(0)
+    array = np.zeros((40, 56, 3), dtype=np.uint8)
+    array[:, 28:] = (200, 40, 40)
+    array = np.clip(array.astype(int) + rng.integers(-10, 10, array.shape), 0, 255).astype(np.uint8)
+    square = Segmenter(resolution=64, refine_iterations=2, cache=False, tau=1.0, **tiny_weights)
+    work = square._segment_maps([array])[0]
+    assert work.shape == (64, 64)
+    result = square.segment(array)
+    assert np.array_equal(result.segment_map, resize_nearest(work, (40, 56)).astype(result.segment_map.dtype))
+    aspect = Segmenter(resolution=64, refine_iterations=2, cache=False, tau=1.0, work_aspect="image", **tiny_weights)
+    assert aspect._segment_maps([array])[0].shape == (40, 56)  # the image, long side <= 64, never upscaled
