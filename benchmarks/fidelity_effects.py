@@ -46,13 +46,19 @@ def main() -> None:
     p.add_argument("--size", choices=["tiny"], default="tiny")
     p.add_argument("--resolution", type=int, default=256)
     p.add_argument("--tau", type=float, default=0.9)
+    p.add_argument("--images", nargs="+", default=["chelsea.png", "astronaut.jpg", "coffee.jpg"])
     args = p.parse_args()
     res = args.resolution
     root = Path(tempfile.mkdtemp())
     weights = make_tiny_backbone_weights("ssd-1b", root / "ssd")
     clip_weights = make_tiny_clip_weights(root / "clip")
-    images = [np.array(Image.open(f"examples/{n}").convert("RGB")) for n in ("chelsea.png", "astronaut.jpg", "coffee.jpg")]
-    rows = []
+    images = [np.array(Image.open(f"examples/{n}").convert("RGB")) for n in args.images]
+    class _Rows(list):  # print each row as it comes: a long run that is stopped keeps its rows
+        def append(self, row):
+            print(f"{row[0]} | image {row[1]} | {row[2]}", flush=True)
+            super().append(row)
+
+    rows = _Rows()
 
     def cut(f):
         return segment_features(f, alpha=10.0, tau=args.tau).cpu().numpy()
@@ -91,8 +97,6 @@ def main() -> None:
                 c = (emb["published"] * emb[other]).sum(1)
                 rows.append((f"CLIP published vs {other}", k, f"pooled cosine min {c.min():.3f} mean {c.mean():.3f} "
                              f"({len(c)} segments)"))
-    for name, k, text in rows:
-        print(f"{name} | image {k} | {text}")
 
 
 if __name__ == "__main__":
