@@ -63,8 +63,13 @@ def _pipeline_options(f):
                           "(negative allowed) or names; all: every one the pass runs through."),
         click.option("--refine/--no-refine", default=True, show_default=True,
                      help="Refine mask edges with PAMR."),
-        click.option("--refine-iterations", type=click.IntRange(min=0), default=20,
-                     show_default=True, help="PAMR iterations."),
+        click.option("--refine-iterations", type=click.IntRange(min=0), default=15,
+                     show_default=True, help="PAMR iterations (DiffCut's open-vocabulary setting)."),
+        click.option("--refine-filter", type=click.Choice(["median", "mode", "none"]), default="median",
+                     show_default=True, help="3x3 label filter after PAMR: median (DiffCut) or mode (majority)."),
+        click.option("--work-aspect", type=click.Choice(["square", "image"]), default="square",
+                     show_default=True, help="Assign, refine and name segments on the backbone's square "
+                                             "input (DiffCut) or at the image's own aspect."),
         click.option("--device", default=None, help="cpu, cuda, cuda:1, ... [default: cuda if available]"),
         click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]),
                      default="auto", show_default=True,
@@ -159,6 +164,13 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False) -> None:
               help="Labeler (open_clip) weights: a local folder or a repo id.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
               help="Alternative classes kept per segment in the JSON.")
+@click.option("--clip-resolution", type=click.IntRange(min=32), default=None,
+              help="CLIP input short side; 320 is ~10x faster on CPU [default: the backbone's square "
+                   "input, as DiffCut].")
+@click.option("--clip-normalize/--no-clip-normalize", default=False, show_default=True,
+              help="Apply CLIP's mean/std to its input (DiffCut feeds raw [0, 1]).")
+@click.option("--clip-pooling", type=click.Choice(["binary", "area"]), default="binary", show_default=True,
+              help="Segment masks on the CLIP grid: binary nearest-exact (DiffCut) or area weights.")
 def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> None:
     """Segment images and name every segment from a vocabulary.
 

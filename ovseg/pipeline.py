@@ -7,11 +7,16 @@
 `Segmenter.process_files` is what `ovseg label` / `ovseg segment` run: many files, outputs
 written atomically, done images skipped, unreadable ones reported and the rest still done.
 
-Sizes: the backbone sees the image resized to a square of `resolution` pixels (DiffCut's
-setting). Segments are brought back to the image at its own aspect, its long side at most
-`resolution` (the working size: concept assignment and PAMR run there), and the results are
-then at the input's full resolution (nearest-neighbour from the working size; images above
-`max_pixels` are first scaled down on reading, see `ovseg.io`).
+Sizes (defaults = DiffCut's published open-vocabulary path, docs/fidelity.md): the backbone sees
+the image resized to a square of `resolution` pixels by bilinear interpolation of the float image
+(`F.interpolate`, align_corners=False, no antialias). With `work_aspect="square"` (default),
+concept assignment, PAMR and CLIP naming all run on that res x res square; the square map is then
+mapped back to the input's own size and aspect by nearest neighbour with pixel centres aligned
+(`ovseg.io.resize_nearest`): output pixel (i, j) of an H x W image takes square pixel
+(floor((i + 0.5) * res / H), floor((j + 0.5) * res / W)). With
+`work_aspect="image"`, they run at the image's own aspect, long side at most `resolution`, and
+the map is brought to full size the same way. Images above `max_pixels` are first scaled down on
+reading (see `ovseg.io`).
 """
 from __future__ import annotations
 
@@ -61,11 +66,16 @@ class SegmenterConfig:
     attention_layers: tuple[int | str, ...] | None = None  # random-walk: indices or names of the
     # self-attention layers combined; None: every one the pass runs through (docs/random-walk.md)
     refine: bool = True  # PAMR on the upsampled segments (DiffCut's open-vocabulary setting)
-    refine_iterations: int = 20  # DiffCut used 15 to 30 at 1024 px for demos
-    refine_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24, 32, 64)  # 1024 px demo setting
+    refine_iterations: int = 15  # DiffCut's open-vocabulary evaluation (its demo notebook: 30)
+    refine_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24, 32, 64)  # DiffCut's 1024 px setting
+    refine_filter: str = "median"  # 3x3 filter after PAMR: "median" (DiffCut), "mode" (majority) or "none"
+    work_aspect: str = "square"  # "square": assign/refine/name on the res x res input (DiffCut); "image": own aspect
     labeler: str = "convnext_large_d_320"  # open_clip model DiffCut named segments with
     labeler_pretrained: str = "laion2b_s29b_b131k_ft_soup"
     clip_weights: str | None = None  # local folder (or repo id) of the labeler's weights
+    clip_resolution: int | None = None  # CLIP input short side; None: the res x res square (DiffCut); 320: fast on CPU
+    clip_normalize: bool = False  # CLIP mean/std on its input; False: raw [0, 1] as DiffCut's code
+    clip_pooling: str = "binary"  # "binary": masks nearest-exact to the CLIP grid (DiffCut); "area": soft weights
     top_k: int = 3  # alternatives kept per segment in the JSON
     device: str | None = None  # None: CUDA when available, else CPU
     dtype: str | None = None  # "float32" | "float16" | "bfloat16"; None: the backbone's choice
@@ -91,6 +101,14 @@ class SegmenterConfig:
             raise ValueError("batch_size and top_k must be >= 1, refine_iterations >= 0")
         if self.dtype not in (None, "float32", "float16", "bfloat16"):
             raise SettingError("dtype", f"dtype must be float32, float16 or bfloat16, got {self.dtype!r}")
+        if self.refine_filter not in ("median", "mode", "none"):
+            raise SettingError("refine_filter", f"refine_filter must be median, mode or none, got {self.refine_filter!r}")
+        if self.work_aspect not in ("square", "image"):
+            raise SettingError("work_aspect", f"work_aspect must be 'square' or 'image', got {self.work_aspect!r}")
+        if self.clip_pooling not in ("binary", "area"):
+            raise SettingError("clip_pooling", f"clip_pooling must be 'binary' or 'area', got {self.clip_pooling!r}")
+        if self.clip_resolution is not None and not _number(self.clip_resolution) >= 32:
+            raise SettingError("clip_resolution", f"clip_resolution must be at least 32, got {self.clip_resolution}")
         object.__setattr__(self, "refine_dilations", tuple(int(d) for d in self.refine_dilations))
 
     def validate(self) -> SegmenterConfig:
@@ -157,7 +175,8 @@ class SegmenterConfig:
 
     def segment_settings(self) -> dict:
         """The settings that change segment maps: the cache key and the JSON record them."""
-        keys = ["backbone", "weights", "resolution", "alpha", "tau", "refine", "dtype", "method"]
+        keys = ["backbone", "weights", "resolution", "alpha", "tau", "refine", "dtype", "method",
+                "work_aspect"]
         out = {k: getattr(self, k) for k in keys}
         if self.method == "random-walk":  # alpha plays no part; the attention recipe does
             del out["alpha"]
@@ -168,7 +187,8 @@ class SegmenterConfig:
 
             out["resolution"] = backbone_info(self.backbone).resolution
         if self.refine:
-            out.update(refine_iterations=self.refine_iterations, refine_dilations=self.refine_dilations)
+            out.update(refine_iterations=self.refine_iterations, refine_dilations=self.refine_dilations,
+                       refine_filter=self.refine_filter)
         if self.weights and Path(self.weights).expanduser().is_dir():
             out["weights"] = str(Path(self.weights).expanduser().resolve())
         return out
@@ -208,16 +228,27 @@ class Segmenter:
       attention_layers (tuple | None): random-walk only: self-attention layers combined (names or
         indices); None: every layer the backbone's pass runs through (docs/random-walk.md).
       refine (bool): refine the upsampled segments with PAMR (DiffCut's open-vocabulary setting).
-      refine_iterations (int): PAMR iterations (20).
-      refine_dilations (tuple[int, ...]): PAMR neighbourhood dilations (the 1024 px demo setting).
+      refine_iterations (int): PAMR iterations (15, DiffCut's open-vocabulary setting).
+      refine_dilations (tuple[int, ...]): PAMR neighbourhood dilations (DiffCut's 1024 px setting).
+      refine_filter (str): 3x3 label filter after PAMR: "median" (DiffCut), "mode" (majority,
+        never invents a minority id) or "none".
+      work_aspect (str): "square": assign, refine and name segments on the backbone's res x res
+        input, as DiffCut, then map back to the image; "image": at the image's own aspect.
       labeler (str): open_clip model naming the segments ("convnext_large_d_320", DiffCut's).
       labeler_pretrained (str): its open_clip pretrained tag ("laion2b_s29b_b131k_ft_soup").
       clip_weights (str | None): local folder (or repo id) of the labeler's weights.
+      clip_resolution (int | None): CLIP input short side; None: the working image as is (the
+        backbone's square by default, as DiffCut); 320 is several times faster on a CPU.
+      clip_normalize (bool): CLIP's mean/std on its input (False: raw [0, 1], as DiffCut's code).
+      clip_pooling (str): "binary" (segment masks nearest-exact on the CLIP grid, DiffCut) or
+        "area" (area-weighted masks).
       top_k (int): alternatives kept per segment in the JSON (3).
       device (str | None): "cpu", "cuda", "cuda:1", "mps"; None: CUDA when available, else CPU.
       dtype (str | None): backbone precision "float32" | "float16" | "bfloat16"; None: float16
         on CUDA, float32 on the CPU.
-      batch_size (int): images per backbone pass (1).
+      batch_size (int): images per backbone pass and dense CLIP pass (1).
+      overlap (bool): process_files decodes ahead and writes behind in background threads
+        (True); the outputs are the same bytes either way (`ovseg._runner`).
       max_pixels (int): inputs (files and arrays) above this many pixels are scaled down first
         (default 2**25, about 33.5 MP; see `ovseg.io`).
       cache (bool): keep segment maps (and class-name embeddings) on disk, keyed by pixels and
@@ -279,6 +310,8 @@ class Segmenter:
                     self.config.labeler, self.config.labeler_pretrained,
                     weights=self.config.clip_weights, device=self.device,
                     dtype=_torch_dtype(self.config.dtype) if self.device.type == "cuda" else None,
+                    resolution=self.config.clip_resolution, normalize=self.config.clip_normalize,
+                    pooling=self.config.clip_pooling,
                     **self._labeler_options(),
                 )
             except WeightsNotFoundError:
@@ -383,6 +416,8 @@ class Segmenter:
                 "templates": list(load_templates(self._labeler_options().get("templates", "vild"))),
                 "labeler": self.config.labeler, "labeler_pretrained": self.config.labeler_pretrained,
                 "clip_weights": clip, "top_k": self.config.top_k,
+                "clip_resolution": self.config.clip_resolution, "clip_normalize": self.config.clip_normalize,
+                "clip_pooling": self.config.clip_pooling,
             }
         return record
 
@@ -483,10 +518,14 @@ class Segmenter:
 
     def _prepare(self, array: np.ndarray):
         """(H, W, 3) uint8 -> (backbone input (3, res, res), working image (3, h, w)), float32 in
-        [0, 1]: the CPU work before the models (process_files does it in reader threads)."""
+        [0, 1]: the CPU work before the models (process_files does it in reader threads). The
+        working image is the square itself (work_aspect="square") or the image at its own aspect."""
         res = self.config.segment_settings()["resolution"]
-        work = _work_size(array.shape[:2], res)
-        return _to_tensor(_resize(array, (res, res))), _to_tensor(_resize(array, work))
+        image = _to_tensor(array)
+        square = _resize(image, (res, res))  # DiffCut: bilinear on the float image
+        if self.config.work_aspect == "square":  # assignment, PAMR and naming on the backbone's input
+            return square, square
+        return square, _resize(image, _work_size(array.shape[:2], res))
 
     def _run(self, arrays, vocab, sources=None, source_sizes=None, prepared=None) -> list[SegmentationResult]:
         import torch
@@ -512,7 +551,8 @@ class Segmenter:
         return results
 
     def _segment_maps(self, arrays: list[np.ndarray], prepared: list) -> tuple[list[np.ndarray], list[dict]]:
-        """Segment maps (h, w) int64 at the working size (the input, long side <= resolution), and
+        """Segment maps (h, w) int64 at the working size (res x res, or with
+        work_aspect="image" the input's aspect, long side <= resolution), and
         per image what the JSON records beyond the settings (with tau="auto": tau_chosen);
         prepared: `_prepare` of each array."""
         from ovseg._cache import cache_key
@@ -561,8 +601,8 @@ class Segmenter:
             low, tau = segment_image(f, P, method=cfg.method, tau=cfg.tau, alpha=cfg.alpha,
                                      steps=cfg.walk_steps)  # (h, w), the tau used
             info = {"tau_chosen": tau} if cfg.tau == "auto" else {}
-            refine = PAMRConfig(iterations=cfg.refine_iterations,  # the demo setting
-                                dilations=cfg.refine_dilations) if cfg.refine else None
+            refine = PAMRConfig(iterations=cfg.refine_iterations, dilations=cfg.refine_dilations,
+                                label_filter=cfg.refine_filter) if cfg.refine else None
             seg = refine_segments(f, low, work, refine=refine)
             out.append((np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(work.shape[-2:]), info))
         return out
@@ -583,12 +623,14 @@ def _work_size(hw: tuple[int, int], resolution: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
+def _resize(image, size: tuple[int, int]):
+    """(3, H, W) float [0, 1] -> (3, h, w): bilinear on the float image, align_corners=False, no
+    antialias, as DiffCut's `F.interpolate` (METHOD.md 1). Returned as is when already that size."""
+    import torch.nn.functional as F
 
-    if array.shape[:2] == tuple(size):
-        return array
-    return np.array(Image.fromarray(array).resize((size[1], size[0]), Image.Resampling.BICUBIC))
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image[None], size=tuple(size), mode="bilinear", align_corners=False, antialias=False)[0]
 
 
 def _to_tensor(array: np.ndarray):

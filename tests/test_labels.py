@@ -172,16 +172,83 @@ def test_offline_without_weights_fails_fast_and_clearly():
         create_labeler(score="logits")
 
 
-def test_whole_image_segment_is_the_model_image_embedding(labelers):
-    """ConvNeXt: pooling one all-image mask then head + projection = open_clip's encode_image."""
-    labeler = labelers["convnext"]
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("pooling", ["binary", "area"])
+def test_whole_image_segment_is_the_model_image_embedding(weights, normalize, pooling):
+    """ConvNeXt: pooling one all-image mask then head + projection = open_clip's encode_image of
+    the same input (raw [0, 1] by default, as DiffCut feeds it; mean/std with normalize=True).
+    Exact up to float summation order: the trunk's head average-pools the last stage, LayerNorms
+    the pooled vector and projects it, and a whole-image mask pools the same mean (an attention-
+    pooling head would not commute with pooling; open_clip's ConvNeXt models have none)."""
+    from ovseg.labels import create_labeler
+
+    labeler = create_labeler(weights=weights["convnext"], normalize=normalize, pooling=pooling)
     image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
     ids, emb = labeler.pool_segments(image, torch.zeros(64, 64, dtype=torch.long))
-    x = ((image - labeler.mean) / labeler.std)[None]
+    x = (((image - labeler.mean) / labeler.std) if normalize else image)[None]
     with torch.no_grad():
         expected = F.normalize(labeler.clip.encode_image(x), dim=-1)
+        other = F.normalize(labeler.clip.encode_image(((image - labeler.mean) / labeler.std if not normalize
+                                                         else image)[None]), dim=-1)
     assert ids.tolist() == [0]
     torch.testing.assert_close(emb, expected, atol=1e-5, rtol=1e-4)
+    assert (emb - other).abs().max() > 1e-3  # the normalisation matters: the test can tell them apart
+
+
+def test_clip_input_is_the_image_as_given_or_resized(labelers):
+    """Default: the image as given (only rounded to the stride); resolution=: short side resized."""
+    from ovseg.labels import create_labeler
+    from ovseg.labels._dense import clip_input
+
+    image = torch.rand(3, 64, 96)
+    assert clip_input(image, None, 32) is image
+    assert clip_input(torch.rand(3, 70, 90), None, 32).shape[-2:] == (64, 96)
+    assert clip_input(image, 32, 32).shape[-2:] == (32, 64)
+    up = clip_input(image, 128, 32)  # upscaling: plain bilinear, as DiffCut's 2048 px COCO-Object input
+    torch.testing.assert_close(up, F.interpolate(image[None], size=(128, 192), mode="bilinear",
+                                                 align_corners=False)[0])
+    assert labelers["convnext"].dense_features(image).shape[-2:] == (2, 3)
+
+
+def test_binary_masks_are_nearest_exact_and_empty_ones_fall_back_to_area():
+    from ovseg.labels._dense import binary_segment_masks, segment_weights
+
+    g = torch.Generator().manual_seed(0)
+    for (H, W), grid in [((64, 64), (2, 2)), ((100, 75), (7, 5)), ((33, 97), (4, 13)), ((1024, 1024), (32, 32))]:
+        segments = torch.randint(0, 5, (H // 8 + 1, W // 8 + 1), generator=g).repeat_interleave(8, 0)
+        segments = segments.repeat_interleave(8, 1)[:H, :W].contiguous()
+        ids, masks = binary_segment_masks(segments, grid)
+        for k, i in enumerate(ids.tolist()):
+            expected = F.interpolate((segments == i).float()[None, None], size=grid, mode="nearest-exact")[0, 0]
+            if expected.sum() > 0:
+                torch.testing.assert_close(masks[k], expected)
+    # a one-pixel segment no grid cell samples: published pooling would give it a zero vector (the
+    # same embedding for every such segment, whatever the image); it falls back to its area weight
+    segments = torch.zeros(64, 64, dtype=torch.long)
+    segments[0, 0], segments[63, 63] = 1, 2
+    ids, masks = binary_segment_masks(segments, (2, 2))
+    assert ids.tolist() == [0, 1, 2]
+    assert masks[0].tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    torch.testing.assert_close(masks[1:], segment_weights(segments, (2, 2))[1][1:])
+    assert masks[1, 0, 0] > 0 and masks[2, 1, 1] > 0
+
+
+def test_tiny_segments_get_content_dependent_embeddings(weights):
+    """The defect the fallback avoids: with a zero pooled vector, two tiny segments on different
+    content would get identical embeddings; with the fallback they differ."""
+    from ovseg.labels import create_labeler
+
+    labeler = create_labeler(weights=weights["convnext"])
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(1))
+    segments = torch.zeros(64, 64, dtype=torch.long)
+    segments[0, 0], segments[63, 63] = 1, 2
+    _, emb = labeler.pool_segments(image, segments)
+    assert (emb[1] - emb[2]).abs().max() > 1e-4
+    from ovseg.labels._dense import project
+
+    channels = labeler.dense_features(image).shape[0]
+    zero = F.normalize(project(labeler.clip.visual, torch.zeros(1, channels)), dim=-1)[0]
+    assert (emb[1] - zero).abs().max() > 1e-4 and (emb[2] - zero).abs().max() > 1e-4  # not the constant
 
 
 @pytest.mark.parametrize("kind", ["convnext", "vit"])
@@ -198,7 +265,7 @@ def test_pool_segments_shapes_and_masks(labelers, kind):
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
     dense = labeler.dense_features(image)
     stride = labeler.stride
-    assert dense.shape[-2:] == (labeler.resolution // stride, round(80 * labeler.resolution / 48 / stride))
+    assert dense.shape[-2:] == (int(48 / stride + 0.5), int(80 / stride + 0.5))  # as given, sides rounded to the stride
 
 
 def test_segment_weights_are_area_fractions():

@@ -131,7 +131,8 @@ def test_pamr_affinity_is_a_distribution_and_median_filter():
 
 
 def test_pamr_config_presets_and_errors():
-    assert PAMRConfig() == PAMRConfig(10, (1, 2, 4, 8), "mode")
+    assert PAMRConfig() == PAMRConfig(10, (1, 2, 4, 8), "median")  # DiffCut's filter by default
+    assert PAMRConfig.open_vocabulary() == PAMRConfig(15, (1, 2, 4, 8, 12, 24, 32, 64), "median")
     assert PAMRConfig.demo().dilations == (1, 2, 4, 8, 12, 24, 32, 64)
     with pytest.raises(ValueError, match="segments"):
         pamr(torch.rand(3, 8, 8), torch.zeros(8, 9, dtype=torch.int64))

@@ -69,11 +69,14 @@ def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", we
 def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", weights: str | None = None,
                       clip_weights: str | None = None, device: str = "cpu", tau: float | str = 0.5,
                       alpha: float = 10.0, refine: bool = True, method: str = "diffcut",
-                      walk_steps: int = 1, attention_layers=None) -> Callable:
+                      walk_steps: int = 1, attention_layers=None,
+                      **segmenter_options) -> Callable:
     """image (3, H, W) -> class map (H, W) int64 from `Segmenter.label` (-1: no class).
 
     vocabulary: a name in prompts/, a file, or an `ovseg.labels.Vocabulary`, in the dataset's
     class order shifted by `offset` (vocabulary class i is dataset class i - offset).
+    segmenter_options: other SegmenterConfig fields (e.g. clip_resolution=2048, as the published
+    COCO-Object evaluation).
     """
     import numpy as np
 
@@ -81,7 +84,8 @@ def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", 
 
     segmenter = Segmenter(backbone=backbone, weights=weights, clip_weights=clip_weights, device=device,
                           tau=tau, alpha=alpha, refine=refine, cache=False, method=method,
-                          walk_steps=walk_steps, attention_layers=attention_layers)
+                          walk_steps=walk_steps, attention_layers=attention_layers,
+                          **segmenter_options)
     vocab = segmenter.vocabulary(vocabulary)
 
     def predict(image) -> np.ndarray:
@@ -95,8 +99,12 @@ def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", 
 def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, taus: Sequence[float | str],
                    backbone: str, weights: str | None, clip_weights: str | None, device: str | None,
                    alpha: float, refine: bool, method: str = "diffcut", walk_steps: int = 1,
-                   attention_layers=None) -> Callable:
-    """The predictor the `ovseg eval` command scores (tests replace this function)."""
+                   attention_layers=None, dataset: str | None = None, recipe: str = "ovseg") -> Callable:
+    """The predictor the `ovseg eval` command scores (tests replace this function).
+
+    recipe="published", open vocabulary: COCO-Object's CLIP input is the 1024 px image upsampled to
+    2048 px, as DiffCut's open-vocabulary script; every other setting is already the published one.
+    """
     if device is None:
         import torch
 
@@ -107,10 +115,11 @@ def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, tau
         if vocabulary is None:
             raise ValueError("this dataset has no shipped vocabulary: pass --vocabulary FILE "
                              "(one class per line, in the dataset's class order)")
+        extra = {"clip_resolution": 2048} if recipe == "published" and dataset == "coco-object" else {}
         return labeler_predictor(vocabulary=vocabulary, offset=vocabulary_offset, backbone=backbone,
                                  weights=weights, clip_weights=clip_weights, device=device, tau=taus[0],
                                  alpha=alpha, refine=refine, method=method, walk_steps=walk_steps,
-                                 attention_layers=attention_layers)
+                                 attention_layers=attention_layers, **extra)
     return sweep_predictor(taus=taus, backbone=backbone, weights=weights, device=device, alpha=alpha,
                            refine=refine, method=method, walk_steps=walk_steps,
                            attention_layers=attention_layers)

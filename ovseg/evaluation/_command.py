@@ -84,8 +84,12 @@ def _check_method_options(ctx: click.Context, method: str, backbone: str, layers
 @click.option("--weights", default=None, help="Backbone weights: hub id or local folder.")
 @click.option("--clip-weights", default=None, help="Labeler (CLIP) weights, open-vocabulary protocol.")
 @click.option("--vocabulary", default=None, help="Vocabulary in prompts/ (default: the dataset's).")
-@click.option("--matching", type=click.Choice(["present", "published"]), default="present", show_default=True,
-              help="Unmatched segments: FP of no class (ovseg), or of an absent class (published code).")
+@click.option("--matching", type=click.Choice(["present", "published"]), default=None,
+              help="Unmatched segments: FP of no class (ovseg), or of an absent class (published code) "
+                   "[default: present; published with --recipe published].")
+@click.option("--recipe", type=click.Choice(["ovseg", "published"]), default="ovseg", show_default=True,
+              help="published: DiffCut's crop (min side - 1), float bilinear resize, label rules and "
+                   "per-image open-vocabulary mIoU, to reproduce the published table (docs/fidelity.md).")
 @click.option("--refine/--no-refine", default=True, show_default=True, help="PAMR on the 128 px masks.")
 @click.option("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N images.")
@@ -94,7 +98,7 @@ def _check_method_options(ctx: click.Context, method: str, backbone: str, layers
                    "Reruns resume from per_image.jsonl there.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, attention_layers, alpha, backbone,
-                 weights, clip_weights, vocabulary, matching, refine, device, limit, out, progress):
+                 weights, clip_weights, vocabulary, matching, recipe, refine, device, limit, out, progress):
     """Score ovseg on a segmentation benchmark; write a table, CSV, JSON and a bar chart.
 
     \b
@@ -102,6 +106,7 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
     ovseg eval --dataset cocostuff27 --root data/coco --image-list Coco164kFull_Stuff_Coarse_7.txt
     ovseg eval --dataset ade20k --root data/ADEChallengeData2016 --limit 50 --tau 0.3 --tau 0.5
     ovseg eval --dataset voc --root data --method random-walk --tau auto --tau 0.3
+    ovseg eval --dataset voc --root data --recipe published   # the published rules, eval/voc-published
     """
     from ovseg.evaluation import _adapter
     from ovseg.evaluation._datasets import get_dataset
@@ -112,7 +117,8 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
     _check_method_options(click.get_current_context(), method, backbone, attention_layers)
     spec = get_dataset(dataset)
     device, dtype = _device_dtype(device)
-    out = out or Path("eval") / (dataset if protocol == "unsupervised" else f"{dataset}-{protocol}")
+    out = out or Path("eval") / ((dataset if protocol == "unsupervised" else f"{dataset}-{protocol}")
+                                 + ("-published" if recipe == "published" else ""))
     taus = tuple(dict.fromkeys(tau))
     offset = 0 if vocabulary else spec.vocabulary_offset
     vocabulary = vocabulary or spec.vocabulary
@@ -121,7 +127,8 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
         predictor = _adapter.make_predictor(
             protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
             weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine,
-            method=method, walk_steps=walk_steps, attention_layers=attention_layers)
+            method=method, walk_steps=walk_steps, attention_layers=attention_layers,
+            dataset=dataset, recipe=recipe)
     settings = {"backbone": backbone, "weights": weights, "alpha": alpha, "refine": refine,
                 "taus": list(taus), "device": device, "dtype": dtype,  # fp16 vs fp32 results never mix
                 "method": method}
@@ -133,7 +140,7 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
         settings.update(vocabulary=vocabulary, clip_weights=clip_weights)
     with _clean_errors():
         results = evaluate(spec, predictor, samples=samples, protocol=protocol, limit=limit, out=out,
-                           settings=settings, matching=matching, progress=progress)
+                           settings=settings, matching=matching, progress=progress, recipe=recipe)
     paths = write_report(results, out)
     click.echo(markdown_table(results))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

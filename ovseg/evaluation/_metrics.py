@@ -41,6 +41,9 @@ class EvaluationResult:
     counts: np.ndarray
     num_images: int
     settings: dict = field(default_factory=dict)
+    # the published open-vocabulary score (recipe="published"): per-image mIoU averaged over images;
+    # when set, `miou` is this number (per-class `iou` stays the dataset-level TP/FP/FN ratio)
+    image_miou: float | None = None
 
     @property
     def iou(self) -> np.ndarray:
@@ -48,6 +51,8 @@ class EvaluationResult:
 
     @property
     def miou(self) -> float:
+        if self.image_miou is not None:
+            return self.image_miou
         return mean_iou(self.counts)
 
     @property
@@ -65,6 +70,7 @@ class EvaluationResult:
             "settings": self.settings,
             "num_images": self.num_images,
             "miou": None if math.isnan(self.miou) else self.miou,
+            "miou_averaging": "per image" if self.image_miou is not None else "dataset",
             "pixel_accuracy": None if math.isnan(self.pixel_accuracy) else self.pixel_accuracy,
             "classes": [
                 {"class": name, "iou": None if math.isnan(v) else float(v),

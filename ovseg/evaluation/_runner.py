@@ -92,7 +92,8 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
              image_list: str | Path | None = None, samples: list[Sample] | None = None,
              protocol: str = "unsupervised", limit: int | None = None, out: str | Path | None = None,
              settings: Mapping | None = None, image_size: int = 1024, score_size: int = 128,
-             matching: str = "present", progress: bool = True) -> EvaluationResult | dict[str, EvaluationResult]:
+             matching: str | None = None, progress: bool = True,
+             recipe: str = "ovseg") -> EvaluationResult | dict[str, EvaluationResult]:
     """Score `predictor` on a dataset with the published protocol (see docs/evaluation.md).
 
     dataset: a registered name (`list_datasets()`) or a DatasetSpec; images come from `root`
@@ -100,10 +101,22 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
     per-image TP/FP/FN are appended (per_image.jsonl), keyed by image id and a hash of the
     settings, so an interrupted run resumes where it stopped. settings: what identifies the
     predictor (tau, alpha, backbone...): recorded, and part of that key. matching: "present"
-    (ovseg's rule) or "published" (the published code's rule, for comparison; docs/evaluation.md).
+    (ovseg's rule) or "published" (the published code's rule, for comparison; docs/evaluation.md);
+    None: "present", or "published" with recipe="published".
+    recipe: "ovseg" (ovseg's protocol) or "published" (DiffCut's preprocessing, label rules and
+    averaging, `ovseg.evaluation._published`; docs/fidelity.md): crop min(H, W) - 1, float bilinear
+    resize, labels nearest-exact, VOC/COCO-Object 255 as background, ADE20K raw 0..149 scored and
+    150 dropped; open vocabulary scored at image_size per image, mIoU averaged over images.
     Returns one EvaluationResult, or {variant: EvaluationResult} if the predictor returns dicts.
     """
+    from ovseg.evaluation import _published
+
+    if recipe not in _published.RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(_published.RECIPES)}")
+    matching = matching or ("published" if recipe == "published" else "present")
     spec = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    if recipe == "published":
+        spec = _published.published_spec(spec)
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if matching not in MATCHINGS:
@@ -123,7 +136,10 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
     settings = dict(settings or {})
     if protocol == "unsupervised":
         settings["matching"] = matching
+    if recipe != "ovseg":  # the ovseg recipe's key is unchanged, so earlier results still resume
+        settings["recipe"] = recipe
     key = settings_key(spec, protocol, image_size, score_size, settings)
+    read = _published.prepare_published if recipe == "published" else prepare
 
     results_path = None
     done: dict[str, dict] = {}
@@ -142,7 +158,7 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
         handle.write("\n")  # after a line cut short by an interruption, start on a fresh line
     try:
         for sample in todo:
-            image, labels = prepare(spec, sample, protocol, image_size, score_size)
+            image, labels = read(spec, sample, protocol, image_size, score_size)
             prediction = predictor(image)
             maps = prediction if isinstance(prediction, Mapping) else {"": prediction}
             counts = {}
@@ -166,13 +182,17 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
 
     totals: dict[str, np.ndarray] = {}
     images: dict[str, int] = {}
+    per_image: dict[str, list[float]] = {}
     for sample in samples:
         for variant, c in done[sample.id].items():
             totals[variant] = totals.get(variant, 0) + np.asarray(c, dtype=np.int64)
             images[variant] = images.get(variant, 0) + 1
+            per_image.setdefault(variant, []).append(_published.image_jaccard(c))
+    by_image = recipe == "published" and protocol == "open-vocabulary"  # torchmetrics per image, averaged
     results = {
         variant: EvaluationResult(spec.name, protocol, spec.classes, totals[variant], images[variant],
-                                  {**settings, **({"variant": variant} if variant else {})})
+                                  {**settings, **({"variant": variant} if variant else {})},
+                                  image_miou=float(np.nanmean(per_image[variant])) if by_image else None)
         for variant in totals
     }
     if set(results) == {""}:

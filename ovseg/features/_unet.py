@@ -57,7 +57,7 @@ class UNetEncoder(Backbone):
 
     def __init__(self, name: str, unet, vae, scheduler, prompt_embeds: torch.Tensor,
                  pooled_prompt_embeds: torch.Tensor | None, *, layer: str, resolution: int,
-                 timestep: int = 50, seed: int = 0, prune: bool = True, device=None, dtype=None):
+                 timestep: int = 50, seed: int = 42, prune: bool = True, device=None, dtype=None):
         super().__init__()
         from diffusers import DDPMScheduler
 
@@ -88,9 +88,12 @@ class UNetEncoder(Backbone):
         self.register_buffer("pooled_prompt_embeds", pooled, persistent=False)
 
     def _noise(self, shape: Sequence[int]) -> torch.Tensor:
-        """One draw per image from a generator seeded with `seed`: independent of the batch."""
-        gen = torch.Generator("cpu").manual_seed(self.seed)
-        return torch.randn(tuple(shape[1:]), generator=gen, dtype=torch.float32).expand(*shape)
+        """One (1, 4, h, w) float32 draw from a `torch.Generator` seeded with `seed` (default 42) on
+        the model's device, expanded to the batch: DiffCut's recipe (METHOD.md 1), so the same image
+        gives the same features whatever the batch. CPU and CUDA generators give different draws."""
+        gen = torch.Generator(device=self.device).manual_seed(self.seed)
+        noise = torch.randn((1, *shape[1:]), generator=gen, device=self.device, dtype=torch.float32)
+        return noise.expand(*shape)
 
     @torch.no_grad()
     def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
@@ -222,7 +225,7 @@ def last_encoder_attention(unet) -> str:
 
 
 def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool, resolution: int,
-                        *, weights=None, device=None, dtype=None, seed: int = 0, timestep: int = 50,
+                        *, weights=None, device=None, dtype=None, seed: int = 42, timestep: int = 50,
                         layer: str | None = None, prune: bool = True) -> UNetEncoder:
     """Load unet + vae + scheduler config (fp16 files where the repo has them); the text encoders
     only when the empty-prompt cache is empty. layer: default `last_encoder_attention(unet)`."""

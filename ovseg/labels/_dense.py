@@ -122,12 +122,62 @@ def segment_weights(segments: torch.Tensor, grid: tuple[int, int]) -> tuple[torc
     return ids, torch.cat(chunks)
 
 
+def nearest_exact_index(n_in: int, n_out: int, device=None) -> torch.Tensor:
+    """(n_out,) source indices of `F.interpolate(mode="nearest-exact")`: floor((i + 0.5) * n_in / n_out)."""
+    i = torch.arange(n_out, device=device, dtype=torch.float64)
+    return ((i + 0.5) * (n_in / n_out)).floor().long().clamp_(max=n_in - 1)
+
+
+def binary_segment_masks(segments: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Binary masks of each segment on the feature grid, as DiffCut's mask pooling (METHOD.md 6).
+
+    segments (H, W) int64, ids >= 0 (negative = ignored). Each segment's binary mask is resized to
+    `grid` by nearest-exact sampling (one source pixel per cell; equal to F.interpolate(mask,
+    mode="nearest-exact")), so a cell belongs to exactly one segment.
+    Returns (ids (K,) int64, masks (K, h, w) float32 in {0, 1}).
+
+    Departure from the published code (a defect fix, docs/fidelity.md): a segment that no grid cell
+    samples (smaller than a cell) would pool a zero vector there, and every such segment would get
+    the same embedding whatever its content; here it falls back to its area-fraction weights.
+    """
+    ids = torch.unique(segments)
+    ids = ids[ids >= 0]
+    if ids.numel() == 0:
+        return ids, segments.new_zeros((0, *grid), dtype=torch.float32)
+    (H, W), (h, w) = segments.shape, grid
+    sampled = segments[nearest_exact_index(H, h, segments.device)][:, nearest_exact_index(W, w, segments.device)]
+    masks = (sampled[None] == ids[:, None, None]).float()  # (K, h, w)
+    empty = masks.flatten(1).sum(1) == 0
+    if empty.any():
+        masks[empty] = segment_weights(torch.where(torch.isin(segments, ids[empty]), segments, -1), grid)[1]
+    return ids, masks
+
+
 def pool(feats: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """feats (C, h, w), weights (K, h, w) -> (K, C): weighted mean of the features in each mask."""
     C = feats.shape[0]
     w = weights.flatten(1).to(feats.dtype)
     total = w.sum(1, keepdim=True).clamp_min(torch.finfo(feats.dtype).tiny)
     return (w @ feats.reshape(C, -1).T) / total
+
+
+def clip_input(image: torch.Tensor, resolution: int | None, stride: int) -> torch.Tensor:
+    """(3, H, W) [0, 1] -> the CLIP input (3, H', W'), bilinear (align_corners=False).
+
+    resolution None: the image as given (DiffCut feeds the backbone's 1024 x 1024 input), only
+    resized if a side is not a multiple of `stride` (to the nearest multiple, at least `stride`).
+    Otherwise the short side becomes `resolution` (`resize_for`'s sizes), antialiased when shrinking.
+    """
+    H, W = image.shape[-2:]
+    if resolution is None:
+        size = [max(stride, int(math.floor(s / stride + 0.5)) * stride) for s in (H, W)]
+    else:
+        scale = resolution / min(H, W)
+        size = [max(stride, int(math.floor(s * scale / stride + 0.5)) * stride) for s in (H, W)]
+    if list(size) == [H, W]:
+        return image
+    shrink = size[0] < H or size[1] < W
+    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=shrink)[0]
 
 
 def resize_for(image: torch.Tensor, resolution: int, stride: int) -> torch.Tensor:

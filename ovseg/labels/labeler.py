@@ -5,11 +5,13 @@ DiffCut's open-vocabulary extension (METHOD.md section 6): open_clip `convnext_l
 inside each segment, passed through the model's head and projection, compared by cosine with
 the text embeddings of the class names; the best class wins.
 
-Image preprocessing: the image is resized (bicubic, antialiased) so that its short side is the
-model's input size (320 for convnext_large_d_320; `resolution=` to change it) and both sides are
-multiples of the feature stride, keeping the aspect ratio (no crop, unlike CLIP's own transform:
-every segment must be seen), then normalised with the model's own mean and std. Segments are
-downsampled to the feature grid by area, as soft weights.
+Image preprocessing, by default as DiffCut's published code (docs/fidelity.md): the image is used
+as given (the pipeline gives the backbone's square input, 1024 x 1024 for SSD-1B: a 32 x 32
+grid), only rounded to multiples of the feature stride if needed, raw in [0, 1] (no CLIP
+mean/std), and each segment's binary mask is resized to the feature grid by `nearest-exact`
+sampling. Options (LabelerConfig): `resolution=320` resizes the short side to 320 first (about
+10x less work on CPU, see docs/fidelity.md), `normalize=True` applies the model's mean/std,
+`pooling="area"` uses soft area-fraction weights instead of binary masks.
 
     labeler = create_labeler(weights="/models/clip-convnext")   # or weights=None: official hub repo
     labels = labeler.label(image, segments, load_vocabulary("voc"))
@@ -42,7 +44,12 @@ class SegmentLabel:
 
 @dataclass(frozen=True)
 class LabelerConfig:
-    resolution: int | None = None  # short side of the CLIP input; None = the model's own size (320)
+    # short side of the CLIP input (bilinear resize); None = the image as given (the published
+    # recipe: the pipeline passes the backbone's res x res input). 320 = convnext_large_d_320's own
+    # training size, the fast CPU option (docs/fidelity.md).
+    resolution: int | None = None
+    normalize: bool = False  # CLIP's mean/std on the input; False = raw [0, 1], as DiffCut's code
+    pooling: Literal["binary", "area"] = "binary"  # binary masks nearest-exact to the grid (DiffCut), or area weights
     templates: str | tuple[str, ...] = "vild"  # the 14 ViLD templates, as DiffCut; "openai" = 80
     # "softmax": softmax over classes of logit_scale * cosine (CLIP's learned temperature, ~100),
     # a probability that sums to 1 over the vocabulary (and background). "cosine": raw cosine
@@ -65,8 +72,7 @@ class Labeler:
         _dense.tower_kind(visual)  # unsupported towers fail here, not at the first image
         self.stride = _dense.stride_of(visual)
         pre = open_clip.get_model_preprocess_cfg(clip)
-        size = pre.get("size", 224)
-        self.resolution = config.resolution or (size if isinstance(size, int) else min(size))
+        self.resolution = config.resolution  # None: the image as given
         self.mean = torch.tensor(pre.get("mean", open_clip.OPENAI_DATASET_MEAN), device=device).view(3, 1, 1)
         self.std = torch.tensor(pre.get("std", open_clip.OPENAI_DATASET_STD), device=device).view(3, 1, 1)
         self.logit_scale = float(clip.logit_scale.detach().exp()) if hasattr(clip, "logit_scale") else 100.0
@@ -91,16 +97,26 @@ class Labeler:
         return self._text_encoder(tokens)
 
     # ---- image side --------------------------------------------------------------------------
-    def _clip_input(self, image: torch.Tensor) -> torch.Tensor:
-        """image (3, H, W) float in [0, 1] -> (3, H', W') the tower's input (resized, normalised)."""
+    def prepare_image(self, image: torch.Tensor) -> torch.Tensor:
+        """image (3, H, W) float in [0, 1] -> (3, H', W') the CLIP input in self.dtype on self.device:
+        resized (LabelerConfig.resolution) or only rounded to the stride, normalised if asked."""
         image = _check_image(image).to(self.device, torch.float32)
-        x = _dense.resize_for(image, self.resolution, self.stride).clamp(0, 1)
-        return ((x - self.mean) / self.std).to(self.dtype)
+        x = _dense.clip_input(image, self.resolution, self.stride)
+        if self.config.normalize:
+            x = (x - self.mean) / self.std
+        return x.to(self.dtype)
 
     @torch.no_grad()
     def dense_features(self, image: torch.Tensor) -> torch.Tensor:
         """image (3, H, W) float in [0, 1] -> (C, h, w) float32 dense features (before projection)."""
         return self.dense_features_batch([image])[0]
+
+    def segment_weights(self, segments: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """segments (H, W) int64 -> (ids (K,), weights (K, h, w)) on the feature grid, by
+        LabelerConfig.pooling (binary nearest-exact masks, or area fractions)."""
+        if self.config.pooling == "area":
+            return _dense.segment_weights(segments, grid)
+        return _dense.binary_segment_masks(segments, grid)
 
     @torch.no_grad()
     def dense_features_batch(self, images: Sequence[torch.Tensor], *, batch_size: int = 8) -> list[torch.Tensor]:
@@ -110,7 +126,7 @@ class Labeler:
         `batch_size` at a time (no padding: a padded border would change a CNN's features).
         Raises FloatingPointError when the features hold NaN or inf (fp16 overflow).
         """
-        inputs = [self._clip_input(image) for image in images]
+        inputs = [self.prepare_image(image) for image in images]
         groups: dict[tuple, list[int]] = {}
         for i, x in enumerate(inputs):
             groups.setdefault(tuple(x.shape), []).append(i)
@@ -135,7 +151,7 @@ class Labeler:
         features: the image's `dense_features`, when already computed."""
         feats = self.dense_features(image) if features is None else features
         segments = _check_segments(segments, image)
-        ids, weights = _dense.segment_weights(segments.to(self.device), tuple(feats.shape[-2:]))
+        ids, weights = self.segment_weights(segments.to(self.device), tuple(feats.shape[-2:]))
         pooled = _dense.pool(feats, weights)
         emb = _dense.project(self.clip.visual, pooled.to(self.dtype)).float()
         return ids, F.normalize(emb, dim=-1)
@@ -308,7 +324,8 @@ def create_labeler(
         folder (open_clip_config.json + open_clip_model.safetensors/.bin). Offline without a local
         copy: `ovseg.WeightsNotFoundError`, within seconds, saying how to pass a folder.
     device: default CPU. dtype: default float32 (float16/bfloat16 on GPU halve the memory).
-    options: LabelerConfig fields (resolution, templates, score, text_batch_size, disk_cache).
+    options: LabelerConfig fields (resolution, normalize, pooling, templates, score, text_batch_size,
+        disk_cache).
     """
     from ovseg.labels._loading import load_open_clip
 
@@ -319,6 +336,8 @@ def create_labeler(
     config = replace(LabelerConfig(), **{k: v for k, v in options.items() if v is not None})
     if config.score not in ("softmax", "cosine"):
         raise ValueError(f"score must be 'softmax' or 'cosine', got {config.score!r}")
+    if config.pooling not in ("binary", "area"):
+        raise ValueError(f"pooling must be 'binary' or 'area', got {config.pooling!r}")
     if config.resolution is not None and (not isinstance(config.resolution, int) or config.resolution < 32):
         raise ValueError(f"resolution must be an int >= 32 (pixels, short side), got {config.resolution!r}")
     if not isinstance(config.text_batch_size, int) or config.text_batch_size < 1:
