@@ -50,12 +50,13 @@ def golden_segments() -> np.ndarray:
     settings) of a planted case, with a fixed stand-in backbone."""
     seg = Segmenter(resolution=64, device="cpu", cache=False)
     seg._backbone = _planted_backbone()
-    return seg._cut([_planted_image()])[0]
+    image = _planted_image()
+    return seg._cut([seg._prepare(image)])[0][0]
 
 
 def test_segment_code_version_pins_the_cut_output():
     out = golden_segments()
-    assert out.shape == (48, 64) and len(np.unique(out)) >= 2
+    assert out.shape == (64, 64) and len(np.unique(out)) >= 2  # the res x res square (work_aspect)
     digest = hashlib.sha256(np.ascontiguousarray(out.astype(np.int64)).tobytes()).hexdigest()
     assert _cache.GOLDEN_SEGMENTS["version"] == _cache.SEGMENT_CODE_VERSION, (
         "SEGMENT_CODE_VERSION changed: update GOLDEN_SEGMENTS in ovseg/_cache.py to the new version and hash")
