@@ -35,9 +35,10 @@ def _pipeline_options(f):
     """Options shared by `label` and `segment` (applied bottom-up, so listed in reverse)."""
     options = [
         click.argument("inputs", nargs=-1, required=True,
-                       type=click.Path(exists=True, path_type=Path)),
+                       type=_OrUri(exists=True, path_type=Path)),
         click.option("--out", "-o", "out_dir", default="ovseg-out", show_default=True,
-                     type=click.Path(file_okay=False, path_type=Path), help="Folder for outputs."),
+                     type=_OrUri(file_okay=False, path_type=Path),
+                     help="Folder for outputs (a URI such as s3://bucket/out with --engine ray)."),
         click.option("--backbone", default="ssd-1b", show_default=True,
                      help="Feature extractor; `ovseg backbones` lists them."),
         click.option("--weights", default=None, metavar="DIR|REPO",
@@ -65,10 +66,34 @@ def _pipeline_options(f):
         click.option("--cache/--no-cache", default=True, show_default=True,
                      help="Reuse segments of images seen before with the same settings."),
         click.option("--overwrite", is_flag=True, help="Redo images whose outputs exist."),
+        # --engine ray: ovseg.distributed (docs/scale-out.md)
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True, help="local: this process; ray: a Ray cluster (Ray Data)."),
+        click.option("--ray-address", default=None, metavar="auto|ADDRESS",
+                     help="[ray] Cluster to join [default: start a local Ray]."),
+        click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="[ray] Actors, each holding one copy of the models."),
+        click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,
+                     help="[ray] GPUs per actor, e.g. 0.5 [default: 1 if the cluster has GPUs, else 0]."),
+        click.option("--format", "out_format", type=click.Choice(["files", "parquet"]),
+                     default="files", show_default=True,
+                     help="[ray] files: three files per image, as --engine local; parquet: a table."),
     ]
     for option in reversed(options):
         f = option(f)
     return f
+
+
+class _OrUri(click.Path):
+    """A local path as click.Path checks it, or a URI (scheme://...) kept as text for --engine ray."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and "://" in value:
+            return value
+        return super().convert(value, param, ctx)
+
+
+_ENGINE_OPTIONS = ("engine", "ray_address", "workers", "gpus_per_worker", "out_format")
 
 
 def _config(**kw):
@@ -79,9 +104,19 @@ def _config(**kw):
     return SegmenterConfig(**kw)
 
 
-def _run(config, inputs, out_dir, overwrite, classes=None) -> None:
+def _run(config, inputs, out_dir, overwrite, classes=None, engine=None) -> None:
     from ovseg._weights import WeightsNotFoundError
     from ovseg.pipeline import ModelLoadError, Segmenter
+
+    engine = engine or {"engine": "local"}
+    if engine["engine"] == "ray":
+        from ovseg.distributed._command import run_cli
+
+        return run_cli(config, inputs, out_dir, overwrite, classes, address=engine["ray_address"],
+                       workers=engine["workers"], gpus_per_worker=engine["gpus_per_worker"],
+                       fmt=engine["out_format"])
+    if engine.get("out_format", "files") != "files" or any(isinstance(p, str) for p in [*inputs, out_dir]):
+        raise click.UsageError("--format parquet and URI inputs/outputs need --engine ray")
 
     try:
         segmenter = Segmenter(config)
@@ -136,7 +171,8 @@ def label(inputs, out_dir, overwrite, classes, vocab, **kw) -> None:
     except (ValueError, KeyError, OSError) as err:
         raise click.UsageError(f"{'--vocab ' + vocab if vocab is not None else '--classes'}: {err}") from err
     clip = kw.pop("clip_weights")
-    _run(_config(clip_weights=clip, **kw), inputs, out_dir, overwrite, classes=names)
+    engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
+    _run(_config(clip_weights=clip, **kw), inputs, out_dir, overwrite, classes=names, engine=engine)
 
 
 @main.command()
@@ -151,7 +187,8 @@ def segment(inputs, out_dir, overwrite, **kw) -> None:
     ovseg segment photo.jpg --out masks/
     ovseg segment photos/ --tau 0.4 --no-refine --out masks/
     """
-    _run(_config(**kw), inputs, out_dir, overwrite)
+    engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
+    _run(_config(**kw), inputs, out_dir, overwrite, engine=engine)
 
 
 @main.command()
