@@ -158,6 +158,8 @@ def label(inputs, out_dir, overwrite, classes, vocab, **kw) -> None:
     ovseg label examples/chelsea.png --classes "cat,floor,wall" --out out/
     ovseg label photos/ --vocab voc --out out/ --device cuda --batch-size 4
     HF_HUB_OFFLINE=1 ovseg label a.jpg -c "dog,grass" --weights ./ssd-1b --clip-weights ./clip
+    ovseg label s3://bkt/photos/ --vocab voc --engine ray --ray-address auto --workers 8 \\
+        --format parquet --out s3://bkt/labels/      (pip install "ovseg[ray]"; docs/scale-out.md)
     """
     if (classes is None) == (vocab is None):
         raise click.UsageError("give exactly one of --classes and --vocab")

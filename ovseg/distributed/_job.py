@@ -1,7 +1,6 @@
 """Building and running the Ray Data job (imports ray; only `ovseg.distributed` loads this)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import ray
@@ -39,8 +38,9 @@ def build(inputs, vocab, *, out, fmt, config, workers, gpus_per_worker, cpus_per
     decode = _stages.Decode(task=task, out=out, fmt=fmt, settings=settings, classes=classes,
                             max_pixels=config.max_pixels, overwrite=overwrite, done=done)
     decoded = source.map_batches(decode, batch_size=1, batch_format="pyarrow", num_cpus=1)
-    remote = {"max_restarts": -1, "max_task_retries": -1}  # a dead actor is replaced, its batch redone
-    remote.update(ray_remote_args or {})
+    # Ray Data's actor pools default to max_restarts=-1, max_task_retries=-1: a dead actor is
+    # replaced and its batch redone (pass max_restarts=0 in ray_remote_args to fail instead).
+    remote = dict(ray_remote_args or {})
     gpus = _gpus(gpus_per_worker)
     return decoded.map_batches(
         _stages.Segment,
@@ -64,10 +64,16 @@ def run(records, *, out, fmt):
     Dataset of records of this run."""
     records = records.materialize()
     if out is not None and fmt == "parquet":
-        new = records.filter(lambda r: r["status"] != "skipped")
+        new = records.map_batches(_without_skipped, batch_format="pyarrow")  # keeps the schema
         if new.count():
             new.write_parquet(str(out))
     return records
+
+
+def _without_skipped(table):
+    import pyarrow.compute as pc
+
+    return table.filter(pc.not_equal(table["status"], "skipped"))
 
 
 def done_in_table(out, settings: dict, classes) -> set[str]:
@@ -102,4 +108,3 @@ def connect(address: str | None) -> None:
     if address:
         kwargs["address"] = address
     ray.init(**kwargs)
-    os.environ.setdefault("OVSEG_RAY_CONNECTED", "1")
