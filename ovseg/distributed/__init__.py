@@ -101,11 +101,13 @@ def _dataset(inputs, vocab, *, out, config, format, workers, gpus_per_worker, cp
     from ovseg.pipeline import SegmenterConfig
 
     _job.connect(None)
-    records = _job.build(inputs, vocab, out=out, fmt=format, config=config or SegmenterConfig(),
-                         workers=workers, gpus_per_worker=gpus_per_worker,
-                         cpus_per_worker=cpus_per_worker, overwrite=overwrite,
-                         ray_remote_args=ray_remote_args)
-    return records if out is None else _job.run(records, out=out, fmt=format)
+    records, known_failures = _job.build(
+        inputs, vocab, out=out, fmt=format, config=config or SegmenterConfig(), workers=workers,
+        gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, overwrite=overwrite,
+        ray_remote_args=ray_remote_args)
+    if out is None:
+        return records
+    return _job.run(records, out=out, fmt=format, known_failures=known_failures)
 
 
 def parquet_to_files(table, out: str | os.PathLike, *, overwrite: bool = False,

@@ -32,9 +32,9 @@ def build(inputs, vocab, *, out, fmt, config, workers, gpus_per_worker, cpus_per
             raise FileNotFoundError(f"no images found in {inputs}")
         source = ray.data.from_items([{"path": p, "stem": s} for p, s in found],
                                      override_num_blocks=min(len(found), 8 * workers))
-    done = frozenset()
+    done, failed = frozenset(), frozenset()
     if out is not None and fmt == "parquet" and not overwrite:
-        done = frozenset(done_in_table(out, settings, classes))
+        done, failed = (frozenset(x) for x in rows_in_table(out, settings, classes))
     decode = _stages.Decode(task=task, out=out, fmt=fmt, settings=settings, classes=classes,
                             max_pixels=config.max_pixels, overwrite=overwrite, done=done)
     decoded = source.map_batches(decode, batch_size=1, batch_format="pyarrow", num_cpus=1)
@@ -42,13 +42,14 @@ def build(inputs, vocab, *, out, fmt, config, workers, gpus_per_worker, cpus_per
     # replaced and its batch redone (pass max_restarts=0 in ray_remote_args to fail instead).
     remote = dict(ray_remote_args or {})
     gpus = _gpus(gpus_per_worker)
-    return decoded.map_batches(
+    records = decoded.map_batches(
         _stages.Segment,
         fn_constructor_kwargs={"config": config, "vocab": vocab, "out": out, "fmt": fmt},
         batch_size=config.batch_size, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_gpus=gpus, num_cpus=cpus_per_worker, **remote,
     )
+    return records, failed
 
 
 def _gpus(gpus_per_worker):
@@ -58,45 +59,52 @@ def _gpus(gpus_per_worker):
     return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
 
 
-def run(records, *, out, fmt):
-    """Execute: files are written by the actors; Parquet is written from the finished records
-    (skipped rows left out, nothing written when nothing was done). Returns the materialized
-    Dataset of records of this run."""
+def run(records, *, out, fmt, known_failures=frozenset()):
+    """Execute: files are written by the actors; Parquet is written from the finished records,
+    leaving out skipped rows and failures the table already has (same path, same error), and
+    nothing is written when nothing is new. Returns the materialized Dataset of this run's records."""
     records = records.materialize()
     if out is not None and fmt == "parquet":
-        new = records.map_batches(_without_skipped, batch_format="pyarrow")  # keeps the schema
+        new = records.map_batches(_only_new, fn_args=(known_failures,), batch_format="pyarrow")
         if new.count():
             new.write_parquet(str(out))
     return records
 
 
-def _without_skipped(table):
-    import pyarrow.compute as pc
+def _only_new(table, known_failures):
+    import pyarrow as pa
 
-    return table.filter(pc.not_equal(table["status"], "skipped"))
+    keep = [s != "skipped" and not (s == "failed" and (p, e) in known_failures)
+            for p, s, e in zip(table["path"].to_pylist(), table["status"].to_pylist(),
+                               table["error"].to_pylist())]
+    return table.filter(pa.array(keep, type=pa.bool_()))  # a filter keeps the schema
 
 
-def done_in_table(out, settings: dict, classes) -> set[str]:
-    """Paths with a "done" row in the Parquet table at `out` made with these settings and
-    this vocabulary."""
+def rows_in_table(out, settings: dict, classes) -> tuple[set[str], set[tuple[str, str]]]:
+    """In the Parquet table at `out`, rows made with these settings and this vocabulary:
+    (paths done, (path, error) of failures)."""
     import pyarrow.dataset as pads
 
     try:
         if _sources.is_uri(out):
             filesystem, root = _sources._filesystem(str(out))
             table = pads.dataset(root, filesystem=filesystem, format="parquet").to_table(
-                columns=["path", "status", "settings", "vocabulary"])
+                columns=["path", "status", "error", "settings", "vocabulary"])
         else:
             if not Path(out).is_dir() or not any(Path(out).glob("*.parquet")):
-                return set()
+                return set(), set()
             table = pads.dataset(str(out), format="parquet").to_table(
-                columns=["path", "status", "settings", "vocabulary"])
+                columns=["path", "status", "error", "settings", "vocabulary"])
     except FileNotFoundError:
-        return set()
-    want = _records.settings_text(settings)
-    return {r["path"] for r in table.to_pylist()
-            if r["status"] == "done" and r["settings"] == want
-            and (r["vocabulary"] if r["vocabulary"] is None else list(r["vocabulary"])) == classes}
+        return set(), set()
+    done, failed = set(), set()
+    for r in table.to_pylist():
+        if r["vocabulary"] == classes and _records.same_settings(r["settings"], settings):
+            if r["status"] == "done":
+                done.add(r["path"])
+            elif r["status"] == "failed":
+                failed.add((r["path"], r["error"]))
+    return done, failed
 
 
 def connect(address: str | None) -> None:

@@ -10,7 +10,7 @@ A record is a dict of plain values (no ray, no pyarrow needed here):
     width, height   int    size of the result (after EXIF orientation and the max_pixels guard)
     source_width, source_height  int  size of the file before the guard
     max_pixels      int    the guard used (lets `parquet_to_files` re-read the image for the overlay)
-    settings        str    `SegmenterConfig.segment_settings()` as JSON text
+    settings        str    `SegmenterConfig.segment_settings()` as JSON text (keys in order)
     vocabulary      list[str] | None   class names (None when segmenting)
     segments        list[dict]  per segment: id, class_index, class_name, score, alternatives
                     ([{"name", "score"}]), area, bbox [x, y, w, h], rle_size [H, W], rle_counts
@@ -31,8 +31,18 @@ RECORD_FIELDS = ("path", "stem", "task", "status", "error", "width", "height", "
 
 
 def settings_text(settings: dict) -> str:
-    """Settings as canonical JSON text (tuples become lists, as in the JSON files)."""
-    return json.dumps(settings, sort_keys=True)
+    """Settings as JSON text, keys in their order (as the JSON files have them; tuples -> lists)."""
+    return json.dumps(settings)
+
+
+def same_settings(recorded: str | dict | None, settings: dict) -> bool:
+    """Recorded settings (JSON text or a dict) equal to `settings`, key order aside."""
+    if isinstance(recorded, str):
+        try:
+            recorded = json.loads(recorded)
+        except ValueError:
+            return False
+    return isinstance(recorded, dict) and json.loads(json.dumps(recorded)) == json.loads(settings_text(settings))
 
 
 def outputs_current(json_text: str | None, settings: dict, classes: list[str] | None) -> bool:
@@ -50,8 +60,8 @@ def outputs_current(json_text: str | None, settings: dict, classes: list[str] | 
         return False  # a foreign or damaged file: redo
     if not isinstance(old, dict):
         return False
-    same_settings = json.loads(settings_text(old.get("settings") or {})) == json.loads(settings_text(settings))
-    return same_settings and old.get("classes") == (None if classes is None else list(classes))
+    return (same_settings(old.get("settings"), settings)
+            and old.get("classes") == (None if classes is None else list(classes)))
 
 
 def empty_record(path: str, stem: str, task: str, *, status: str, error: str | None = None,
