@@ -224,3 +224,26 @@ def test_cli_engine_ray_matches_engine_local(ray_local, images, tiny_weights, tm
     broken = CliRunner().invoke(main, ["segment", str(images / "f_broken.png"), "--engine", "ray",
                                        "--out", str(tmp_path / "ray"), *tiny])
     assert broken.exit_code == 1 and "f_broken.png" in broken.output
+
+
+def test_uri_and_bytes_inputs_decode_as_read_image(images):
+    pytest.importorskip("pyarrow", reason='URIs need the extra: pip install "ovseg[ray]"')
+    from ovseg import io as _io
+    from ovseg.distributed import _sources
+
+    uri = images.resolve().as_uri()  # file:///..., read through pyarrow.fs as s3:// would be
+    listed = _sources.list_inputs([uri])
+    local = _sources.list_inputs([images])
+    assert [s for _, s in listed] == [s for _, s in local] and len(listed) == 6
+    for (source, _), (path, _) in zip(listed, local):
+        if path.endswith("f_broken.png"):
+            with pytest.raises(_io.ImageReadError, match="f_broken.png"):
+                _sources.decode(source, None, _io.DEFAULT_MAX_PIXELS)
+            continue
+        want, size = _io.read_image(path)
+        for got, got_size in (_sources.decode(source, None, _io.DEFAULT_MAX_PIXELS),
+                              _sources.decode(path, Path(path).read_bytes(), 1000)):
+            if got.size == want.size:
+                assert np.array_equal(got, want) and got_size == size
+            else:  # max_pixels=1000: scaled down by read_image's rule, source size kept
+                assert got.shape[0] * got.shape[1] <= 1000 and got_size == size
