@@ -16,7 +16,8 @@ How it runs: the inputs (local files, folders and globs, URIs that pyarrow can r
 `ovseg.io.read_image`'s rules; an actor pool of `workers` actors, each holding one `Segmenter`
 built from `config` (models loaded once per actor, one GPU each when the cluster has GPUs),
 runs the single-machine pipeline on batches of `config.batch_size` images. Decoding and the
-model overlap (Ray Data streams blocks between the stages).
+model overlap (Ray Data streams blocks between the stages; with CPU-only actors it may fuse
+the decode into the actor, see docs/scale-out.md).
 
 Outputs: format "files" writes `<stem>.labels.png`, `.labels.overlay.png` and `.labels.json`
 per image (`.segments.*` when segmenting), byte-identical to `Segmenter.process_files` with the
