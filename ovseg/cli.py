@@ -37,9 +37,10 @@ def _pipeline_options(f):
     """Options shared by `label` and `segment` (applied bottom-up, so listed in reverse)."""
     options = [
         click.argument("inputs", nargs=-1, required=True,
-                       type=click.Path(exists=True, path_type=Path)),
+                       type=_OrUri(exists=True, path_type=Path)),
         click.option("--out", "-o", "out_dir", default="ovseg-out", show_default=True,
-                     type=click.Path(file_okay=False, path_type=Path), help="Folder for outputs."),
+                     type=_OrUri(file_okay=False, path_type=Path),
+                     help="Folder for outputs (a URI such as s3://bucket/out with --engine ray)."),
         click.option("--backbone", default="ssd-1b", show_default=True,
                      help="Feature extractor; `ovseg backbones` lists them."),
         click.option("--weights", default=None, metavar="DIR|REPO",
@@ -86,10 +87,34 @@ def _pipeline_options(f):
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; errors only."),
         click.option("--verbose", "-v", is_flag=True,
                      help="Show the warnings, logs and progress bars of the libraries loading models."),
+        # --engine ray: ovseg.distributed (docs/scale-out.md)
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True, help="local: this process; ray: a Ray cluster (Ray Data)."),
+        click.option("--ray-address", default=None, metavar="auto|ADDRESS",
+                     help="[ray] Cluster to join [default: start a local Ray]."),
+        click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="[ray] Actors, each holding one copy of the models."),
+        click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,
+                     help="[ray] GPUs per actor, e.g. 0.5 [default: 1 if the cluster has GPUs, else 0]."),
+        click.option("--format", "out_format", type=click.Choice(["files", "parquet"]),
+                     default="files", show_default=True,
+                     help="[ray] files: three files per image, as --engine local; parquet: a table."),
     ]
     for option in reversed(options):
         f = option(f)
     return f
+
+
+class _OrUri(click.Path):
+    """A local path as click.Path checks it, or a URI (scheme://...) kept as text for --engine ray."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and "://" in value:
+            return value
+        return super().convert(value, param, ctx)
+
+
+_ENGINE_OPTIONS = ("engine", "ray_address", "workers", "gpus_per_worker", "out_format")
 
 
 def _setting_error(err) -> click.BadParameter:
@@ -114,7 +139,8 @@ def _config(out_dir, **kw):
                 raise click.UsageError(f"--{name.replace('_', '-')} applies to --method random-walk only")
     try:
         config = SegmenterConfig(**kw)
-        check_output_dir(out_dir)
+        if not (isinstance(out_dir, str) and "://" in out_dir):  # a URI is written by --engine ray
+            check_output_dir(out_dir)
         return config.validate()
     except SettingError as err:
         raise _setting_error(err) from None
@@ -122,10 +148,20 @@ def _config(out_dir, **kw):
         raise click.UsageError(str(err)) from None
 
 
-def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False) -> None:
+def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=None) -> None:
     from ovseg._checks import SettingError
     from ovseg._weights import WeightsNotFoundError
     from ovseg.pipeline import ModelLoadError, Segmenter
+
+    engine = engine or {"engine": "local"}
+    if engine["engine"] == "ray":
+        from ovseg.distributed._command import run_cli
+
+        return run_cli(config, inputs, out_dir, overwrite, classes, address=engine["ray_address"],
+                       workers=engine["workers"], gpus_per_worker=engine["gpus_per_worker"],
+                       fmt=engine["out_format"])
+    if engine.get("out_format", "files") != "files" or any(isinstance(p, str) for p in [*inputs, out_dir]):
+        raise click.UsageError("--format parquet and URI inputs/outputs need --engine ray")
 
     try:
         segmenter = Segmenter(config)
@@ -187,6 +223,8 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
     ovseg label photos/ --vocab voc --out out/ --device cuda --batch-size 4
     ovseg label photo.jpg -c "cat,sofa" --method random-walk --tau auto --walk-steps 2
     HF_HUB_OFFLINE=1 ovseg label a.jpg -c "dog,grass" --weights ./ssd-1b --clip-weights ./clip
+    ovseg label s3://bkt/photos/ --vocab voc --engine ray --ray-address auto --workers 8 \\
+        --format parquet --out s3://bkt/labels/      (pip install "ovseg[ray]"; docs/scale-out.md)
     """
     if not verbose:
         from ovseg._quiet import quiet_third_party
@@ -204,7 +242,9 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
     except (ValueError, KeyError, OSError) as err:
         raise click.UsageError(f"{'--vocab ' + vocab if vocab is not None else '--classes'}: {err}") from err
     clip = kw.pop("clip_weights")
-    _run(_config(out_dir, clip_weights=clip, **kw), inputs, out_dir, overwrite, classes=names, quiet=quiet)
+    engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
+    _run(_config(out_dir, clip_weights=clip, **kw), inputs, out_dir, overwrite, classes=names, quiet=quiet,
+         engine=engine)
 
 
 @main.command()
@@ -224,7 +264,8 @@ def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
         from ovseg._quiet import quiet_third_party
 
         quiet_third_party()
-    _run(_config(out_dir, **kw), inputs, out_dir, overwrite, quiet=quiet)
+    engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
+    _run(_config(out_dir, **kw), inputs, out_dir, overwrite, quiet=quiet, engine=engine)
 
 
 @main.group()

@@ -1,0 +1,198 @@
+"""The two stages of a Ray Data job: decode (CPU tasks) and segment (an actor pool).
+
+Both take and give Arrow tables with fixed schemas, so blocks always concatenate and the result
+writes to Parquet as it is. Imported inside Ray workers; pyarrow is imported here, never ray.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ovseg import io as _io
+from ovseg.distributed import _records, _sources
+
+CRASH_ONCE_ENV = "OVSEG_RAY_CRASH_ONCE"  # fault injection for tests: a marker file path
+
+DECODED_SCHEMA = pa.schema([
+    ("path", pa.string()), ("stem", pa.string()), ("status", pa.string()), ("error", pa.string()),
+    ("image", pa.binary()), ("height", pa.int64()), ("width", pa.int64()),
+    ("source_height", pa.int64()), ("source_width", pa.int64()),
+])
+
+_SEGMENT = pa.struct([
+    ("id", pa.int64()), ("class_index", pa.int64()), ("class_name", pa.string()),
+    ("score", pa.float64()),
+    ("alternatives", pa.list_(pa.struct([("name", pa.string()), ("score", pa.float64())]))),
+    ("area", pa.int64()), ("bbox", pa.list_(pa.int64())), ("rle_size", pa.list_(pa.int64())),
+    ("rle_counts", pa.string()),
+])
+RECORD_SCHEMA = pa.schema([
+    ("path", pa.string()), ("stem", pa.string()), ("task", pa.string()), ("status", pa.string()),
+    ("error", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
+    ("source_width", pa.int64()), ("source_height", pa.int64()), ("max_pixels", pa.int64()),
+    ("settings", pa.string()), ("vocabulary", pa.list_(pa.string())),
+    ("segments", pa.list_(_SEGMENT)),
+])
+
+
+def _rows(batch) -> list[dict]:
+    if isinstance(batch, pa.Table):
+        return batch.to_pylist()
+    keys = list(batch)
+    n = len(batch[keys[0]]) if keys else 0
+    return [{k: _plain(batch[k][i]) for k in keys} for i in range(n)]
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+class Decode:
+    """CPU stage: one input row ("path", optional "stem", optional "bytes") -> a decoded row.
+
+    Rows whose outputs are already current (same settings and vocabulary) come out "skipped"
+    without being read; unreadable images come out "failed" with the reader's message.
+    """
+
+    def __init__(self, *, task, out, fmt, settings, classes, max_pixels, overwrite, done=frozenset()):
+        self.task, self.out, self.fmt, self.settings = task, out, fmt, settings
+        self.classes, self.max_pixels, self.overwrite, self.done = classes, max_pixels, overwrite, done
+
+    def __call__(self, batch) -> pa.Table:
+        rows = []
+        for row in _rows(batch):
+            path = str(row["path"])
+            stem = row.get("stem") or Path(path.split("?")[0]).stem
+            base = {"path": path, "stem": stem, "status": "todo", "error": None, "image": b"",
+                    "height": 0, "width": 0, "source_height": 0, "source_width": 0}
+            if not self.overwrite and self._current(path, stem):
+                rows.append({**base, "status": "skipped"})
+                continue
+            try:
+                array, (h0, w0) = _sources.decode(path, row.get("bytes"), self.max_pixels)
+            except _io.ImageReadError as err:
+                rows.append({**base, "status": "failed", "error": str(err)})
+                continue
+            h, w = array.shape[:2]
+            rows.append({**base, "image": np.ascontiguousarray(array).tobytes(), "height": h,
+                         "width": w, "source_height": h0, "source_width": w0})
+        return pa.Table.from_pylist(rows, schema=DECODED_SCHEMA)
+
+    def _current(self, path: str, stem: str) -> bool:
+        if self.out is None:
+            return False
+        if self.fmt == "parquet":
+            return path in self.done
+        outs = _sources.output_locations(self.out, stem, self.task)
+        if not all(_exists(p) for p in (outs["png"], outs["overlay"])):
+            return False
+        return _records.outputs_current(_sources.read_text(outs["json"]), self.settings, self.classes)
+
+
+def _exists(location: str) -> bool:
+    if not _sources.is_uri(location):
+        return Path(location).is_file()
+    from pyarrow import fs
+
+    filesystem, p = _sources._filesystem(location)
+    return filesystem.get_file_info(p).type == fs.FileType.File
+
+
+class Segment:
+    """Actor stage: builds one `Segmenter` (models load once per actor, on its first image) and
+    runs the single-machine pipeline (`Segmenter.label` / `segment`) on each batch of decoded
+    images; with `out` and format "files" it also writes each image's three files."""
+
+    def __init__(self, *, config, vocab, out, fmt):
+        from ovseg.pipeline import Segmenter
+
+        self.segmenter = Segmenter(config)
+        self.vocab, self.out, self.fmt = vocab, out, fmt
+        self.classes = None if vocab is None else list(vocab.names)
+        self.task = "segment" if vocab is None else "label"
+
+    def __call__(self, batch) -> pa.Table:
+        rows = _rows(batch)
+        todo = [r for r in rows if r["status"] == "todo"]
+        if todo:
+            _maybe_crash()
+        settings = self.segmenter.config.segment_settings()
+        results = dict(zip((id(r) for r in todo), self._results(todo)))
+        records = []
+        for r in rows:
+            if r["status"] != "todo":
+                records.append(_records.empty_record(r["path"], r["stem"], self.task, status=r["status"],
+                                                     error=r["error"], settings=settings,
+                                                     classes=self.classes))
+                continue
+            result = results[id(r)]
+            if isinstance(result, str):
+                records.append(_records.empty_record(r["path"], r["stem"], self.task, status="failed",
+                                                     error=result, settings=settings,
+                                                     classes=self.classes))
+                continue
+            record = _records.result_to_record(result, r["stem"], self.segmenter.config.max_pixels)
+            if self.out is not None and self.fmt == "files":
+                try:
+                    self._write(result, r["stem"])
+                except OSError as err:
+                    record = _records.empty_record(r["path"], r["stem"], self.task, status="failed",
+                                                   error=f"{r['path']}: cannot write outputs: {err}",
+                                                   settings=settings, classes=self.classes)
+            records.append(record)
+        return pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
+
+    def _results(self, todo: list[dict]) -> list:
+        """One SegmentationResult, or an error message, per row; a failing batch is retried one
+        image at a time to find the culprit (as `Segmenter.process_files` does)."""
+        from ovseg._weights import WeightsNotFoundError
+        from ovseg.pipeline import ModelLoadError
+
+        if not todo:
+            return []
+        arrays = [np.frombuffer(r["image"], dtype=np.uint8).reshape(r["height"], r["width"], 3)
+                  for r in todo]
+        try:
+            if self.vocab is None:
+                results = self.segmenter.segment(arrays)
+            else:
+                results = self.segmenter.label(arrays, self.vocab)
+        except (WeightsNotFoundError, ModelLoadError, MemoryError, KeyboardInterrupt):
+            raise  # settings or machine problems stop the job, as on one machine
+        except (ValueError, RuntimeError, OSError) as err:
+            if len(todo) > 1:
+                return [out for r in todo for out in self._results([r])]
+            return [f"{todo[0]['path']}: {type(err).__name__}: {err}"]
+        for r, result in zip(todo, results):  # what read_image gave process_files
+            result.source = r["path"]
+            result.source_size = (r["source_height"], r["source_width"])
+        return results
+
+    def _write(self, result, stem: str) -> None:
+        outs = _sources.output_locations(self.out, stem, self.task)
+        if not _sources.is_uri(self.out):
+            _records.write_result_files(result, {k: Path(v) for k, v in outs.items()})
+            return
+        with tempfile.TemporaryDirectory(prefix="ovseg-") as tmp:
+            local = {k: Path(tmp) / Path(v.rsplit("/", 1)[-1]) for k, v in outs.items()}
+            _records.write_result_files(result, local)
+            for key in ("png", "overlay", "json"):  # JSON last: it marks the image done
+                _sources.upload(local[key], outs[key])
+
+
+def _maybe_crash() -> None:
+    """Test hook: with OVSEG_RAY_CRASH_ONCE=FILE, the first worker to get work creates FILE and
+    dies at once (os._exit), as a killed machine would; later workers run normally."""
+    marker = os.environ.get(CRASH_ONCE_ENV)
+    if not marker:
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os._exit(17)

@@ -1,0 +1,249 @@
+"""ovseg.distributed (--engine ray) on a local Ray with tiny checkpoints.
+
+The Ray tests skip when the extra is not installed (pip install "ovseg[ray]"); the packaging
+tests (no ray import for --help, the install hint) run either way.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from ovseg.cli import main
+
+CLASSES = "cat,dog,sky"
+FAST = dict(resolution=64, refine_iterations=2, cache=False, device="cpu", batch_size=2)
+SUFFIXES = (".png", ".overlay.png", ".json")
+
+
+# -- packaging: no ray needed ------------------------------------------------------------------
+
+def test_help_never_imports_ray():
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom ovseg.cli import main\n"
+            "for args in (['--help'], ['label', '--help'], ['segment', '--help']):\n"
+            "    r = CliRunner().invoke(main, args)\n    assert r.exit_code == 0, r.output\n"
+            "import ovseg, ovseg.pipeline\n"
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_engine_ray_without_ray_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    r = CliRunner().invoke(main, ["segment", str(tmp_path / "a.png"), "--engine", "ray",
+                                  "--out", str(tmp_path / "out")])
+    assert r.exit_code == 1
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and 'pip install "ovseg[ray]"' in lines[0], r.output
+
+
+def test_parquet_format_needs_the_ray_engine(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    r = CliRunner().invoke(main, ["segment", str(tmp_path / "a.png"), "--format", "parquet",
+                                  "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2 and "--engine ray" in r.output
+
+
+def test_outputs_current_compares_settings_and_vocabulary():
+    from ovseg.distributed._records import outputs_current
+
+    settings = {"backbone": "ssd-1b", "tau": 0.5, "refine_dilations": (1, 2)}
+    text = json.dumps({"settings": {"tau": 0.5, "backbone": "ssd-1b", "refine_dilations": [1, 2]},
+                       "classes": ["cat", "dog"]})
+    assert outputs_current(text, settings, ["cat", "dog"])
+    assert not outputs_current(text, settings, ["cat", "dog", "sky"])  # another vocabulary
+    assert not outputs_current(text, {**settings, "tau": 0.4}, ["cat", "dog"])  # other settings
+    assert not outputs_current(text, settings, None)  # labelled vs segmented
+    assert not outputs_current(None, settings, ["cat", "dog"])  # no file
+    assert not outputs_current("{half a fi", settings, ["cat", "dog"])  # damaged file
+
+
+# -- on a local Ray ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray", reason='the Ray engine needs the extra: pip install "ovseg[ray]"')
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("pandas")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
+             log_to_driver=False, configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Six inputs: RGB PNG, JPEG, RGBA (alpha on white), 16-bit grey, palette, and a corrupt file."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:64]
+    base = np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1).astype(np.uint8)
+    Image.fromarray(base).save(root / "a_rgb.png")
+    Image.fromarray(base[:40, :56]).save(root / "b_photo.jpg", quality=90)
+    rgba = np.concatenate([base, (xx * 4).astype(np.uint8)[..., None]], -1)
+    Image.fromarray(rgba, "RGBA").save(root / "c_alpha.png")
+    Image.fromarray((yy * 1300 + xx * 100).astype(np.uint16)).save(root / "d_grey16.png")
+    Image.fromarray(rng.integers(0, 255, (32, 40, 3), dtype=np.uint8)).convert("P").save(root / "e_palette.png")
+    (root / "f_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 4)
+    return root
+
+
+@pytest.fixture(scope="module")
+def config(tiny_weights):
+    from ovseg.pipeline import SegmenterConfig
+
+    return SegmenterConfig(**FAST, **tiny_weights)
+
+
+@pytest.fixture(scope="module")
+def local_out(images, config, tmp_path_factory):
+    """The local engine's outputs, with one torch thread as each CPU actor has (Ray sets
+    OMP_NUM_THREADS to the actor's CPUs): CPU float sums depend on the thread count."""
+    import torch
+
+    from ovseg.pipeline import Segmenter
+
+    out = tmp_path_factory.mktemp("local")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        summary = Segmenter(config).process_files([images], out, classes=CLASSES, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(summary.done) == 5 and len(summary.failed) == 1
+    return out
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _statuses(records) -> dict[str, str]:
+    return {Path(r["path"]).name: r["status"] for r in records.iter_rows()}
+
+
+def test_files_identical_to_the_local_engine_with_a_killed_worker(ray_local, images, config,
+                                                                  local_out, tmp_path):
+    from ovseg.distributed import label_dataset
+    from ovseg.distributed._stages import CRASH_ONCE_ENV
+
+    marker = tmp_path.parent / f"{tmp_path.name}.crashed"
+    crash = {"runtime_env": {"env_vars": {CRASH_ONCE_ENV: str(marker)}}}
+    records = label_dataset([images], CLASSES, out=tmp_path, config=config, workers=1,
+                            ray_remote_args=crash)
+    assert marker.exists()  # the worker really died (os._exit) on its first batch; Ray redid it
+    statuses = _statuses(records)
+    assert statuses == {**{n: "done" for n in ("a_rgb.png", "b_photo.jpg", "c_alpha.png",
+                                               "d_grey16.png", "e_palette.png")},
+                        "f_broken.png": "failed"}
+    broken = [r for r in records.iter_rows() if r["status"] == "failed"][0]
+    assert "f_broken.png" in broken["error"] and "cannot read image" in broken["error"]
+    ours, theirs = _files(tmp_path), _files(local_out)
+    assert len(theirs) == 15 and sorted(ours) == sorted(theirs)  # no duplicate, no temporary file
+    for name in theirs:
+        assert ours[name] == theirs[name], name
+
+    # a re-run does no work: everything current is skipped, no file is touched
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    again = _statuses(label_dataset([images], CLASSES, out=tmp_path, config=config, workers=1))
+    assert [s for n, s in again.items() if n != "f_broken.png"] == ["skipped"] * 5
+    assert again["f_broken.png"] == "failed"  # still unreadable, still reported
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == mtimes
+
+
+def test_parquet_table_and_back_to_files(ray_local, images, config, local_out, tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from ovseg.distributed import label_dataset, parquet_to_files
+
+    table_dir = tmp_path / "table"
+    label_dataset([images], CLASSES, out=table_dir, config=config, format="parquet", workers=1)
+    table = pq.read_table(table_dir)
+    frame = pd.read_parquet(table_dir)
+    assert table.num_rows == len(frame) == 6
+    for column in ("path", "width", "height", "settings", "vocabulary", "segments", "error"):
+        assert column in frame.columns
+    rows = {Path(r["path"]).name: r for r in table.to_pylist()}
+    assert rows["f_broken.png"]["error"] and rows["f_broken.png"]["status"] == "failed"
+    for name, row in rows.items():
+        if name == "f_broken.png":
+            continue
+        assert row["error"] is None and row["vocabulary"] == CLASSES.split(",")
+        ref = json.loads((local_out / f"{Path(name).stem}.labels.json").read_text())
+        assert (row["height"], row["width"]) == (ref["height"], ref["width"])
+        assert json.loads(row["settings"]) == ref["settings"]
+        got = [(s["id"], s["class_name"], s["score"], s["area"], s["bbox"],
+                {"size": s["rle_size"], "counts": s["rle_counts"]}) for s in row["segments"]]
+        want = [(s["id"], s["class_name"], s["score"], s["area"], s["bbox"], s["segmentation"])
+                for s in ref["segments"]]
+        assert got == want
+
+    files = tmp_path / "files"
+    written = parquet_to_files(table_dir, files)
+    assert len(written) == 5
+    ours, theirs = _files(files), _files(local_out)
+    assert sorted(ours) == sorted(theirs)
+    for name in theirs:
+        assert ours[name] == theirs[name], name
+
+    # a re-run writes no new Parquet file
+    before = sorted(p.name for p in table_dir.iterdir())
+    again = label_dataset([images], CLASSES, out=table_dir, config=config, format="parquet", workers=1)
+    assert sorted(_statuses(again).values()).count("skipped") == 5
+    assert sorted(p.name for p in table_dir.iterdir()) == before
+
+
+def test_cli_engine_ray_matches_engine_local(ray_local, images, tiny_weights, tmp_path):
+    tiny = ["--weights", tiny_weights["weights"], "--resolution", "64", "--refine-iterations", "2",
+            "--no-cache", "--device", "cpu"]
+    good = [str(images / n) for n in ("a_rgb.png", "c_alpha.png")]
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a 1-CPU actor (see local_out)
+    try:
+        local = CliRunner().invoke(main, ["segment", *good, "--out", str(tmp_path / "local"), *tiny])
+    finally:
+        torch.set_num_threads(threads)
+    assert local.exit_code == 0, local.output
+    r = CliRunner().invoke(main, ["segment", *good, "--engine", "ray", "--workers", "1",
+                                  "--out", str(tmp_path / "ray"), *tiny])
+    assert r.exit_code == 0, r.output
+    assert "segmented 2 image(s)" in r.output
+    assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+    broken = CliRunner().invoke(main, ["segment", str(images / "f_broken.png"), "--engine", "ray",
+                                       "--out", str(tmp_path / "ray"), *tiny])
+    assert broken.exit_code == 1 and "f_broken.png" in broken.output
+
+
+def test_uri_and_bytes_inputs_decode_as_read_image(images):
+    pytest.importorskip("pyarrow", reason='URIs need the extra: pip install "ovseg[ray]"')
+    from ovseg import io as _io
+    from ovseg.distributed import _sources
+
+    uri = images.resolve().as_uri()  # file:///..., read through pyarrow.fs as s3:// would be
+    listed = _sources.list_inputs([uri])
+    local = _sources.list_inputs([images])
+    assert [s for _, s in listed] == [s for _, s in local] and len(listed) == 6
+    for (source, _), (path, _) in zip(listed, local):
+        if path.endswith("f_broken.png"):
+            with pytest.raises(_io.ImageReadError, match="f_broken.png"):
+                _sources.decode(source, None, _io.DEFAULT_MAX_PIXELS)
+            continue
+        want, size = _io.read_image(path)
+        for got, got_size in (_sources.decode(source, None, _io.DEFAULT_MAX_PIXELS),
+                              _sources.decode(path, Path(path).read_bytes(), 1000)):
+            if got.size == want.size:
+                assert np.array_equal(got, want) and got_size == size
+            else:  # max_pixels=1000: scaled down by read_image's rule, source size kept
+                assert got.shape[0] * got.shape[1] <= 1000 and got_size == size
