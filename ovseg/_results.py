@@ -155,8 +155,20 @@ def output_status(json_path: str | os.PathLike, record: dict, others=()) -> str:
     if not json_path.is_file() or not all(Path(p).is_file() for p in others):
         return "missing"
     try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = json_path.read_text(encoding="utf-8")
+    except OSError:
+        return "missing"
+    return record_status(text, record)
+
+
+def record_status(json_text: str | None, record: dict) -> str:
+    """`output_status` on the text of a JSON output (None: no file), for outputs that are not local
+    files (e.g. in an object store): "current", "missing" (absent or unreadable) or "changed"."""
+    if json_text is None:
+        return "missing"
+    try:
+        data = json.loads(json_text)
+    except ValueError:
         return "missing"
     if not isinstance(data, dict):
         return "missing"

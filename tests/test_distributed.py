@@ -51,18 +51,21 @@ def test_parquet_format_needs_the_ray_engine(tmp_path):
     assert r.exit_code == 2 and "--engine ray" in r.output
 
 
-def test_outputs_current_compares_settings_and_vocabulary():
-    from ovseg.distributed._records import outputs_current
+def test_skip_rule_is_the_local_engines_record_status():
+    """The Ray engine skips an image by `ovseg._results.record_status` on its JSON text: the same
+    record (settings, vocabulary, output format) as the local engine's `run_record`."""
+    from ovseg._results import record_status
+    from ovseg.pipeline import Segmenter
 
-    settings = {"backbone": "ssd-1b", "tau": 0.5, "refine_dilations": (1, 2)}
-    text = json.dumps({"settings": {"tau": 0.5, "backbone": "ssd-1b", "refine_dilations": [1, 2]},
-                       "classes": ["cat", "dog"]})
-    assert outputs_current(text, settings, ["cat", "dog"])
-    assert not outputs_current(text, settings, ["cat", "dog", "sky"])  # another vocabulary
-    assert not outputs_current(text, {**settings, "tau": 0.4}, ["cat", "dog"])  # other settings
-    assert not outputs_current(text, settings, None)  # labelled vs segmented
-    assert not outputs_current(None, settings, ["cat", "dog"])  # no file
-    assert not outputs_current("{half a fi", settings, ["cat", "dog"])  # damaged file
+    seg = Segmenter(cache=False)
+    record = seg.run_record(seg.vocabulary(["cat", "dog"]))
+    text = json.dumps({"record": record}, default=str)
+    assert record_status(text, record) == "current"
+    assert record_status(text, seg.run_record(seg.vocabulary(["cat", "dog", "sky"]))) == "changed"
+    assert record_status(text, Segmenter(cache=False, tau=0.4).run_record(seg.vocabulary(["cat", "dog"]))) == "changed"
+    assert record_status(text, seg.run_record(None)) == "changed"  # labelled vs segmented
+    assert record_status(None, record) == "missing"  # no file
+    assert record_status("{half a fi", record) == "missing"  # damaged file
 
 
 # -- on a local Ray ----------------------------------------------------------------------------

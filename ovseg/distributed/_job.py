@@ -1,6 +1,7 @@
 """Building and running the Ray Data job (imports ray; only `ovseg.distributed` loads this)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import ray
@@ -35,8 +36,11 @@ def build(inputs, vocab, *, out, fmt, config, workers, gpus_per_worker, cpus_per
     done, failed = frozenset(), frozenset()
     if out is not None and fmt == "parquet" and not overwrite:
         done, failed = (frozenset(x) for x in rows_in_table(out, settings, classes))
+    from ovseg.pipeline import Segmenter  # run_record needs no model
+
+    record = Segmenter(dataclasses.replace(config, cache=False)).run_record(vocab)
     decode = _stages.Decode(task=task, out=out, fmt=fmt, settings=settings, classes=classes,
-                            max_pixels=config.max_pixels, overwrite=overwrite, done=done)
+                            max_pixels=config.max_pixels, overwrite=overwrite, record=record, done=done)
     decoded = source.map_batches(decode, batch_size=1, batch_format="pyarrow", num_cpus=1)
     # Ray Data's actor pools default to max_restarts=-1, max_task_retries=-1: a dead actor is
     # replaced and its batch redone (pass max_restarts=0 in ray_remote_args to fail instead).

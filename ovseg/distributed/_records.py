@@ -45,25 +45,6 @@ def same_settings(recorded: str | dict | None, settings: dict) -> bool:
     return isinstance(recorded, dict) and json.loads(json.dumps(recorded)) == json.loads(settings_text(settings))
 
 
-def outputs_current(json_text: str | None, settings: dict, classes: list[str] | None) -> bool:
-    """True when an existing result JSON (its text; None: no file) was made with these segment
-    settings and this vocabulary, so the image can be skipped.
-
-    The one place the distributed engine decides "already done"; swap for the shared
-    settings-aware check of `ovseg._results` once it exists.
-    """
-    if json_text is None:
-        return False
-    try:
-        old = json.loads(json_text)
-    except ValueError:
-        return False  # a foreign or damaged file: redo
-    if not isinstance(old, dict):
-        return False
-    return (same_settings(old.get("settings"), settings)
-            and old.get("classes") == (None if classes is None else list(classes)))
-
-
 def empty_record(path: str, stem: str, task: str, *, status: str, error: str | None = None,
                  settings: dict | None = None, classes: list[str] | None = None) -> dict:
     """A record with no segments: a skipped or failed image."""

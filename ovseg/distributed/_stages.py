@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from ovseg import io as _io
+from ovseg._results import record_status
 from ovseg.distributed import _records, _sources
 
 CRASH_ONCE_ENV = "OVSEG_RAY_CRASH_ONCE"  # fault injection for tests: a marker file path
@@ -58,8 +59,9 @@ class Decode:
     without being read; unreadable images come out "failed" with the reader's message.
     """
 
-    def __init__(self, *, task, out, fmt, settings, classes, max_pixels, overwrite, done=frozenset()):
-        self.task, self.out, self.fmt, self.settings = task, out, fmt, settings
+    def __init__(self, *, task, out, fmt, settings, classes, max_pixels, overwrite, record=None,
+                 done=frozenset()):
+        self.task, self.out, self.fmt, self.settings, self.record = task, out, fmt, settings, record
         self.classes, self.max_pixels, self.overwrite, self.done = classes, max_pixels, overwrite, done
 
     def __call__(self, batch) -> pa.Table:
@@ -90,7 +92,8 @@ class Decode:
         outs = _sources.output_locations(self.out, stem, self.task)
         if not all(_exists(p) for p in (outs["png"], outs["overlay"])):
             return False
-        return _records.outputs_current(_sources.read_text(outs["json"]), self.settings, self.classes)
+        # the local engine's rule (ovseg._results): same settings, vocabulary and output format
+        return record_status(_sources.read_text(outs["json"]), self.record) == "current"
 
 
 def _exists(location: str) -> bool:
