@@ -131,6 +131,7 @@ def parquet_to_files(table, out: str | os.PathLike, *, overwrite: bool = False,
 
     from ovseg import io as _io
     from ovseg.distributed import _records, _sources
+    from ovseg.pipeline import Segmenter
 
     if isinstance(table, (str, os.PathLike)):
         import pyarrow.dataset as pads
@@ -151,6 +152,6 @@ def parquet_to_files(table, out: str | os.PathLike, *, overwrite: bool = False,
             except _io.ImageReadError:
                 image = None
         result = _records.record_to_result(row, image)
-        _records.write_result_files(result, outs)
+        Segmenter.write_outputs(result, outs)
         written.append(outs["json"])
     return written

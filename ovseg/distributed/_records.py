@@ -19,7 +19,6 @@ A record is a dict of plain values (no ray, no pyarrow needed here):
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +26,7 @@ from ovseg import io as _io
 from ovseg._results import Segment, SegmentationResult
 
 RECORD_FIELDS = ("path", "stem", "task", "status", "error", "width", "height", "source_width",
-                 "source_height", "max_pixels", "settings", "vocabulary", "segments")
+                 "source_height", "max_pixels", "settings", "record", "vocabulary", "segments")
 
 
 def settings_text(settings: dict) -> str:
@@ -51,6 +50,7 @@ def empty_record(path: str, stem: str, task: str, *, status: str, error: str | N
     return {"path": path, "stem": stem, "task": task, "status": status, "error": error,
             "width": None, "height": None, "source_width": None, "source_height": None,
             "max_pixels": None, "settings": None if settings is None else settings_text(settings),
+            "record": None,
             "vocabulary": None if classes is None else list(classes), "segments": []}
 
 
@@ -72,6 +72,7 @@ def result_to_record(result: SegmentationResult, stem: str, max_pixels: int) -> 
             "status": "done", "error": None, "width": int(w), "height": int(h),
             "source_width": int(w0), "source_height": int(h0), "max_pixels": int(max_pixels),
             "settings": settings_text(result.settings),
+            "record": json.dumps(result.record or None, default=str),  # what made it (ovseg._results)
             "vocabulary": None if result.classes is None else list(result.classes),
             "segments": segments}
 
@@ -107,7 +108,8 @@ def record_to_result(record: dict, image: np.ndarray | None = None) -> Segmentat
     vocab = record.get("vocabulary")
     return SegmentationResult(
         image, full, segments, None if vocab is None else [str(c) for c in vocab], record["path"],
-        (int(record["source_height"]), int(record["source_width"])), json.loads(record["settings"]))
+        (int(record["source_height"]), int(record["source_width"])), json.loads(record["settings"]),
+        json.loads(record.get("record") or "null") or {})
 
 
 def _missing(v) -> bool:
@@ -116,10 +118,3 @@ def _missing(v) -> bool:
 
 def _as_list(v) -> list:
     return [] if v is None else list(v)
-
-
-def write_result_files(result: SegmentationResult, outs: dict[str, Path]) -> None:
-    """The three files of `Segmenter.process_files`, with its writers, JSON last (marks done)."""
-    result.save_png(outs["png"])
-    result.save_overlay(outs["overlay"])
-    result.save_json(outs["json"], label_png=outs["png"].name)

@@ -35,7 +35,7 @@ RECORD_SCHEMA = pa.schema([
     ("path", pa.string()), ("stem", pa.string()), ("task", pa.string()), ("status", pa.string()),
     ("error", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
     ("source_width", pa.int64()), ("source_height", pa.int64()), ("max_pixels", pa.int64()),
-    ("settings", pa.string()), ("vocabulary", pa.list_(pa.string())),
+    ("settings", pa.string()), ("record", pa.string()), ("vocabulary", pa.list_(pa.string())),
     ("segments", pa.list_(_SEGMENT)),
 ])
 
@@ -176,13 +176,15 @@ class Segment:
         return results
 
     def _write(self, result, stem: str) -> None:
+        from ovseg.pipeline import Segmenter
+
         outs = _sources.output_locations(self.out, stem, self.task)
         if not _sources.is_uri(self.out):
-            _records.write_result_files(result, {k: Path(v) for k, v in outs.items()})
+            Segmenter.write_outputs(result, {k: Path(v) for k, v in outs.items()})
             return
         with tempfile.TemporaryDirectory(prefix="ovseg-") as tmp:
             local = {k: Path(tmp) / Path(v.rsplit("/", 1)[-1]) for k, v in outs.items()}
-            _records.write_result_files(result, local)
+            Segmenter.write_outputs(result, local)
             for key in ("png", "overlay", "json"):  # JSON last: it marks the image done
                 _sources.upload(local[key], outs[key])
 
