@@ -299,7 +299,7 @@ class Segmenter:
             for i, (array, work) in enumerate(zip(arrays, maps)):
                 labels = {}
                 if vocab is not None:
-                    image = _to_tensor(_resize(array, work.shape)).to(self.device)
+                    image = self._clip_input(array, work.shape)
                     for lab in self.labeler.label(image, torch.from_numpy(work), vocab,
                                                   top_k=self.config.top_k):
                         labels[int(lab.segment_id)] = lab
@@ -326,22 +326,40 @@ class Segmenter:
         return maps
 
     def _cut(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        feats = self._features(arrays)
+        return [self._refine(f, self._hierarchy(f).cut(), a) for f, a in zip(feats, arrays)]
+
+    # The three steps of _cut, also called one by one by ovseg.demo (one backbone pass, then
+    # recuts of the kept tree at any tau <= the build tau).
+    def _features(self, arrays: list[np.ndarray]):
+        """Backbone features (B, C, h, w) float32 of the images resized to the square input."""
         import torch
-        from ovseg.masks import PAMRConfig, refine_segments, segment_features
 
         backbone = self.backbone
         res = self.config.resolution or backbone.resolution
         batch = torch.stack([_to_tensor(_resize(a, (res, res))) for a in arrays]).to(self.device)
-        feats = backbone(batch).float()  # (B, C, res/stride, res/stride)
-        out = []
-        for f, array in zip(feats, arrays):
-            low = segment_features(f, alpha=self.config.alpha, tau=self.config.tau)  # (h, w)
-            size = _work_size(array.shape[:2], res)
-            refine = PAMRConfig(iterations=self.config.refine_iterations,  # the demo setting
-                                dilations=self.config.refine_dilations) if self.config.refine else None
-            seg = refine_segments(f, low, _to_tensor(_resize(array, size)), refine=refine)
-            out.append(np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(size))
-        return out
+        return backbone(batch).float()
+
+    def _hierarchy(self, feats, tau: float | None = None):
+        """The NCut tree of one image's features (C, h, w), built at `tau` (default config.tau)."""
+        from ovseg.masks import build_hierarchy
+
+        return build_hierarchy(feats, alpha=self.config.alpha,
+                               tau=self.config.tau if tau is None else tau)
+
+    def _clip_input(self, array: np.ndarray, size: tuple[int, int]):
+        """The labeler's input: the image at the working size `size`, (3, h', w') float in [0, 1]."""
+        return _to_tensor(_resize(array, size)).to(self.device)
+
+    def _refine(self, feats, low, array: np.ndarray) -> np.ndarray:
+        """Low-res segments (h, w) -> (h', w') int64 ids 0..K-1 at the working size of `array`."""
+        from ovseg.masks import PAMRConfig, refine_segments
+
+        size = _work_size(array.shape[:2], self.config.resolution or self.backbone.resolution)
+        refine = PAMRConfig(iterations=self.config.refine_iterations,  # the demo setting
+                            dilations=self.config.refine_dilations) if self.config.refine else None
+        seg = refine_segments(feats, low, _to_tensor(_resize(array, size)), refine=refine)
+        return np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(size)
 
 
 def _work_size(hw: tuple[int, int], resolution: int) -> tuple[int, int]:
