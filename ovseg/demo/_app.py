@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from ovseg import viz
 from ovseg.demo._session import DemoSession
@@ -120,7 +122,16 @@ class DemoApp:
 
     @staticmethod
     def overlay(result):
-        return viz.overlay(result.image, result.label_map, result.legend())
+        """The overlay `ovseg label` writes, plus every segment's outline: segments that share a
+        class share a colour, and the outlines still show the cut the slider chose."""
+        picture = viz.overlay(result.image, result.label_map, result.legend())
+        seg = result.segment_map
+        edge = np.zeros(seg.shape, dtype=bool)
+        edge[:, :-1] |= seg[:, 1:] != seg[:, :-1]
+        edge[:-1, :] |= seg[1:, :] != seg[:-1, :]
+        pixels = np.array(picture)
+        pixels[: seg.shape[0], : seg.shape[1]][edge] = 255
+        return Image.fromarray(pixels)
 
     # -- callbacks -----------------------------------------------------------------------------
     def page(self, image, classes, vocab, tau, segments_only, cached_only=False):
