@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--max-tau", type=float, default=1.0)
     ap.add_argument("--refine-iterations", type=int, default=20)
     ap.add_argument("--classes", default="person,rocket,flag,sky,wall")
+    ap.add_argument("--moves", type=int, default=8, help="distinct cuts timed (a sample)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
 
@@ -53,12 +54,18 @@ def main() -> None:
     vocab = seg.vocabulary(args.classes)
     seg.labeler  # noqa: B018 - load CLIP before timing
 
+    print("models loaded", flush=True)
     t0 = time.perf_counter()
     state = session.prepare(args.image)
     prep = time.perf_counter() - t0
     ts = state.tree.thresholds()
     taus = [0.0] + [min(args.max_tau, t + 1e-6) for t in ts if t < args.max_tau]
+    if len(taus) > args.moves:  # a sample of the distinct cuts, coarse to fine
+        taus = [taus[round(i * (len(taus) - 1) / (args.moves - 1))] for i in range(args.moves)]
+    print(f"prepared in {prep:.1f} s", flush=True)
     session.result(state, taus[-1], vocab)  # CLIP dense features once
+    print(f"timing {len(taus)} of {len(ts) + 1} distinct cuts: segments "
+          f"{[state.tree.num_segments(t) for t in taus]}", flush=True)
     first, again, plain = [], [], []
     for tau in taus:
         t = time.perf_counter()

@@ -207,6 +207,7 @@ def test_page_in_headless_chromium(server, tmp_path):
             status = page.locator("#ovseg-status").inner_text()
             assert 1 <= coarse < fine, status
             assert "no backbone pass" in status
+            page.evaluate("window.scrollTo(0, 0)")  # the slider move may have scrolled the page
             time.sleep(0.5)  # let the overlay image finish painting
             shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shot))

@@ -33,8 +33,9 @@ class ImageState:
     """What one image costs once: features, the NCut tree, CLIP dense features (when named).
 
     array: (H, W, 3) uint8, as read; feats: (C, h, w) float32 backbone features;
-    tree: the NCut tree built at the session's top tau; work_maps: memo of refined segment maps
-    (h', w') int32 at the working size, keyed by the tree leaves of a cut.
+    tree: the NCut tree built at the session's top tau; work_maps: memo per cut, keyed by the
+    cut's tree leaves: its refined segment map "work" (h', w') int32 at the working size, and
+    once named its CLIP segment embeddings "ids", "emb".
     """
 
     key: str
@@ -130,11 +131,11 @@ class DemoSession:
                              f"{self.max_tau}), got {tau}")
         seg = self.segmenter
         with self._lock, torch.inference_mode():
-            work = self._work_map(state, tau)
+            leaves, work = self._work_map(state, tau)
             labels, names = {}, None
             if vocabulary is not None:
                 names = list(vocabulary.names)
-                labels = self._labels(state, work, vocabulary)
+                labels = self._labels(state, leaves, work, vocabulary)
             full = _io.resize_nearest(work, state.array.shape[:2]).astype(np.int32)
             settings = dict(seg.config.segment_settings(), tau=tau)
             return build_result(state.array, full, labels, names, settings, state.source,
@@ -144,22 +145,22 @@ class DemoSession:
         """Segments of the low-res cut at `tau` (before refinement, which may drop a few)."""
         return state.tree.num_segments(tau)
 
-    def _work_map(self, state: ImageState, tau: float) -> np.ndarray:
+    def _work_map(self, state: ImageState, tau: float) -> tuple[tuple, np.ndarray]:
+        """-> (the cut's leaves, its refined map (h', w') int32 at the working size)."""
         leaves = tuple(state.tree.leaves(tau))  # the cut is identified by its leaves
-        work = state.work_maps.get(leaves)
-        if work is None:
+        if leaves not in state.work_maps:
             low = state.tree.cut(tau)  # pruning of the kept tree (Hierarchy.cut)
             work = self.segmenter._refine(state.feats, low, state.array).astype(np.int32)
-            state.work_maps[leaves] = work
+            state.work_maps[leaves] = {"work": work}
             while len(state.work_maps) > self.max_cuts:
                 state.work_maps.popitem(last=False)
-        else:
-            state.work_maps.move_to_end(leaves)
-        return work
+        state.work_maps.move_to_end(leaves)
+        return leaves, state.work_maps[leaves]["work"]
 
-    def _labels(self, state: ImageState, work: np.ndarray, vocabulary) -> dict:
+    def _labels(self, state: ImageState, leaves: tuple, work: np.ndarray, vocabulary) -> dict:
         """segment id -> SegmentLabel, as `Labeler.label` on the working-size image gives, but
-        pooling CLIP dense features computed once per image."""
+        pooling CLIP dense features computed once per image (and once per cut: the pooled
+        embeddings do not depend on the vocabulary)."""
         import torch
         import torch.nn.functional as F
         from ovseg.labels import _dense
@@ -170,10 +171,14 @@ class DemoSession:
             image = self.segmenter._clip_input(state.array, work.shape)
             state.clip_dense = labeler.dense_features(image)  # (C', h'', w'')
             state.seconds["clip_dense"] = time.perf_counter() - t0
-        segments = torch.from_numpy(work.astype(np.int64)).to(labeler.device)
-        ids, weights = _dense.segment_weights(segments, tuple(state.clip_dense.shape[-2:]))
-        pooled = _dense.pool(state.clip_dense, weights)
-        emb = F.normalize(_dense.project(labeler.clip.visual, pooled.to(labeler.dtype)).float(), dim=-1)
+        memo = state.work_maps[leaves]
+        if "emb" not in memo:
+            segments = torch.from_numpy(work.astype(np.int64)).to(labeler.device)
+            ids, weights = _dense.segment_weights(segments, tuple(state.clip_dense.shape[-2:]))
+            pooled = _dense.pool(state.clip_dense, weights)
+            memo["ids"] = ids
+            memo["emb"] = F.normalize(_dense.project(labeler.clip.visual, pooled.to(labeler.dtype)).float(), dim=-1)
+        ids, emb = memo["ids"], memo["emb"]
         found = labeler.classify_embeddings(emb, vocabulary, segment_ids=ids.tolist(),
                                             top_k=self.segmenter.config.top_k)
         return {int(lab.segment_id): lab for lab in found}
