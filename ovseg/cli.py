@@ -334,10 +334,12 @@ def backbones() -> None:
 
 # Commands that live beside their stage; importing them loads only click and small files.
 from ovseg.coherence._command import coherence_command  # noqa: E402
+from ovseg.demo._command import demo_command  # noqa: E402
 from ovseg.evaluation._command import eval_command  # noqa: E402
 
 main.add_command(eval_command)
 main.add_command(coherence_command)
+main.add_command(demo_command)
 
 if __name__ == "__main__":
     main()

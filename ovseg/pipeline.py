@@ -586,26 +586,53 @@ class Segmenter:
 
     def _cut(self, prepared: list) -> list[tuple[np.ndarray, dict]]:
         """prepared: `_prepare` outputs -> (segment map (h, w) int64 at the working size, info)."""
-        import torch
-        from ovseg.masks import PAMRConfig, capture_transitions, refine_segments, segment_image
+        from ovseg.masks import segment_image
 
-        backbone = self.backbone
-        batch = torch.stack([inp for inp, _ in prepared]).to(self.device)
         cfg = self.config
-        if cfg.method == "random-walk":  # features and the combined attention walk P (B, N, N)
-            feats, walks = capture_transitions(backbone, batch, cfg.attention_layers)
-        else:
-            feats, walks = backbone(batch).float(), [None] * len(prepared)  # (B, C, res/stride, res/stride)
+        feats, walks = self._features(prepared)
         out = []
         for f, P, (_, work) in zip(feats, walks, prepared):
             low, tau = segment_image(f, P, method=cfg.method, tau=cfg.tau, alpha=cfg.alpha,
                                      steps=cfg.walk_steps)  # (h, w), the tau used
             info = {"tau_chosen": tau} if cfg.tau == "auto" else {}
-            refine = PAMRConfig(iterations=cfg.refine_iterations, dilations=cfg.refine_dilations,
-                                label_filter=cfg.refine_filter) if cfg.refine else None
-            seg = refine_segments(f, low, work, refine=refine)
-            out.append((np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(work.shape[-2:]), info))
+            out.append((self._refine(f, low, work), info))
         return out
+
+    # The steps of _cut, also called one by one by ovseg.demo (one backbone pass, then recuts of
+    # the kept tree at any tau <= the build tau).
+    def _features(self, prepared: list):
+        """One backbone pass -> (features (B, C, h, w) float32, per image the random-walk
+        transition matrix P (h*w, h*w), or None with method="diffcut")."""
+        import torch
+        from ovseg.masks import capture_transitions
+
+        batch = torch.stack([inp for inp, _ in prepared]).to(self.device)
+        if self.config.method == "random-walk":  # the combined attention walk P (B, N, N)
+            return capture_transitions(self.backbone, batch, self.config.attention_layers)
+        return self.backbone(batch).float(), [None] * len(prepared)
+
+    def _hierarchy(self, feats, transition=None, tau: float | None = None):
+        """The NCut tree of one image (features (C, h, w), and P for random-walk), built at a
+        numeric `tau` (default: config.tau)."""
+        from ovseg.masks import hierarchy_builder
+
+        cfg = self.config
+        tau = cfg.tau if tau is None else tau
+        if tau == "auto":
+            raise ValueError('a tree is built at a numeric tau; "auto" is a cut of it (masks.cut_auto)')
+        build = hierarchy_builder(feats, transition, method=cfg.method, alpha=cfg.alpha, steps=cfg.walk_steps)
+        return build(float(tau))
+
+    def _refine(self, feats, low, work) -> np.ndarray:
+        """Low-res segments (h, w) -> (h', w') int64 ids 0..K-1 on the working image `work`
+        (3, h', w') (concept assignment, then PAMR: `masks.refine_segments`)."""
+        from ovseg.masks import PAMRConfig, refine_segments
+
+        cfg = self.config
+        refine = PAMRConfig(iterations=cfg.refine_iterations, dilations=cfg.refine_dilations,
+                            label_filter=cfg.refine_filter) if cfg.refine else None
+        seg = refine_segments(feats, low, work, refine=refine)
+        return np.unique(seg.cpu().numpy(), return_inverse=True)[1].reshape(work.shape[-2:])
 
 
 def _number(value) -> float:

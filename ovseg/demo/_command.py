@@ -1,0 +1,58 @@
+"""`ovseg demo`: serve the web page (imports only click here, so `ovseg --help` stays quick)."""
+from __future__ import annotations
+
+import click
+
+INSTALL_HINT = 'the demo needs gradio: pip install "ovseg[demo]"'
+
+
+@click.command("demo")
+@click.option("--backbone", default="ssd-1b", show_default=True,
+              help="Feature extractor; `ovseg backbones` lists them.")
+@click.option("--weights", default=None, metavar="DIR|REPO",
+              help="Backbone weights: a local folder or a Hugging Face repo id.")
+@click.option("--clip-weights", default=None, metavar="DIR|REPO",
+              help="Labeler (open_clip) weights: a local folder or a repo id.")
+@click.option("--resolution", type=click.IntRange(min=32), default=None,
+              help="Square backbone input size [default: the backbone's own].")
+@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              show_default=True, help="Affinity exponent W = C**alpha.")
+@click.option("--tau", type=click.FloatRange(0, 2), default=0.5, show_default=True,
+              help="The slider's starting NCut threshold.")
+@click.option("--max-tau", type=click.FloatRange(0, 2, min_open=True), default=1.0,
+              show_default=True, help="Top of the slider: each image's tree is built there once.")
+@click.option("--refine-iterations", type=click.IntRange(min=0), default=20, show_default=True,
+              help="PAMR iterations (0: no refinement).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, ... [default: cuda if available]")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to serve on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
+@click.option("--share", is_flag=True, help="Also open a public gradio.live link.")
+def demo_command(host, port, share, max_tau, refine_iterations, **kw) -> None:
+    """A web page: upload an image, name classes, move a threshold slider.
+
+    The slider recuts the image's kept normalized-cut tree: no backbone pass per move. Models
+    load once, on the first Run. Named API endpoints /label and /segment serve scripts
+    (README, "Try it in the browser").
+
+    \b
+    ovseg demo
+    ovseg demo --device cuda --port 8080
+    HF_HUB_OFFLINE=1 ovseg demo --weights ./ssd-1b --clip-weights ./clip
+    """
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise click.ClickException(INSTALL_HINT) from None
+    from ovseg.demo import build_app, launch_app
+    from ovseg.pipeline import Segmenter, SegmenterConfig
+
+    try:
+        config = SegmenterConfig(refine=refine_iterations > 0,
+                                 refine_iterations=max(refine_iterations, 0), **kw)
+        config.segment_settings()  # an unknown backbone fails here, before serving
+    except (ValueError, KeyError) as err:
+        raise click.UsageError(str(err)) from err
+    app = build_app(Segmenter(config), max_tau=max_tau)
+    click.echo(f"ovseg demo on http://{host}:{port} (Ctrl+C stops it)", err=True)
+    launch_app(app, host=host, port=port, share=share)
