@@ -58,7 +58,8 @@ def test_random_labeler_full_path_builds_an_open_clip_architecture(tmp_path):
     (tmp_path / "ovseg-test-tiny-convnext.json").write_text(json.dumps(TINY_CONFIGS["convnext"]))
     open_clip.add_model_config(tmp_path / "ovseg-test-tiny-convnext.json")
     labeler = make_random_labeler("ovseg-test-tiny-convnext", size="full")
-    assert labeler.identity == "random:ovseg-test-tiny-convnext" and labeler.resolution == 64
+    assert labeler.identity == "random:ovseg-test-tiny-convnext"
+    assert labeler.resolution is None  # the published default: CLIP sees the working image as given
     labels = labeler.label(torch.rand(3, 64, 96), torch.zeros(64, 96, dtype=torch.long), ["dog", "cat"])
     assert [x.segment_id for x in labels] == [0]
     with pytest.raises(ValueError, match="size must be"):
