@@ -254,9 +254,9 @@ def test_square_work_maps_are_mapped_back_to_the_image(tiny_weights):
     array[:, 28:] = (200, 40, 40)
     array = np.clip(array.astype(int) + rng.integers(-10, 10, array.shape), 0, 255).astype(np.uint8)
     square = Segmenter(resolution=64, refine_iterations=2, cache=False, tau=1.0, **tiny_weights)
-    work = square._segment_maps([array])[0]
+    work = square._segment_maps([array], [square._prepare(array)])[0][0]
     assert work.shape == (64, 64)
     result = square.segment(array)
     assert np.array_equal(result.segment_map, resize_nearest(work, (40, 56)).astype(result.segment_map.dtype))
     aspect = Segmenter(resolution=64, refine_iterations=2, cache=False, tau=1.0, work_aspect="image", **tiny_weights)
-    assert aspect._segment_maps([array])[0].shape == (40, 56)  # the image, long side <= 64, never upscaled
+    assert aspect._segment_maps([array], [aspect._prepare(array)])[0][0].shape == (40, 56)  # the image, long side <= 64, never upscaled

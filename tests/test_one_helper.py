@@ -108,7 +108,7 @@ def test_every_writer_writes_atomically(tmp_path, renamed, monkeypatch):
     paths.update({f"c{k}": v for k, v in save_scores([_score()], tmp_path / "coh").items()})
     save_cached(tmp_path / "prompt.safetensors", {"prompt_embeds": torch.zeros(1, 2, 3)})
     (tmp_path / "text-embeds").mkdir()
-    monkeypatch.setattr(_text, "cache_dir", lambda name: tmp_path / name)
+    monkeypatch.setattr(_text, "cache_root", lambda: tmp_path)
     _text.clear_memory_cache()
     _text.cached_text_embeddings("k" * 8, lambda: torch.ones(2))
     expected = [str(p.absolute()) for p in paths.values()]

@@ -257,17 +257,17 @@ def test_any_per_image_error_is_that_images_failure(segmenter, tmp_path, monkeyp
     seg = _shared(segmenter, cache=False)
     real = seg._segment_maps
 
-    def flaky(arrays):
+    def flaky(arrays, *rest):
         if (arrays[0] == _picture(seed=10)).all():
             raise IndexError("index 0 is out of bounds (a degenerate eigenproblem)")
-        return real(arrays)
+        return real(arrays, *rest)
 
     monkeypatch.setattr(seg, "_segment_maps", flaky)
     summary = seg.process_files(src, tmp_path / "out", progress=False)
     assert [p.name for p, _ in summary.failed] == ["p0.png"] and "IndexError" in summary.failed[0][1]
     assert [p.name for p in summary.done] == ["p1.png"]
     for fatal in (KeyboardInterrupt, MemoryError, ModelLoadError("no model")):
-        def boom(arrays, fatal=fatal):
+        def boom(arrays, *rest, fatal=fatal):
             raise fatal
         monkeypatch.setattr(seg, "_segment_maps", boom)
         with pytest.raises(type(fatal) if isinstance(fatal, Exception) else fatal):

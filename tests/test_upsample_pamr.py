@@ -210,3 +210,14 @@ def test_propagate_zero_iterations_and_a_wrong_input_fail_cleanly():
     assert torch.equal(propagate(m, a, (1,), 0), m)
     with pytest.raises(Exception):  # noqa: B017 - a size mismatch must raise from a worker thread
         propagate(torch.rand(3, 5, 7), a, (1,), 1, workers=2)
+
+
+def test_threaded_pamr_under_inference_mode():
+    """The pipeline runs PAMR under torch.inference_mode; worker threads must write into the
+    tensors made there (inference mode is per thread in torch)."""
+    g = torch.Generator().manual_seed(3)
+    image = torch.rand(3, 40, 900, generator=g)  # > 1 block of rows: the threaded path
+    segments = (torch.arange(900) // 300).expand(40, 900).contiguous()
+    with torch.inference_mode():
+        threaded = pamr(image, segments, iterations=2, workers=2)
+    assert torch.equal(threaded, pamr(image, segments, iterations=2, workers=1))

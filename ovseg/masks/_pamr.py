@@ -155,8 +155,20 @@ def pamr_affinity(image: torch.Tensor, dilations: tuple[int, ...] = (1, 2, 4, 8)
             run(r0)
     else:
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, starts))
+            list(pool.map(_in_callers_mode(run), starts))
     return out
+
+
+def _in_callers_mode(fn):
+    """fn, run in a worker thread under the calling thread's inference and grad modes (torch keeps
+    them per thread: without this, a worker writing into a tensor made under `inference_mode` fails)."""
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+    def call(*args):
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return fn(*args)
+
+    return call
 
 
 def median_filter_labels(labels: torch.Tensor) -> torch.Tensor:
@@ -319,7 +331,7 @@ def propagate(
             if pool is None:
                 run(blocks)
             else:
-                list(pool.map(run, parts))  # torch ops release the GIL: the bands run in parallel
+                list(pool.map(_in_callers_mode(run), parts))  # torch ops release the GIL: bands run in parallel
             _fill_border(bufs[1], pad, H, W)
             bufs.reverse()
     finally:
