@@ -201,8 +201,8 @@ def test_page_in_headless_chromium(server, tmp_path):
             fine = _rows(page)
             assert fine > 1, page.locator("#ovseg-status").inner_text()
 
-            page.locator("#ovseg-tau input[type=range]").fill("0.2")  # a slider move
-            page.wait_for_function("document.querySelector('#ovseg-status').innerText.includes('at tau = 0.20')")
+            page.locator("#ovseg-tau input[type=range]").fill("0.3")  # a slider move
+            page.wait_for_function("document.querySelector('#ovseg-status').innerText.includes('at tau = 0.30')")
             coarse = _rows(page)
             status = page.locator("#ovseg-status").inner_text()
             assert 1 <= coarse < fine, status
