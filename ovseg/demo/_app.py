@@ -197,8 +197,7 @@ def build_app(segmenter, *, max_tau: float = 1.0) -> gr.Blocks:
                                     label="or a shipped vocabulary", elem_id="ovseg-vocab")
                 segments_only = gr.Checkbox(False, label="Segments only (no names)",
                                             elem_id="ovseg-segments-only")
-                # Method switch, once Segmenter has method= (random-walk branch): one line here,
-                # gr.Radio(["diffcut", "random-walk"]), passed to DemoSession.prepare.
+                # The method (diffcut / random-walk) is chosen per process: `ovseg demo --method`.
                 run = gr.Button("Run", variant="primary", elem_id="ovseg-run")
                 tau = gr.Slider(0.0, demo.session.max_tau, value=cfg.tau, step=0.01,
                                 label="tau: NCut threshold (lower: fewer, larger segments)",

@@ -21,8 +21,13 @@ INSTALL_HINT = 'the demo needs gradio: pip install "ovseg[demo]"'
               help="The slider's starting NCut threshold.")
 @click.option("--max-tau", type=click.FloatRange(0, 2, min_open=True), default=1.0,
               show_default=True, help="Top of the slider: each image's tree is built there once.")
-@click.option("--refine-iterations", type=click.IntRange(min=0), default=20, show_default=True,
-              help="PAMR iterations (0: no refinement).")
+@click.option("--refine-iterations", type=click.IntRange(min=0), default=15, show_default=True,
+              help="PAMR iterations (0: no refinement); 15 is DiffCut's open-vocabulary setting.")
+@click.option("--method", type=click.Choice(["diffcut", "random-walk"]), default="diffcut",
+              show_default=True, help="diffcut: NCut of the feature affinity; random-walk: NCut of a "
+              "walk on the backbone's self-attention (docs/random-walk.md). The slider recuts either tree.")
+@click.option("--walk-steps", type=click.IntRange(min=1), default=1, show_default=True,
+              help="random-walk: k-step walks P^k.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ... [default: cuda if available]")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to serve on (0.0.0.0: every interface).")
@@ -38,6 +43,7 @@ def demo_command(host, port, share, max_tau, refine_iterations, **kw) -> None:
     \b
     ovseg demo
     ovseg demo --device cuda --port 8080
+    ovseg demo --method random-walk
     HF_HUB_OFFLINE=1 ovseg demo --weights ./ssd-1b --clip-weights ./clip
     """
     try:
