@@ -269,11 +269,18 @@ def _blocks(K: int, H: int, W: int, device: torch.device, block_rows: int | None
             for r0 in range(0, H, rows) for c0 in range(0, W, cols)]
 
 
-_BLOCK_VALUES = 32767  # torch's GRAIN_SIZE is 32768: smaller ops never fork threads
+# Output values per CPU block (2 MiB of float32): a block's accumulator and the source rows its
+# 8D neighbour passes read stay in L2/L3, and each op is large enough for torch's own threads
+# (one op per block and neighbour: ~1.5k ops per step at 1024x768, not ~50k). Measured on the
+# quiet 2-core machine, 1024x768, K = 20, demo setting (docs/benchmarks-pamr.md): 32-row blocks
+# 0.18 s/step, 8 rows 0.27, 96 rows 0.19, the whole map 0.51, one row (< torch's grain size,
+# Python threads sharing the blocks) 1.4.
+_BLOCK_VALUES = 1 << 19
 
 
 def _workers(device: torch.device) -> int:
-    return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
+    """Python threads sharing a step's blocks: 1 (torch parallelises each block's ops itself)."""
+    return 1
 
 
 def propagate(
