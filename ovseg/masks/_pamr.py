@@ -26,15 +26,12 @@ D = 8). ``propagate`` does the same multiply-adds in the same order per pixel, b
 
 * two padded buffers are allocated once and swapped (no per-step padding copy); the border is
   refreshed by four broadcast copies;
-* the output is cut into blocks of < 32 Ki values (one 1024-px row at K = 20); a block's
-  accumulator stays in L1/L2 across all 8D passes, and the sources are rows the neighbouring
-  blocks just read, mostly still in L2/L3;
-* a block is below torch's intra-op grain size, so each pass runs inline (no OpenMP fork/join per
-  pass: on a loaded machine a fork/join per small op waits for a core, which made a first blocked
-  version *slower* than the old loop); instead ``torch.get_num_threads()`` Python threads share the
-  blocks of a step (torch releases the GIL inside each op), with one barrier per step;
-* ``pamr_affinity`` is blocked over rows the same way (affinities, argmax and filter were 88 s of
-  the old 961 s run below).
+* on CPU the output is cut into blocks of 2 MiB (about 25 rows at 1024 px, K = 20); a block's
+  accumulator stays in cache across all 8D passes, the sources are rows the neighbouring blocks
+  just read, and each op is large enough for torch's own threads (one op per block and
+  neighbour). Smaller blocks shared by Python threads (the first version here) were bound by
+  Python dispatch: ~50k ops per step;
+* ``pamr_affinity`` is blocked over rows the same way.
 
 Every output value is produced by the same float32 operations in the same order as in the old
 code, so masks and labels are *bit-identical* (tested for all filters, blockings and thread
@@ -42,13 +39,13 @@ counts); there is no precision trade-off. Evaluated and not used: ``torch.compil
 (first compile + call took 600 s at 256x192 on the loaded 2-core machine and adds a compiler
 dependency); an (H, W, K) layout (K = 20 innermost vectorises poorly and alpha then broadcasts on
 the inner axis); gathering the 8D neighbours and reducing with a matmul (changes the summation
-order, and needs 8D times the block's memory). The remaining cost is one Python dispatch per block
-and neighbour (~1M small ops at the demo setting); a fused kernel (compiled or C++) would remove it.
+order, and needs 8D times the block's memory); a Numba kernel (no faster than the blocked torch
+ops on this machine).
 
 Cost: time iterations * 8 * D * K * H * W multiply-adds (20 GMAC at 1024x768, K = 20, demo);
 memory: affinities 8*D*H*W floats plus two padded mask buffers 2 * K*(H+2p)*(W+2p) floats (p =
-max dilation), i.e. O(K H W). Measured (benchmarks/pamr.py, docs/benchmarks-pamr.md, loaded
-shared 2-core CPU): 1024x768, K = 20, demo setting: 961 s old vs 253 s new (3.8x), same labels.
+max dilation), i.e. O(K H W). Measured (benchmarks/pamr.py, docs/benchmarks-pamr.md, quiet 2-core
+CPU): 1024x768, K = 20, demo setting: 38.9 s old vs 5.4 s new (7.2x), bit-identical.
 
 Everything runs on the device of ``image``.
 """
@@ -131,7 +128,7 @@ def pamr_affinity(image: torch.Tensor, dilations: tuple[int, ...] = (1, 2, 4, 8)
     """Neighbour weights alpha (8*len(dilations), H, W), softmax-normalised over dim 0 (Eq. 5-6).
 
     image (3, H, W) float (any number of channels works). On CPU the rows are processed in
-    blocks of < 32 Ki image values by ``workers`` threads (default ``torch.get_num_threads()``);
+    blocks of 2 MiB by ``workers`` Python threads (default 1: torch threads each op itself);
     every value is computed by the same per-pixel operations as one whole-image pass
     (``_pamr_affinity_reference``), so the result is bit-identical.
     """
@@ -299,10 +296,9 @@ def propagate(
         alpha: (8D, H, W) float32 neighbour weights from ``pamr_affinity`` (same dilations).
         dilations: the D dilations, in the order ``alpha`` was built with.
         iterations: number of steps (>= 0).
-        block_rows: output rows per block (default: blocks of < 32 Ki values on CPU, whole map
-            on GPU).
-        workers: threads sharing the blocks of a step (default ``torch.get_num_threads()`` on
-            CPU, 1 elsewhere); steps are separated by a barrier.
+        block_rows: output rows per block (default: blocks of 2 MiB on CPU, whole map on GPU).
+        workers: Python threads sharing the blocks of a step (default 1: torch's own threads
+            run each op); steps are separated by a barrier.
 
     Returns:
         (K, H, W) float32 masks, bit-identical to ``_propagate_reference`` (same products, same
