@@ -1,0 +1,176 @@
+"""`SegmenterConfig`: the settings of the whole pipeline, and their checks.
+
+Each field is described where `help(ovseg.Segmenter)` shows it (the `Segmenter` docstring).
+Construction checks each value on its own; `validate()` checks, still without loading a model,
+what needs the backbone registry or torch (stride, device, dtype, weights folders). Both raise
+`SettingError(setting, message)`, a ValueError naming the setting, so the CLI can name the option.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+
+from ovseg import io as _io
+from ovseg._checks import (SettingError, check_device as _check_device,
+                           check_weights_path as _check_weights_path, DEVICE_PATTERN as _DEVICE)
+
+__all__ = ["SegmenterConfig"]
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Settings of the whole pipeline; the defaults reproduce DiffCut's open-vocabulary demos.
+
+    Each field is described in `Segmenter`'s docstring (what `help(ovseg.Segmenter)` shows).
+    Construction checks each value on its own (ValueError); `validate()` checks what needs the
+    backbone registry or torch (stride, device, dtype, weights folders), still without a model.
+    """
+
+    backbone: str = "ssd-1b"  # the paper's encoder: SSD-1B, a distilled SDXL UNet
+    weights: str | None = None  # None: the official repo; or another repo id, or a local folder
+    resolution: int | None = None  # square backbone input; None: the backbone's own (ssd-1b: 1024, the paper's)
+    alpha: float = 10.0  # affinity exponent W = C**alpha, a soft threshold (paper default)
+    tau: float | str = 0.5  # a split is kept when its NCut < tau; lower tau, fewer segments (paper);
+    # "auto": chosen per image (widest stable tau interval, docs/random-walk.md), recorded in the JSON
+    method: str = "diffcut"  # "diffcut": NCut of the feature affinity; "random-walk": NCut of the
+    # walk on the backbone's self-attention (METHOD.md section 5, docs/random-walk.md)
+    walk_steps: int = 1  # random-walk: k of P^k (1: Meila & Shi's one-step walk; the paper's k is unknown)
+    attention_layers: tuple[int | str, ...] | None = None  # random-walk: indices or names of the
+    # self-attention layers combined; None: every one the pass runs through (docs/random-walk.md)
+    refine: bool = True  # PAMR on the upsampled segments (DiffCut's open-vocabulary setting)
+    refine_iterations: int = 15  # DiffCut's open-vocabulary evaluation (its demo notebook: 30)
+    refine_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24, 32, 64)  # DiffCut's 1024 px setting
+    refine_filter: str = "median"  # 3x3 filter after PAMR: "median" (DiffCut), "mode" (majority) or "none"
+    work_aspect: str = "square"  # "square": assign/refine/name on the res x res input (DiffCut); "image": own aspect
+    labeler: str = "convnext_large_d_320"  # open_clip model DiffCut named segments with
+    labeler_pretrained: str = "laion2b_s29b_b131k_ft_soup"
+    clip_weights: str | None = None  # local folder (or repo id) of the labeler's weights
+    clip_resolution: int | None = None  # CLIP input short side; None: the res x res square (DiffCut); 320: fast on CPU
+    clip_normalize: bool = False  # CLIP mean/std on its input; False: raw [0, 1] as DiffCut's code
+    clip_pooling: str = "binary"  # "binary": masks nearest-exact to the CLIP grid (DiffCut); "area": soft weights
+    top_k: int = 3  # alternatives kept per segment in the JSON
+    device: str | None = None  # None: CUDA when available, else CPU
+    dtype: str | None = None  # "float32" | "float16" | "bfloat16"; None: the backbone's choice
+    batch_size: int = 1  # images per backbone pass (and per dense CLIP pass)
+    overlap: bool = True  # process_files: decode ahead and write behind in threads (ovseg._runner)
+    max_pixels: int = _io.DEFAULT_MAX_PIXELS  # larger inputs are scaled down (see ovseg.io)
+    cache: bool = True  # keep segment maps on disk, keyed by pixels and settings
+    cache_dir: str | None = None  # None: ovseg._paths.cache_dir("segments")
+
+    def __post_init__(self) -> None:
+        if self.resolution is not None and self.resolution < 32:
+            raise SettingError("resolution", f"resolution must be at least 32, got {self.resolution}")
+        if not (math.isfinite(_number(self.alpha)) and _number(self.alpha) > 0):
+            raise SettingError("alpha", f"alpha must be a finite positive number, got {self.alpha}")
+        self._check_method()
+        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, numbers.Integral) \
+                or self.max_pixels < 1:
+            raise SettingError("max_pixels", f"max_pixels must be a positive int, got {self.max_pixels!r}")
+        if self.device is not None and not _DEVICE.fullmatch(str(self.device)):
+            raise SettingError("device", f"device {self.device!r} is not a device name: use cpu, cuda, "
+                                         "cuda:N or mps (or leave it unset: cuda when available)")
+        if self.batch_size < 1 or self.top_k < 1 or self.refine_iterations < 0:
+            raise ValueError("batch_size and top_k must be >= 1, refine_iterations >= 0")
+        if self.dtype not in (None, "float32", "float16", "bfloat16"):
+            raise SettingError("dtype", f"dtype must be float32, float16 or bfloat16, got {self.dtype!r}")
+        if self.refine_filter not in ("median", "mode", "none"):
+            raise SettingError("refine_filter", f"refine_filter must be median, mode or none, got {self.refine_filter!r}")
+        if self.work_aspect not in ("square", "image"):
+            raise SettingError("work_aspect", f"work_aspect must be 'square' or 'image', got {self.work_aspect!r}")
+        if self.clip_pooling not in ("binary", "area"):
+            raise SettingError("clip_pooling", f"clip_pooling must be 'binary' or 'area', got {self.clip_pooling!r}")
+        if self.clip_resolution is not None and not _number(self.clip_resolution) >= 32:
+            raise SettingError("clip_resolution", f"clip_resolution must be at least 32, got {self.clip_resolution}")
+        object.__setattr__(self, "refine_dilations", tuple(int(d) for d in self.refine_dilations))
+
+    def validate(self) -> SegmenterConfig:
+        """Check what construction cannot, before any model loads (imports torch and the backbone
+        registry, reads no weights): the resolution against the backbone's stride, that the device
+        exists, that the dtype suits it, and that weights values that look like paths are folders.
+        Raises SettingError (a ValueError) naming the setting; returns self."""
+        _check_weights_path("weights", self.weights)
+        _check_weights_path("clip_weights", self.clip_weights)
+        from ovseg.features import backbone_info
+
+        try:
+            info = backbone_info(self.backbone)
+        except ValueError as err:
+            raise SettingError("backbone", str(err)) from None
+        res = self.resolution or info.resolution
+        if res and info.stride and res % info.stride:
+            near = max(info.stride, round(res / info.stride) * info.stride)
+            raise SettingError("resolution", f"resolution {res} is not a multiple of the {self.backbone} "
+                                             f"backbone's stride {info.stride}; try {near}")
+        device = _check_device(self.device)
+        if self.dtype == "float16" and device.type == "cpu":
+            raise SettingError("dtype", "dtype float16 is not supported on the CPU (slow, and some kernels "
+                                        "lack it): use float32 or bfloat16, or run on a GPU")
+        if self.dtype == "bfloat16" and device.type == "cuda":
+            import torch
+
+            if not torch.cuda.is_bf16_supported():
+                raise SettingError("dtype", f"dtype bfloat16 is not supported by {device}: use float16")
+        return self
+
+    def _check_method(self) -> None:
+        """tau, method, walk_steps, attention_layers; random-walk: the backbone's layers, from the registry."""
+        from ovseg.masks import METHODS
+
+        if isinstance(self.tau, (str, bool)):
+            if self.tau != "auto":
+                raise SettingError("tau", f'tau must be a number in [0, 2] or "auto", got {self.tau!r}')
+        elif not 0 <= _number(self.tau) <= 2:
+            raise SettingError("tau", f"tau must lie in [0, 2] (the range of NCut), got {self.tau}")
+        if self.method not in METHODS:
+            raise SettingError("method", f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if isinstance(self.walk_steps, bool) or _number(self.walk_steps) != self.walk_steps or self.walk_steps < 1:
+            raise SettingError("walk_steps", f"walk_steps must be a positive integer, got {self.walk_steps!r}")
+        layers = self.attention_layers
+        if layers is not None:
+            layers = tuple(layers.split(",") if isinstance(layers, str) else layers)
+            layers = tuple(int(x) if isinstance(x, str) and x.strip().lstrip("-").isdigit()
+                           else x.strip() if isinstance(x, str) else x for x in layers)
+            if not layers:
+                raise SettingError("attention_layers", "attention_layers is empty: give at least one layer, "
+                                                       "or None for all")
+            object.__setattr__(self, "attention_layers", layers)
+        if self.method == "diffcut" and (layers is not None or self.walk_steps != 1):
+            raise ValueError("walk_steps and attention_layers apply to method='random-walk' only")
+        if self.method == "random-walk":  # the registry knows, before any model loads
+            from ovseg.features import check_attention_layers
+
+            try:
+                check_attention_layers(self.backbone, layers)
+            except ValueError as err:
+                raise SettingError("method" if "gives no self-attention" in str(err)
+                                   else "attention_layers", str(err)) from None
+
+    def segment_settings(self) -> dict:
+        """The settings that change segment maps: the cache key and the JSON record them."""
+        keys = ["backbone", "weights", "resolution", "alpha", "tau", "refine", "dtype", "method",
+                "work_aspect"]
+        out = {k: getattr(self, k) for k in keys}
+        if self.method == "random-walk":  # alpha plays no part; the attention recipe does
+            del out["alpha"]
+            out.update(walk_steps=self.walk_steps, attention_layers=(
+                "all" if self.attention_layers is None else list(self.attention_layers)))
+        if self.resolution is None:  # the registry knows it without loading the model
+            from ovseg.features import backbone_info
+
+            out["resolution"] = backbone_info(self.backbone).resolution
+        if self.refine:
+            out.update(refine_iterations=self.refine_iterations, refine_dilations=self.refine_dilations,
+                       refine_filter=self.refine_filter)
+        if self.weights and Path(self.weights).expanduser().is_dir():
+            out["weights"] = str(Path(self.weights).expanduser().resolve())
+        return out
+
+
+def _number(value) -> float:
+    """float(value), NaN for what is not a real number (so every range check refuses it)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
