@@ -167,8 +167,6 @@ class DemoSession:
         pooling CLIP dense features computed once per image (and once per cut: the pooled
         embeddings do not depend on the vocabulary)."""
         import torch
-        import torch.nn.functional as F
-        from ovseg.labels import _dense
 
         labeler = self.segmenter.labeler
         if state.clip_dense is None:
@@ -176,12 +174,9 @@ class DemoSession:
             state.clip_dense = labeler.dense_features(state.work)  # (C', h'', w''): the pipeline's CLIP input
             state.seconds["clip_dense"] = time.perf_counter() - t0
         memo = state.work_maps[leaves]
-        if "emb" not in memo:
-            segments = torch.from_numpy(work.astype(np.int64)).to(labeler.device)
-            ids, weights = labeler.segment_weights(segments, tuple(state.clip_dense.shape[-2:]))
-            pooled = _dense.pool(state.clip_dense, weights)
-            memo["ids"] = ids
-            memo["emb"] = F.normalize(_dense.project(labeler.clip.visual, pooled.to(labeler.dtype)).float(), dim=-1)
+        if "emb" not in memo:  # the labeler's own pooling, on the cached dense features
+            segments = torch.from_numpy(work.astype(np.int64))
+            memo["ids"], memo["emb"] = labeler.pool_segments(state.work, segments, features=state.clip_dense)
         ids, emb = memo["ids"], memo["emb"]
         found = labeler.classify_embeddings(emb, vocabulary, segment_ids=ids.tolist(),
                                             top_k=self.segmenter.config.top_k)
