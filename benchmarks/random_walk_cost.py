@@ -39,12 +39,8 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run(size: str, resolution: int, steps: list[int], device: str, backbone: str) -> list[dict]:
-    from ovseg.masks import build_hierarchy, capture_transitions, segment_image, stationary_distribution
-    from ovseg.testing import make_random_backbone
-
-    rows: list[dict] = []
-
+def _timer(rows: list[dict], device: str):
+    """timed(stage, fn) -> fn(): wall and CPU seconds, peak RSS (and CUDA memory), as a JSON row."""
     def timed(stage, fn):
         _sync(device)
         if device.startswith("cuda"):
@@ -60,6 +56,30 @@ def run(size: str, resolution: int, steps: list[int], device: str, backbone: str
         print(json.dumps(row), flush=True)
         return out
 
+    return timed
+
+
+def _after_backbone(timed, rw_feats, dc_feats, P, steps: list[int]) -> None:
+    """The stages after the backbone: stationary distribution, P^k, both cuts at tau 0.5 and auto."""
+    from ovseg.masks import build_hierarchy, segment_image, stationary_distribution
+
+    timed("stationary", lambda: stationary_distribution(P))
+    for k in steps:
+        if k > 1:
+            timed(f"P^{k}", lambda: torch.linalg.matrix_power(P.double(), k))
+    timed("rw cut tau=0.5", lambda: segment_image(rw_feats, P, method="random-walk", tau=0.5))
+    timed("rw cut auto", lambda: segment_image(rw_feats, P, method="random-walk", tau="auto"))
+    timed("diffcut tau=0.5", lambda: build_hierarchy(dc_feats, tau=0.5).cut())
+    timed("diffcut auto", lambda: segment_image(dc_feats, method="diffcut", tau="auto"))
+
+
+def run(size: str, resolution: int, steps: list[int], device: str, backbone: str) -> list[dict]:
+    from ovseg.masks import capture_transitions
+    from ovseg.testing import make_random_backbone
+
+    rows: list[dict] = []
+    timed = _timer(rows, device)
+
     model = timed("build backbone", lambda: make_random_backbone(backbone, size, device=device).eval())
     image = torch.rand(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(0)).to(device)
     names = list(model.attention_layer_names)
@@ -68,16 +88,8 @@ def run(size: str, resolution: int, steps: list[int], device: str, backbone: str
         feats = timed("features", lambda: model(image).float())
         feats2, P = timed(f"capture ({len(names)} layers)", lambda: capture_transitions(model, image))
     f, P = feats2[0], P[0]
-    n = P.shape[0]
-    print(f"# grid {tuple(f.shape[1:])}, N = {n}; layers: {names}", flush=True)
-    timed("stationary", lambda: stationary_distribution(P))
-    for k in steps:
-        if k > 1:
-            timed(f"P^{k}", lambda: torch.linalg.matrix_power(P.double(), k))
-    timed("rw cut tau=0.5", lambda: segment_image(f, P, method="random-walk", tau=0.5))
-    timed("rw cut auto", lambda: segment_image(f, P, method="random-walk", tau="auto"))
-    timed("diffcut tau=0.5", lambda: build_hierarchy(feats[0], tau=0.5).cut())
-    timed("diffcut auto", lambda: segment_image(feats[0], method="diffcut", tau="auto"))
+    print(f"# grid {tuple(f.shape[1:])}, N = {P.shape[0]}; layers: {names}", flush=True)
+    _after_backbone(timed, f, feats[0], P, steps)
     return rows
 
 
@@ -85,8 +97,6 @@ def run_synthetic(grid: int, steps: list[int], device: str) -> list[dict]:
     """The stages after the backbone at a (grid x grid) feature grid, on synthetic inputs: P =
     softmax of scaled cosines of random 1280-d features (attention-like, strictly positive), the
     same features for DiffCut. grid 64 = what a stride-32 backbone gives at 2048 px."""
-    from ovseg.masks import build_hierarchy, segment_image, stationary_distribution
-
     rows: list[dict] = []
     g = torch.Generator().manual_seed(0)
     low = torch.randn(8, grid // 8, grid // 8, generator=g)  # smooth structure: 8 random directions
@@ -96,25 +106,10 @@ def run_synthetic(grid: int, steps: list[int], device: str) -> list[dict]:
     x = torch.nn.functional.normalize(feats.reshape(1280, -1).T, dim=1)
     P = torch.softmax(8.0 * x @ x.T, dim=1)
 
-    def timed(stage, fn):
-        _sync(device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        _sync(device)
-        row = {"stage": stage, "seconds": round(time.perf_counter() - t0, 3),
-               "cpu_seconds": round(time.process_time() - c0, 3), "peak_rss_mib": round(_peak_mib())}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    timed = _timer(rows, device)
 
     print(f"# synthetic grid {grid}x{grid}, N = {grid * grid}", flush=True)
-    timed("stationary", lambda: stationary_distribution(P))
-    for k in steps:
-        if k > 1:
-            timed(f"P^{k}", lambda: torch.linalg.matrix_power(P.double(), k))
-    timed("rw cut tau=0.5", lambda: segment_image(feats, P, method="random-walk", tau=0.5))
-    timed("rw cut auto", lambda: segment_image(feats, P, method="random-walk", tau="auto"))
-    timed("diffcut tau=0.5", lambda: build_hierarchy(feats, tau=0.5).cut())
-    timed("diffcut auto", lambda: segment_image(feats, method="diffcut", tau="auto"))
+    _after_backbone(timed, feats, feats, P, steps)
     return rows
 
 
