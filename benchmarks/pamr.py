@@ -1,4 +1,5 @@
-"""Benchmark: PAMR's cache-blocked propagation against the straightforward loop it replaced.
+"""Benchmark: PAMR's propagation (Numba kernel, and the cache-blocked torch path) against the
+straightforward loop it replaced.
 
 Usage (from the repository root):
     python benchmarks/pamr.py              # 1024x768 (demo setting) and 128x128 (benchmark setting)
@@ -10,9 +11,15 @@ Voronoi cells from *other* seeds (so PAMR has boundaries to move). "demo" is
 ``PAMRConfig.demo(20)`` (20 iterations, dilations 1..64), "benchmark" is ``PAMRConfig.benchmark()``
 (10 iterations, dilations 1..8).
 "old" is the code before this change: ``_pamr_affinity_reference`` (whole-image passes) and
-``_propagate_reference`` (8D addcmul_ passes over (K, H, W) per step); "new" is what ``pamr`` runs:
-``pamr_affinity`` and ``propagate`` (the same operations on cache-sized blocks, shared by
-torch.get_num_threads() threads). Then the same argmax and label filter.
+``_propagate_reference`` (8D addcmul_ passes over (K, H, W) per step); "new" is what ``pamr`` runs
+on CPU: ``pamr_affinity`` and ``propagate`` with the fused Numba kernel (ovseg/masks/_pamr_kernel.py);
+"torch" is ``propagate(kernel="torch")``, the cache-blocked torch path used without Numba and on
+GPUs. Then the same argmax and label filter.
+
+The Numba kernel's compile time is reported separately ("compile_s"): the "new" child starts with
+an empty Numba cache (NUMBA_CACHE_DIR in a temporary directory), compiles the kernel on a tiny
+input, and only then starts the timed call. Later processes load the cached kernel instead
+("cache_load_s", measured in a second child with the same cache directory).
 
 Each variant runs in a fresh subprocess that reports its wall time and its peak resident set
 (VmHWM from /proc/self/status, before and after the call) and saves its labels; the parent
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -72,11 +80,24 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
+def warm_kernel() -> float:
+    """Compile (or load from the cache) the Numba kernel on a tiny input; returns the seconds."""
+    t = time.perf_counter()
+    m = torch.zeros(2, 8, 8)
+    m[0] = 1
+    propagate(m, torch.full((8, 8, 8), 1 / 8), (1,), 1, kernel="numba")
+    return time.perf_counter() - t
+
+
 def run_variant(variant: str, setting: str, H: int, W: int, k: int, iterations: int | None,
                 out: str) -> None:
     """Child process: one variant on one case; prints a JSON line, saves masks and labels."""
     cfg = SETTINGS[setting]
     its = cfg.iterations if iterations is None else iterations
+    if variant == "load":  # the kernel from the cache the "new" child wrote
+        print(json.dumps({"variant": variant, "cache_load_s": warm_kernel()}))
+        return
+    compile_s = warm_kernel() if variant == "new" else None
     image, seg = inputs(H, W, k)
     ids, inverse = torch.unique(seg.reshape(-1), return_inverse=True)
     before = peak_rss_mib()
@@ -85,38 +106,49 @@ def run_variant(variant: str, setting: str, H: int, W: int, k: int, iterations: 
     t_alpha = time.perf_counter() - t0
     m = F.one_hot(inverse.reshape(H, W), ids.numel()).permute(2, 0, 1).float()
     t1 = time.perf_counter()
-    fn = _propagate_reference if variant == "old" else propagate
-    m = fn(m, alpha, cfg.dilations, its)
+    if variant == "old":
+        m = _propagate_reference(m, alpha, cfg.dilations, its)
+    else:
+        m = propagate(m, alpha, cfg.dilations, its, kernel="numba" if variant == "new" else "torch")
     t_prop = time.perf_counter() - t1
     labels = ids[_FILTERS[cfg.label_filter](m.argmax(0))]
     total = time.perf_counter() - t0
     torch.save({"m": m, "labels": labels}, out)
     print(json.dumps({"variant": variant, "total_s": total, "affinity_s": t_alpha, "propagate_s": t_prop,
-                      "rss_before_mib": before, "rss_peak_mib": peak_rss_mib(), "iterations": its}))
+                      "rss_before_mib": before, "rss_peak_mib": peak_rss_mib(), "iterations": its,
+                      "compile_s": compile_s}))
 
 
 def case(setting: str, H: int, W: int, k: int, iterations: int | None) -> dict:
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in ("new", "old"):  # ours first: the load tends to grow during a run
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(Path(tmp) / "numba-cache"))  # empty: a cold compile
+        for variant in ("new", "load", "torch", "old"):  # ours first: the load tends to grow during a run
             path = str(Path(tmp) / f"{variant}.pt")
             cmd = [sys.executable, __file__, "--_child", variant, setting, str(H), str(W), str(k),
                    str(-1 if iterations is None else iterations), path]
-            line = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            line = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                                  env=env).stdout.strip().splitlines()[-1]
             res[variant] = json.loads(line)
             print(f"  {setting} {W}x{H} {variant}: {line}", flush=True)  # as soon as it is known
-            res[variant]["out"] = torch.load(path)
-    new, old = res["new"], res["old"]
+            if variant != "load":
+                res[variant]["out"] = torch.load(path)
+    new, old, blocked = res["new"], res["old"], res["torch"]
     agree = float((new["out"]["labels"] == old["out"]["labels"]).float().mean())
     identical = torch.equal(new["out"]["m"], old["out"]["m"])
+    identical_torch = torch.equal(blocked["out"]["m"], old["out"]["m"])
     print(f"{setting} {W}x{H} (WxH), K={k}, {new['iterations']} iterations, "
           f"dilations {SETTINGS[setting].dilations}:\n"
           f"  old {old['total_s']:.2f} s (propagation {old['propagate_s']:.2f} s) | "
           f"new {new['total_s']:.2f} s (propagation {new['propagate_s']:.2f} s) | "
+          f"torch path {blocked['total_s']:.2f} s (propagation {blocked['propagate_s']:.2f} s) | "
           f"affinities {new['affinity_s']:.2f} s\n"
-          f"  speed-up: whole call {old['total_s'] / new['total_s']:.1f}x, "
-          f"propagation {old['propagate_s'] / new['propagate_s']:.1f}x\n"
-          f"  labels agree on {100 * agree:.4f} % of pixels; float masks bit-identical: {identical}\n"
+          f"  Numba kernel, not in the times above: cold compile {new['compile_s']:.1f} s, "
+          f"load from cache {res['load']['cache_load_s']:.1f} s\n"
+          f"  speed-up: whole call {old['total_s'] / new['total_s']:.1f}x (torch path "
+          f"{old['total_s'] / blocked['total_s']:.1f}x), propagation {old['propagate_s'] / new['propagate_s']:.1f}x\n"
+          f"  labels agree on {100 * agree:.4f} % of pixels; float masks bit-identical: {identical} "
+          f"(torch path: {identical_torch})\n"
           f"  peak RSS: old {old['rss_peak_mib']:.0f} MiB (+{old['rss_peak_mib'] - old['rss_before_mib']:.0f}), "
           f"new {new['rss_peak_mib']:.0f} MiB (+{new['rss_peak_mib'] - new['rss_before_mib']:.0f}) "
           f"over the process after imports and inputs", flush=True)

@@ -64,3 +64,22 @@ def test_random_labeler_full_path_builds_an_open_clip_architecture(tmp_path):
     assert [x.segment_id for x in labels] == [0]
     with pytest.raises(ValueError, match="size must be"):
         make_random_labeler(size="huge")
+
+
+def test_planted_outputs_keep_the_backbone_pass_and_depend_only_on_the_image(bench):
+    """--features planted: the real forward still runs (its cost is what is measured); the
+    features are planted, of the output's shape and dtype, the same for the same image."""
+    calls = []
+
+    class Backbone(torch.nn.Module):
+        def forward(self, images):
+            calls.append(images.shape[0])
+            return torch.zeros(images.shape[0], 32, 8, 8, dtype=torch.float16)
+
+    backbone = Backbone()
+    bench.plant_outputs(backbone, 12)
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    batch = backbone(images)
+    assert calls == [3] and batch.shape == (3, 32, 8, 8) and batch.dtype == torch.float16
+    assert torch.equal(backbone(images[1:2])[0], batch[1])  # batch of 1 vs 3: same features
+    assert batch.float().std() > 0.1  # not the real (all-zero) output

@@ -1,4 +1,6 @@
 """Full-resolution concept assignment and PAMR on synthetic inputs with known answers."""
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -208,8 +210,11 @@ def test_propagate_zero_iterations_and_a_wrong_input_fail_cleanly():
     m = torch.rand(3, 5, 6)
     a = pamr_affinity(torch.rand(3, 5, 6), (1,))
     assert torch.equal(propagate(m, a, (1,), 0), m)
-    with pytest.raises(Exception):  # noqa: B017 - a size mismatch must raise from a worker thread
-        propagate(torch.rand(3, 5, 7), a, (1,), 1, workers=2)
+    for kernel in ("torch", "numba"):  # checked before any kernel runs (Numba's has no bounds checks)
+        with pytest.raises(ValueError, match="alpha"):
+            propagate(torch.rand(3, 5, 7), a, (1,), 1, kernel=kernel)
+        with pytest.raises(ValueError, match="alpha"):
+            propagate(m, a, (1, 2), 1, kernel=kernel)
 
 
 def test_threaded_pamr_under_inference_mode():
@@ -221,3 +226,74 @@ def test_threaded_pamr_under_inference_mode():
     with torch.inference_mode():
         threaded = pamr(image, segments, iterations=2, workers=2)
     assert torch.equal(threaded, pamr(image, segments, iterations=2, workers=1))
+
+
+def _soft_masks(K, H, W, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(4 * torch.randn(K, H, W, generator=g), 0), torch.rand(3, H, W, generator=g)
+
+
+@pytest.mark.parametrize("K,H,W,dilations", [(1, 9, 13, (1,)), (2, 17, 31, (1, 2, 4, 8)),
+                                             (5, 29, 70, (1, 2, 4, 8, 12, 24, 32, 64)),
+                                             (7, 40, 33, (1, 3)), (20, 24, 64, (1, 2, 4, 8))])
+def test_numba_kernel_equals_reference(K, H, W, dilations):
+    """The fused kernel adds the same products in the same per-pixel order as the reference; K not
+    a multiple of its 4-mask groups, dilations larger than the image. Bit-identical on the
+    development CPU; the assertion allows float rounding (another CPU may fuse differently)."""
+    pytest.importorskip("numba")
+    from ovseg.masks._pamr import _propagate_reference, propagate
+
+    m, image = _soft_masks(K, H, W, seed=K)
+    alpha = pamr_affinity(image, dilations)
+    ref = _propagate_reference(m, alpha, dilations, 5)
+    out = propagate(m, alpha, dilations, 5, kernel="numba")
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    assert (out.argmax(0) == ref.argmax(0)).float().mean() >= 0.999
+    assert torch.equal(propagate(m, alpha, dilations, 0, kernel="numba"), m)
+
+
+def test_pamr_default_kernel_is_numba_on_cpu_and_labels_match(monkeypatch):
+    pytest.importorskip("numba")
+    from ovseg.masks import _pamr_kernel
+
+    calls = []
+    real = _pamr_kernel.propagate_numba
+    monkeypatch.setattr(_pamr_kernel, "propagate_numba", lambda *a: calls.append(1) or real(*a))
+    g = torch.Generator().manual_seed(5)
+    image = torch.rand(3, 48, 64, generator=g)
+    segments = (torch.arange(64) // 16).expand(48, 64).contiguous()
+    with torch.inference_mode():  # the pipeline's mode: the kernel writes into inference tensors
+        fast = pamr(image, segments, config=PAMRConfig.demo(6))
+    assert calls == [1]
+    assert torch.equal(fast, pamr(image, segments, config=PAMRConfig.demo(6), kernel="torch"))
+    assert torch.equal(fast, _pamr_reference(image, segments, PAMRConfig.demo(6)))
+
+
+def test_pamr_without_numba_falls_back_to_torch_with_one_warning(monkeypatch):
+    """No Numba (or a failed compile): the torch path, one RuntimeWarning; OVSEG_PAMR_KERNEL
+    chooses the path, and asking for Numba when it is missing is an error that says why."""
+    from ovseg.masks import _pamr_kernel
+
+    monkeypatch.setattr(_pamr_kernel, "_state", {"kernel": None, "error": "ImportError: No module named 'numba'"})
+    g = torch.Generator().manual_seed(6)
+    image = torch.rand(3, 20, 30, generator=g)
+    segments = (torch.arange(30) // 10).expand(20, 30).contiguous()
+    config = PAMRConfig(iterations=3)
+    ref = _pamr_reference(image, segments, config)
+    with pytest.warns(RuntimeWarning, match="Numba kernel is unavailable.*numba"):
+        assert torch.equal(pamr(image, segments, config=config), ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process, not per image
+        assert torch.equal(pamr(image, segments, config=config), ref)
+    monkeypatch.setenv("OVSEG_PAMR_KERNEL", "numba")
+    with pytest.raises(RuntimeError, match="OVSEG_PAMR_KERNEL=numba.*ImportError"):
+        pamr(image, segments, config=config)
+    monkeypatch.setenv("OVSEG_PAMR_KERNEL", "fast")
+    with pytest.raises(ValueError, match="OVSEG_PAMR_KERNEL"):
+        pamr(image, segments, config=config)
+    monkeypatch.setattr(_pamr_kernel, "_state", {})  # a working Numba, but switched off
+    monkeypatch.setattr(_pamr_kernel, "_compile", lambda: pytest.fail("compiled although switched off"))
+    monkeypatch.setenv("OVSEG_PAMR_KERNEL", "torch")
+    assert torch.equal(pamr(image, segments, config=config), ref)
+    with pytest.raises(ValueError, match="kernel must be"):
+        pamr(image, segments, config=config, kernel="cuda")

@@ -57,6 +57,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ovseg.masks import _pamr_kernel
+
 __all__ = ["PAMRConfig", "pamr", "pamr_affinity", "propagate", "median_filter_labels", "mode_filter_labels"]
 
 
@@ -200,14 +202,15 @@ def pamr(
     config: PAMRConfig | None = None,
     block_rows: int | None = None,
     workers: int | None = None,
+    kernel: str = "auto",
 ) -> torch.Tensor:
     """Refine a segment map so its boundaries follow the image's colour edges.
 
     image (3, H, W) float in [0, 1]; segments (H, W) int (any ids). Returns (H, W) int64 with the
     same ids (a segment may vanish). ``label_filter``: "median" (default, DiffCut's 3x3 median
     on the ids), "mode" (3x3 majority) or "none". ``config`` overrides the three settings if given.
-    ``block_rows``, ``workers``: blocking and threads of the propagation (see ``propagate``); the
-    output does not depend on them.
+    ``block_rows``, ``workers``, ``kernel``: blocking, threads and implementation of the
+    propagation (see ``propagate``); the labels do not depend on them.
     """
     if config is not None:
         iterations, dilations = config.iterations, tuple(config.dilations)
@@ -232,7 +235,7 @@ def pamr(
         return segments.to(image.device, torch.int64).clone()
     alpha = pamr_affinity(image, dilations)  # (8D, H, W), computed once
     m = F.one_hot(inverse.reshape(H, W), ids.numel()).permute(2, 0, 1).float()  # (K, H, W)
-    m = propagate(m, alpha, dilations, iterations, block_rows=block_rows, workers=workers)
+    m = propagate(m, alpha, dilations, iterations, block_rows=block_rows, workers=workers, kernel=kernel)
     labels = _FILTERS[label_filter](m.argmax(0))
     return ids[labels]
 
@@ -288,6 +291,7 @@ def propagate(
     *,
     block_rows: int | None = None,
     workers: int | None = None,
+    kernel: str = "auto",
 ) -> torch.Tensor:
     """``iterations`` steps of Eq. 4, m_i <- sum_j alpha(i, j) m_j, cache-blocked.
 
@@ -299,14 +303,29 @@ def propagate(
         block_rows: output rows per block (default: blocks of 2 MiB on CPU, whole map on GPU).
         workers: Python threads sharing the blocks of a step (default 1: torch's own threads
             run each op); steps are separated by a barrier.
+        kernel: "auto" (default): on CPU the fused Numba kernel (``_pamr_kernel``; the torch
+            path if Numba is unavailable, or when ``block_rows``/``workers`` ask for the torch
+            path's blocking), elsewhere torch; "numba" or "torch" to choose.
 
     Returns:
-        (K, H, W) float32 masks, bit-identical to ``_propagate_reference`` (same products, same
-        per-pixel summation order: neighbour 0, 1, ..., 8D-1), whatever the blocks and workers.
+        (K, H, W) float32 masks, bit-identical to ``_propagate_reference`` on the torch path (same
+        products, same per-pixel summation order: neighbour 0, 1, ..., 8D-1), whatever the blocks
+        and workers. The Numba kernel keeps the order too; it is bit-identical on the development
+        CPU, and equal up to float rounding wherever a compiler fuses multiply-adds differently.
     """
+    if m.dim() != 3 or alpha.shape != (8 * len(dilations), *m.shape[1:]):
+        raise ValueError(f"need masks (K, H, W) and alpha (8 * {len(dilations)}, H, W), got "
+                         f"{tuple(m.shape)} and {tuple(alpha.shape)}")
     K, H, W = m.shape
     offsets = _offsets(dilations)
     pad = max(dilations)
+    if kernel == "auto":
+        kernel = "numba" if m.device.type == "cpu" and block_rows is None and workers is None else "torch"
+    if kernel not in ("numba", "torch"):
+        raise ValueError(f"kernel must be 'auto', 'numba' or 'torch', got {kernel!r}")
+    step = _pamr_kernel.kernel() if kernel == "numba" and m.device.type == "cpu" else None
+    if step is not None and m.dtype == torch.float32 and alpha.dtype == torch.float32:
+        return _pamr_kernel.propagate_numba(step, m, alpha, offsets, pad, iterations, _fill_border)
     blocks = _blocks(K, H, W, m.device, block_rows)
     workers = max(1, min(len(blocks), _workers(m.device) if workers is None else int(workers)))
     bufs = [m.new_empty(K, H + 2 * pad, W + 2 * pad), None]  # padded input, output; swapped per step

@@ -35,7 +35,7 @@ def build_hierarchy(feats: torch.Tensor, *, alpha: float = 10.0, tau: float = 0.
         Hierarchy; ``.cut(t)`` gives the segmentation at any t <= tau without recomputation.
     """
     cfg = _config(config, alpha, tau, solver_options)
-    feats = check_features(feats)  # the only pass over the input that validates it
+    feats = check_features(feats, finite=False)  # NaN/inf: found by the affinity, no extra pass
     if feats.ndim not in (2, 3):
         raise ValueError(f"feats must be (C, h, w) or (N, C) for one image, got shape {tuple(feats.shape)}")
     return _hierarchy(feats, cfg)
@@ -67,7 +67,7 @@ def segment_features(feats: torch.Tensor, *, alpha: float = 10.0, tau: float = 0
         its own tree), so a batch gives exactly the per-image results.
     """
     cfg = _config(config, alpha, tau, solver_options)
-    feats = check_features(feats)  # validated once for the whole batch, not again per image
+    feats = check_features(feats, finite=False)  # once for the batch; NaN/inf found by the affinity
     if feats.ndim == 3:
         return _hierarchy(feats, cfg).cut()
     if feats.ndim != 4:

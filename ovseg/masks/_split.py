@@ -70,7 +70,7 @@ def best_split_small(w: np.ndarray, y: np.ndarray, *, split: str = "grid",
     n = y.size
     order = np.argsort(y, kind="stable")
     ys = y[order]
-    ws = w[np.ix_(order, order)]
+    ws = w.take(order, 0).take(order, 1)  # == w[np.ix_(order, order)], ~2x faster
     lower = np.tril(ws, -1).sum(1)
     upper = np.triu(ws, 1).sum(1)
     cut = np.cumsum(upper - lower)[:-1].clip(min=0.0)  # cut(A_k, B_k), k = 1..n-1, eq. (1)
