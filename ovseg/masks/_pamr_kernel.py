@@ -88,7 +88,11 @@ def _step_source(cur, nxt, alpha, offs, pad, H, W, K):  # pragma: no cover - com
 def _compile():
     import numba
 
-    return numba.njit(parallel=True, fastmath=True, boundscheck=False, cache=True, nogil=True)(_step_source)
+    flat = numba.float32[::1]
+    signature = numba.void(flat, flat, flat, numba.int64[::1], numba.int64, numba.int64, numba.int64, numba.int64)
+    # compiled here, eagerly (or loaded from Numba's disk cache), so a failure is caught by ``kernel``
+    return numba.njit(signature, parallel=True, fastmath=True, boundscheck=False, cache=True,
+                      nogil=True)(_step_source)
 
 
 def kernel():
