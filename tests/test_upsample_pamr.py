@@ -297,3 +297,12 @@ def test_pamr_without_numba_falls_back_to_torch_with_one_warning(monkeypatch):
     assert torch.equal(pamr(image, segments, config=config), ref)
     with pytest.raises(ValueError, match="kernel must be"):
         pamr(image, segments, config=config, kernel="cuda")
+
+
+def test_importing_the_masks_does_not_import_numba():
+    """Numba (a second or two to import) loads when PAMR first runs, not with ovseg.masks."""
+    import subprocess
+    import sys
+
+    code = "import sys, ovseg.masks, ovseg.pipeline; assert 'numba' not in sys.modules, 'numba imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -154,33 +154,44 @@ def ncut_tree(w: torch.Tensor, lo: float, hi: float, cfg: NCutConfig,
     return _ncut_tree(w, lo, hi, cfg, shape)
 
 
+def _block(source: tuple[torch.Tensor, torch.Tensor], on_cpu: bool) -> torch.Tensor:
+    """Rows and columns ``idx`` of the parent's block ``mat``: NumPy's ``take`` on CPU (row copies;
+    1.8x faster than torch's ``index_select`` there), ``index_select`` elsewhere."""
+    mat, idx = source
+    if on_cpu:
+        i = idx.numpy()
+        return torch.from_numpy(mat.detach().numpy().take(i, 0).take(i, 1))
+    return mat.index_select(0, idx).index_select(1, idx)
+
+
 def _ncut_tree(w: torch.Tensor, lo: float, hi: float, cfg: NCutConfig,
                shape: tuple[int, int] | None) -> Hierarchy:
     n_all = w.shape[0]
     eig = dict(dense_below=cfg.dense_below, krylov_dim=cfg.krylov_dim,
                max_restarts=cfg.max_restarts, tol=cfg.tol, seed=cfg.seed)
     on_cpu = w.device.type == "cpu"
-    w_np = w.detach().numpy() if on_cpu else None  # shares memory, no copy
     nodes: list[HierarchyNode | None] = []
-    # queue entries: (members, parent index, depth, warm start y restricted to members)
-    queue = deque([(torch.arange(n_all, device=w.device), None, 0, None)])
+    # queue entries: (members, parent index, depth, warm start y restricted to members, the
+    # parent's affinity block and the child's positions in it: the child's block is read from
+    # there, a smaller matrix than w, as the blocks of one tree level are disjoint parts of w)
+    queue = deque([(torch.arange(n_all, device=w.device), None, 0, None, None)])
     while queue:
-        members, parent, depth, start = queue.popleft()
+        members, parent, depth, start, source = queue.popleft()
         index = len(nodes)
         nodes.append(None)
         n = members.numel()
         cost, solver, reason, children = float("inf"), "none", "single", ()
         if n > 1:
             small = on_cpu and n < cfg.dense_below  # NumPy float64: cheaper than torch op overhead
+            if n == n_all:
+                sub = w
+            else:
+                sub = _block(source, on_cpu)  # == w[members][:, members]
             if small:
-                idx = members.numpy()
-                sub = w_np.take(idx, 0).take(idx, 1).astype(np.float64)  # == w_np[np.ix_(idx, idx)]
+                sub = sub.detach().numpy().astype(np.float64)
                 lo, hi = float(sub.min()), float(sub.max())
             elif n < n_all:
-                sub = w.index_select(0, members).index_select(1, members)  # ~2x faster than w[m][:, m]
                 lo, hi = (float(v) for v in torch.aminmax(sub))
-            else:
-                sub = w
             if _is_uniform(lo, hi):
                 reason = "uniform"  # every split has the same NCut: there is nothing to find
             else:
@@ -207,8 +218,9 @@ def _ncut_tree(w: torch.Tensor, lo: float, hi: float, cfg: NCutConfig,
                     a, b = members[low], members[~low]
                     first = len(nodes) + len(queue)
                     children = (first, first + 1)
-                    queue.append((a, index, depth + 1, y[low]))
-                    queue.append((b, index, depth + 1, y[~low]))
+                    block = w if n == n_all else (torch.from_numpy(sub) if small else sub)
+                    queue.append((a, index, depth + 1, y[low], (block, torch.nonzero(low).flatten())))
+                    queue.append((b, index, depth + 1, y[~low], (block, torch.nonzero(~low).flatten())))
                 elif reason != "solver-failed":
                     reason = "cost>=tau" if low is not None else "uniform"
         nodes[index] = HierarchyNode(index=index, parent=parent, children=children, members=members,

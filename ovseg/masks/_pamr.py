@@ -22,30 +22,33 @@ slices of one padded tensor, never with ``unfold``.
 Speed (issue 11). The straightforward loop (kept as ``_propagate_reference``, the test and benchmark
 baseline) does, per step, a padded copy of m and 8D ``addcmul_`` passes over the whole (K, H, W)
 masks: every pass streams ~3 K*H*W floats through main memory (12 GB per step at 1024x768, K = 20,
-D = 8). ``propagate`` does the same multiply-adds in the same order per pixel, but block by block:
+D = 8). ``propagate`` does the same multiply-adds in the same order per pixel, in one of two ways:
 
-* two padded buffers are allocated once and swapped (no per-step padding copy); the border is
-  refreshed by four broadcast copies;
-* on CPU the output is cut into blocks of 2 MiB (about 25 rows at 1024 px, K = 20); a block's
-  accumulator stays in cache across all 8D passes, the sources are rows the neighbouring blocks
-  just read, and each op is large enough for torch's own threads (one op per block and
-  neighbour). Smaller blocks shared by Python threads (the first version here) were bound by
-  Python dispatch: ~50k ops per step;
-* ``pamr_affinity`` is blocked over rows the same way.
+* on CPU, by default, a fused Numba kernel (``_pamr_kernel``): per output row and four masks at a
+  time the accumulator stays in L1 and each pass over it adds two neighbours, so the loads per
+  multiply-add fall from about four to about one and a quarter. Compiled once per machine (about
+  5 s, then loaded from Numba's disk cache in ~0.3 s); without Numba, or if it fails to compile,
+  the torch path below runs and one warning says so. ``OVSEG_PAMR_KERNEL=torch`` forces it;
+* the torch path (GPUs, and CPUs without Numba): two padded buffers allocated once and swapped
+  (no per-step padding copy, the border refreshed by four broadcast copies); on CPU the output is
+  cut into blocks of 2 MiB (about 25 rows at 1024 px, K = 20) whose accumulator stays in cache
+  across the 8D passes, each op large enough for torch's own threads.
 
-Every output value is produced by the same float32 operations in the same order as in the old
-code, so masks and labels are *bit-identical* (tested for all filters, blockings and thread
-counts); there is no precision trade-off. Evaluated and not used: ``torch.compile`` of one step
-(first compile + call took 600 s at 256x192 on the loaded 2-core machine and adds a compiler
-dependency); an (H, W, K) layout (K = 20 innermost vectorises poorly and alpha then broadcasts on
-the inner axis); gathering the 8D neighbours and reducing with a matmul (changes the summation
-order, and needs 8D times the block's memory); a Numba kernel (no faster than the blocked torch
-ops on this machine).
+``pamr_affinity`` is blocked over rows the same way. The per-pixel summation order is the
+reference's (neighbour 0, 1, ..., 8D-1), so the torch path is *bit-identical* to the reference
+(tested for all filters, blockings and thread counts), and so is the Numba kernel on the
+development CPU (its test allows float rounding, since another compiler or CPU may fuse a
+multiply-add differently). Evaluated and not used: ``torch.compile`` of one step (first compile +
+call took 600 s at 256x192 on the loaded 2-core machine); an (H, W, K) layout; gathering the 8D
+neighbours and reducing with a matmul (changes the summation order, 8D times the memory); Numba
+kernels that keep a pixel's sums in registers across all 8D neighbours (0.24-0.5 s per step at
+1024x768: they stream 17 rows x 4 masks at once, more than the prefetchers follow).
 
 Cost: time iterations * 8 * D * K * H * W multiply-adds (20 GMAC at 1024x768, K = 20, demo);
 memory: affinities 8*D*H*W floats plus two padded mask buffers 2 * K*(H+2p)*(W+2p) floats (p =
 max dilation), i.e. O(K H W). Measured (benchmarks/pamr.py, docs/benchmarks-pamr.md, quiet 2-core
-CPU): 1024x768, K = 20, demo setting: 38.9 s old vs 5.4 s new (7.2x), bit-identical.
+CPU, 1024x768, K = 20, demo setting): 45.7 s old vs 3.47 s with the Numba kernel (13.2x) and
+5.72 s on the torch path (8.0x), all bit-identical.
 
 Everything runs on the device of ``image``.
 """

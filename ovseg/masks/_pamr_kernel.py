@@ -25,10 +25,7 @@ import warnings
 import numpy as np
 import torch
 
-try:
-    from numba import prange
-except ImportError:  # the torch path is used (see ``kernel``)
-    prange = range
+prange = range  # numba.prange once ``_compile`` runs: Numba is imported only when PAMR first runs
 
 _lock = threading.Lock()  # guards _state (the compile)
 _call_lock = threading.Lock()  # one kernel call at a time
@@ -86,8 +83,10 @@ def _step_source(cur, nxt, alpha, offs, pad, H, W, K):  # pragma: no cover - com
 
 
 def _compile():
+    global prange
     import numba
 
+    prange = numba.prange  # a global of ``_step_source``, read when Numba compiles it
     flat = numba.float32[::1]
     signature = numba.void(flat, flat, flat, numba.int64[::1], numba.int64, numba.int64, numba.int64, numba.int64)
     # compiled here, eagerly (or loaded from Numba's disk cache), so a failure is caught by ``kernel``
@@ -120,6 +119,7 @@ def kernel():
         return _state["kernel"]
 
 
+@torch.no_grad()
 def propagate_numba(step, m: torch.Tensor, alpha: torch.Tensor, offsets: list[tuple[int, int]],
                     pad: int, iterations: int, fill_border) -> torch.Tensor:
     """``iterations`` steps with the compiled ``step`` on CPU float32 tensors (see ``_pamr.propagate``)."""
