@@ -54,8 +54,7 @@ class SegmenterConfig:
     device: str | None = None  # None: CUDA when available, else CPU
     dtype: str | None = None  # "float32" | "float16" | "bfloat16"; None: the backbone's choice
     batch_size: int = 1  # images per backbone pass (and per dense CLIP pass)
-    overlap: bool | None = None  # process_files: decode ahead and write behind in threads
-    # (ovseg._runner); None: on when the models run on a GPU, off on the CPU (see _runner)
+    overlap: bool = True  # process_files: decode ahead and write behind in threads (ovseg._runner)
     max_pixels: int = _io.DEFAULT_MAX_PIXELS  # larger inputs are scaled down (see ovseg.io)
     cache: bool = True  # keep segment maps on disk, keyed by pixels and settings
     cache_dir: str | None = None  # None: ovseg._paths.cache_dir("segments")

@@ -3,13 +3,13 @@
     reader threads         main thread                               writer thread
     decode + resize  ->  backbone, cut, PAMR, CLIP (per batch)  ->  PNG/JSON encode + atomic write
 
-With `SegmenterConfig.overlap` (by default when the models run on a GPU) the next images are
-decoded and resized (`Segmenter._prepare`) in reader threads while the models run, and finished
-images are encoded and written by one writer thread, both through bounded queues, so memory stays
-at a few batches. On the CPU it is off by default: the models already keep every core busy, decode
-and write are ~1 % of an image's time, and the extra threads compete with torch's. Measured on the
-2-core development machine, full-size models at 512 px (docs/benchmarks-pipeline.md): overlapped
-x1.04 of serial at batch 1, x0.93 at batch 4.
+With `SegmenterConfig.overlap` (the default) the next images are decoded and resized
+(`Segmenter._prepare`) in reader threads while the models run, and finished images are encoded
+and written by one writer thread, both through bounded queues, so memory stays at a few batches.
+On the 2-core development CPU (full-size models, docs/benchmarks-pipeline.md) it measured x0.93 to
+x1.08 of the serial path's speed in four runs (mean x1.02): decode and write are a few per cent of
+an image's time there, and the models already use both cores. It is meant for GPUs and larger
+CPUs, where decoding large photos and encoding full-size PNGs would otherwise wait for the models.
 Results are written, and recorded in the RunSummary, in input order. With overlap off the same
 functions run inline, one after the other: the outputs are the same bytes either way (the same
 code computes them; only the thread it runs in changes).
@@ -145,8 +145,7 @@ def run_files(segmenter, jobs: list, vocab, summary, bar) -> None:
     """Steps (c) process and (d) write of `Segmenter.process_files` for `jobs`, a list of
     (path, {"png", "overlay", "json": output path}) still to do; fills `summary` and `bar`."""
     config = segmenter.config
-    batch = config.batch_size
-    overlap = config.overlap if config.overlap is not None else segmenter.device.type != "cpu"
+    overlap, batch = config.overlap, config.batch_size
 
     def load(job):
         array, source_size = _io.read_image(job[0], max_pixels=config.max_pixels)

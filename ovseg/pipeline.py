@@ -95,10 +95,8 @@ class Segmenter:
       dtype (str | None): backbone precision "float32" | "float16" | "bfloat16"; None: float16
         on CUDA, float32 on the CPU.
       batch_size (int): images per backbone pass and dense CLIP pass (1).
-      overlap (bool | None): process_files decodes ahead and writes behind in background threads;
-        None (default): when the models run on a GPU, not on the CPU (there the models already
-        use every core, and the threads only compete with them). The outputs are the same bytes
-        either way (`ovseg._runner`).
+      overlap (bool): process_files decodes ahead and writes behind in background threads
+        (True); the outputs are the same bytes either way (`ovseg._runner`).
       max_pixels (int): inputs (files and arrays) above this many pixels are scaled down first
         (default 2**25, about 33.5 MP; see `ovseg.io`).
       cache (bool): keep segment maps (and class-name embeddings) on disk, keyed by pixels and

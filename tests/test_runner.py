@@ -176,9 +176,8 @@ def test_ctrl_c_leaves_no_half_written_file(base, folder, tmp_path, monkeypatch)
     assert len(again.done) + len(again.skipped) == 10 and len(again.skipped) >= 2
 
 
-def test_overlap_defaults_to_on_for_a_gpu_and_off_on_the_cpu(base, folder, tmp_path, monkeypatch):
-    """overlap=None: threads when the models run on a GPU; on the CPU the models already use every
-    core (measured: x0.93-1.04 against serial, docs/benchmarks-pipeline.md), so none."""
+
+def test_overlap_is_on_by_default(base, folder, tmp_path, monkeypatch):
     import ovseg._runner as runner
 
     seen = []
@@ -189,13 +188,7 @@ def test_overlap_defaults_to_on_for_a_gpu_and_off_on_the_cpu(base, folder, tmp_p
         return real(*args, enabled=enabled, **kwargs)
 
     monkeypatch.setattr(runner, "prefetch", spy)
-    assert Segmenter(base.config).config.overlap is None
-    _run(base, folder, tmp_path / "default")  # CPU
-    _run(base, folder, tmp_path / "forced", overlap=True)
-    assert seen == [False, True]
-    gpu = type("Device", (), {"type": "cuda"})()
-    monkeypatch.setattr(Segmenter, "device", property(lambda self: gpu))
-    seg = Segmenter(base.config)
-    monkeypatch.setattr(runner, "_process", lambda *a: None)  # no model runs: only the choice is tested
-    runner.run_files(seg, [], None, type("Summary", (), {"done": [], "failed": []})(), None)
-    assert seen == [False, True, True]
+    assert Segmenter().config.overlap is True
+    _run(base, folder, tmp_path / "default")
+    _run(base, folder, tmp_path / "serial", overlap=False)
+    assert seen == [True, False]
