@@ -25,8 +25,8 @@ masks: every pass streams ~3 K*H*W floats through main memory (12 GB per step at
 D = 8). ``propagate`` does the same multiply-adds in the same order per pixel, in one of two ways:
 
 * on CPU, by default, a fused Numba kernel (``_pamr_kernel``): per output row and four masks at a
-  time the accumulator stays in L1 and each pass over it adds two neighbours, so the loads per
-  multiply-add fall from about four to about one and a quarter. Compiled once per machine (about
+  time the accumulator stays in L1 and each pass over it adds two neighbours, so the memory
+  operations per multiply-add fall from about four to about two. Compiled once per machine (about
   5 s, then loaded from Numba's disk cache in ~0.3 s); without Numba, or if it fails to compile,
   the torch path below runs and one warning says so. ``OVSEG_PAMR_KERNEL=torch`` forces it;
 * the torch path (GPUs, and CPUs without Numba): two padded buffers allocated once and swapped

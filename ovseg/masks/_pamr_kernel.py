@@ -3,8 +3,9 @@
 The torch path (``_pamr.propagate``) does each step as 8D separate multiply-adds per block, and
 is bound by the traffic of its accumulator: every pass loads and stores it. This kernel keeps,
 for one output row and four masks at a time, the accumulator in L1 and adds two neighbours per
-pass over it: per 8-pixel vector, 2 weight loads and 8 mask loads for 8 fused multiply-adds,
-against 3 loads and 1 store per multiply-add before. Per pixel the terms are still added one by
+pass over it: per 8-pixel vector and pass, 2 weight loads, 8 mask loads and 4 accumulator loads
+and stores for 8 fused multiply-adds (about 2 memory operations each), against about 4 per
+multiply-add before. Per pixel the terms are still added one by
 one in the reference order (neighbour 0, 1, ..., 8D-1; ``c = c + a * s``, no reassociation), so
 on the development CPU the masks are bit-identical to ``_propagate_reference`` (tested; the
 test accepts differences at float rounding, 99.9 % label agreement, where a compiler contracts
@@ -13,8 +14,9 @@ differently).
 Numba is a dependency, but optional at run time: without it (or if compilation fails) PAMR uses
 the torch path and warns once. ``OVSEG_PAMR_KERNEL=torch`` forces the torch path. The compiled
 code is cached on disk (Numba's cache: ``__pycache__`` beside this file, or
-``$NUMBA_CACHE_DIR``), so only the first call on a machine pays the compile (about 10 s on the
-2-core development CPU, docs/benchmarks-pamr.md).
+``$NUMBA_CACHE_DIR``), so only the first call on a machine pays the compile (4-6 s on the 2-core
+development CPU; loading it from the cache 0.3-0.5 s; docs/benchmarks-pamr.md). Float32 masks only
+(others take the torch path).
 """
 from __future__ import annotations
 
