@@ -257,8 +257,8 @@ def test_pamr_default_kernel_is_numba_on_cpu_and_labels_match(monkeypatch):
     from ovseg.masks import _pamr_kernel
 
     calls = []
-    real = _pamr_kernel.propagate_numba
-    monkeypatch.setattr(_pamr_kernel, "propagate_numba", lambda *a: calls.append(1) or real(*a))
+    real = _pamr_kernel.numba_steps
+    monkeypatch.setattr(_pamr_kernel, "numba_steps", lambda *a: calls.append(1) or real(*a))
     g = torch.Generator().manual_seed(5)
     image = torch.rand(3, 48, 64, generator=g)
     segments = (torch.arange(64) // 16).expand(48, 64).contiguous()

@@ -183,12 +183,10 @@ def _ncut_tree(w: torch.Tensor, lo: float, hi: float, cfg: NCutConfig,
         cost, solver, reason, children = float("inf"), "none", "single", ()
         if n > 1:
             small = on_cpu and n < cfg.dense_below  # NumPy float64: cheaper than torch op overhead
-            if n == n_all:
-                sub = w
-            else:
-                sub = _block(source, on_cpu)  # == w[members][:, members]
+            block = w if source is None else _block(source, on_cpu)  # == w[members][:, members]
+            sub = block
             if small:
-                sub = sub.detach().numpy().astype(np.float64)
+                sub = block.detach().numpy().astype(np.float64)
                 lo, hi = float(sub.min()), float(sub.max())
             elif n < n_all:
                 lo, hi = (float(v) for v in torch.aminmax(sub))
@@ -218,7 +216,6 @@ def _ncut_tree(w: torch.Tensor, lo: float, hi: float, cfg: NCutConfig,
                     a, b = members[low], members[~low]
                     first = len(nodes) + len(queue)
                     children = (first, first + 1)
-                    block = w if n == n_all else (torch.from_numpy(sub) if small else sub)
                     queue.append((a, index, depth + 1, y[low], (block, torch.nonzero(low).flatten())))
                     queue.append((b, index, depth + 1, y[~low], (block, torch.nonzero(~low).flatten())))
                 elif reason != "solver-failed":

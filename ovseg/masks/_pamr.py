@@ -54,6 +54,7 @@ Everything runs on the device of ``image``.
 """
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -326,18 +327,31 @@ def propagate(
         kernel = "numba" if m.device.type == "cpu" and block_rows is None and workers is None else "torch"
     if kernel not in ("numba", "torch"):
         raise ValueError(f"kernel must be 'auto', 'numba' or 'torch', got {kernel!r}")
-    step = _pamr_kernel.kernel() if kernel == "numba" and m.device.type == "cpu" else None
-    if step is not None and m.dtype == torch.float32 and alpha.dtype == torch.float32:
-        return _pamr_kernel.propagate_numba(step, m, alpha, offsets, pad, iterations, _fill_border)
-    blocks = _blocks(K, H, W, m.device, block_rows)
-    workers = max(1, min(len(blocks), _workers(m.device) if workers is None else int(workers)))
+    fast = kernel == "numba" and m.device.type == "cpu" and m.dtype == alpha.dtype == torch.float32
+    step = _pamr_kernel.kernel() if fast else None
     bufs = [m.new_empty(K, H + 2 * pad, W + 2 * pad), None]  # padded input, output; swapped per step
     bufs[1] = torch.empty_like(bufs[0])
-    bufs[0][:, pad : pad + H, pad : pad + W] = m
+    bufs[0][:, pad : pad + H, pad : pad + W] = m if step is None else m.detach()  # Numba: no autograd
     _fill_border(bufs[0], pad, H, W)
+    if step is not None:
+        steps = _pamr_kernel.numba_steps(step, alpha, offsets, pad)
+    else:
+        steps = _torch_steps(alpha, offsets, pad, _blocks(K, H, W, m.device, block_rows), workers, m.device)
+    with steps as advance:  # advance(cur, nxt): one step of Eq. 4 into nxt's interior
+        for _ in range(iterations):
+            advance(*bufs)
+            _fill_border(bufs[1], pad, H, W)
+            bufs.reverse()
+    return bufs[0][:, pad : pad + H, pad : pad + W].contiguous()
 
-    def run(part: list[tuple[int, int, int, int]]) -> None:
-        cur, nxt = bufs
+
+@contextlib.contextmanager
+def _torch_steps(alpha: torch.Tensor, offsets: list[tuple[int, int]], pad: int,
+                 blocks: list[tuple[int, int, int, int]], workers: int | None, device: torch.device):
+    """The torch path's step, block by block, shared by ``workers`` Python threads (default 1)."""
+    workers = max(1, min(len(blocks), _workers(device) if workers is None else int(workers)))
+
+    def run(cur: torch.Tensor, nxt: torch.Tensor, part: list[tuple[int, int, int, int]]) -> None:
         for r0, r1, c0, c1 in part:
             acc = nxt[:, pad + r0 : pad + r1, pad + c0 : pad + c1]  # written in place, stays in cache
             a = alpha[:, r0:r1, c0:c1]
@@ -348,21 +362,13 @@ def propagate(
                 else:
                     acc.addcmul_(a[n], src)
 
-    step = len(blocks) // workers
-    parts = [blocks[i * step : (i + 1) * step if i < workers - 1 else len(blocks)] for i in range(workers)]
-    pool = ThreadPoolExecutor(workers) if workers > 1 else None
-    try:
-        for _ in range(iterations):
-            if pool is None:
-                run(blocks)
-            else:
-                list(pool.map(_in_callers_mode(run), parts))  # torch ops release the GIL: bands run in parallel
-            _fill_border(bufs[1], pad, H, W)
-            bufs.reverse()
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    return bufs[0][:, pad : pad + H, pad : pad + W].contiguous()
+    if workers == 1:
+        yield lambda cur, nxt: run(cur, nxt, blocks)
+        return
+    size = len(blocks) // workers
+    parts = [blocks[i * size : (i + 1) * size if i < workers - 1 else len(blocks)] for i in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:  # torch ops release the GIL: bands run in parallel
+        yield lambda cur, nxt: list(pool.map(_in_callers_mode(lambda part: run(cur, nxt, part)), parts))
 
 
 def _propagate_reference(m: torch.Tensor, alpha: torch.Tensor, dilations: tuple[int, ...],

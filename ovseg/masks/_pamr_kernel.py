@@ -20,6 +20,7 @@ development CPU; loading it from the cache 0.3-0.5 s; docs/benchmarks-pamr.md). 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
@@ -121,20 +122,21 @@ def kernel():
         return _state["kernel"]
 
 
-@torch.no_grad()
-def propagate_numba(step, m: torch.Tensor, alpha: torch.Tensor, offsets: list[tuple[int, int]],
-                    pad: int, iterations: int, fill_border) -> torch.Tensor:
-    """``iterations`` steps with the compiled ``step`` on CPU float32 tensors (see ``_pamr.propagate``)."""
+@contextlib.contextmanager
+def numba_steps(step, alpha: torch.Tensor, offsets: list[tuple[int, int]], pad: int):
+    """Context giving ``advance(cur, nxt)``: one step of Eq. 4 with the compiled ``step``, from the
+    padded float32 masks ``cur`` (K, H+2p, W+2p) into the interior of ``nxt`` (see
+    ``_pamr.propagate``, which owns the buffers and refreshes the border)."""
     import numba
 
-    K, H, W = m.shape
-    Wp = W + 2 * pad
-    offs = np.array([dy * Wp + dx for dy, dx in offsets], dtype=np.int64)
+    _, H, W = alpha.shape
+    offs = np.array([dy * (W + 2 * pad) + dx for dy, dx in offsets], dtype=np.int64)
     a = alpha.detach().contiguous().numpy().reshape(-1)
-    bufs = [m.new_empty(K, H + 2 * pad, Wp), None]
-    bufs[1] = torch.empty_like(bufs[0])
-    bufs[0][:, pad:pad + H, pad:pad + W] = m
-    fill_border(bufs[0], pad, H, W)
+
+    def advance(cur: torch.Tensor, nxt: torch.Tensor) -> None:
+        step(cur.detach().numpy().reshape(-1), nxt.detach().numpy().reshape(-1), a, offs, pad, H, W,
+             cur.shape[0])
+
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     # one call at a time: each already uses every core, and Numba's fallback threading layer
     # (workqueue, where OpenMP and TBB are missing) must not be entered from two threads at once
@@ -142,10 +144,6 @@ def propagate_numba(step, m: torch.Tensor, alpha: torch.Tensor, offsets: list[tu
         previous = numba.get_num_threads()
         numba.set_num_threads(threads)
         try:
-            for _ in range(iterations):
-                step(bufs[0].numpy().reshape(-1), bufs[1].numpy().reshape(-1), a, offs, pad, H, W, K)
-                fill_border(bufs[1], pad, H, W)
-                bufs.reverse()
+            yield advance
         finally:
             numba.set_num_threads(previous)
-    return bufs[0][:, pad:pad + H, pad:pad + W].contiguous()
