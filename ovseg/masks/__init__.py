@@ -1,6 +1,6 @@
 """features -> segments: DiffCut's affinity and recursive normalized cut (METHOD.md sections 2-3),
 the full-resolution concept assignment and PAMR refinement (section 4), and random-walk cuts on
-self-attention (section 5)."""
+self-attention (section 5), and the discrete K-way cut (section 9)."""
 from ovseg.masks._affinity import affinity
 from ovseg.masks._hierarchy import Hierarchy, HierarchyNode
 from ovseg.masks._method import (
@@ -10,6 +10,8 @@ from ovseg.masks._method import (
     hierarchy_builder,
     segment_image,
 )
+from ovseg.masks._kway import SolverConfig, ncut_value
+from ovseg.masks._kway_select import KWayConfig, KWayTree, kway_affinity_cut, kway_segments, kway_tree
 from ovseg.masks._ncut import NCutConfig, ncut_hierarchy
 from ovseg.masks._pamr import PAMRConfig, pamr
 from ovseg.masks._random_walk import (
@@ -25,7 +27,8 @@ from ovseg.masks._segment import build_hierarchy, refine_segments, segment_featu
 from ovseg.masks._upsample import assign_concepts
 
 __all__ = [
-    "METHODS", "AttentionCombiner", "Hierarchy", "HierarchyNode", "NCutConfig", "PAMRConfig",
+    "METHODS", "AttentionCombiner", "Hierarchy", "HierarchyNode", "KWayConfig", "KWayTree", "NCutConfig",
+    "PAMRConfig", "SolverConfig", "kway_affinity_cut", "kway_segments", "kway_tree", "ncut_value",
     "affinity", "assign_concepts", "auto_tau", "build_hierarchy", "capture_transitions",
     "combine_attention", "cut_auto", "hierarchy_builder", "ncut_hierarchy", "pamr", "random_walk_affinity",
     "random_walk_hierarchy", "random_walk_segments", "refine_segments", "segment_features",
