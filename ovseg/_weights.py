@@ -141,7 +141,9 @@ def resolve_weights(
             path = snapshot_download(repo_id, allow_patterns=patterns or None)
         except Exception as err:  # auth, missing repo, broken connection: say which model and why
             raise WeightsNotFoundError(
-                f"{weights_help(model, repo_id, download_size, hint, hint_files)}\nDownload error: {err}"
+                f"{model}: downloading {repo_id} (about {download_size}) failed. Download error: {err}\n"
+                f"A copy made elsewhere works too: `{download_command(repo_id, hint_files)}`, then "
+                f"--{hint.replace('_', '-')} DIR (weights='DIR' in Python)."
             ) from err
         lacking = [k for k, c in enumerate(entries) if not any(_matches(Path(path), g) for g in c[: level[k] + 1])]
         if not lacking:
