@@ -145,13 +145,13 @@ def test_local_folder_lacking_a_file_names_it_and_the_command(tmp_path):
     assert resolve_weights(tmp_path, required=["model_index.json", UNET], **INFO) == str(tmp_path)
 
 
-def _documented_commands() -> dict[str, list[str]]:
-    """repo id -> the --include patterns of its `hf download` command in docs/weights.md."""
+def _documented_commands(doc: str = "docs/weights.md") -> dict[str, list[str]]:
+    """repo id -> the --include patterns of its `hf download` command in `doc`."""
     import re
     import shlex
     from pathlib import Path
 
-    text = (Path(__file__).parent.parent / "docs" / "weights.md").read_text()
+    text = (Path(__file__).parent.parent / doc).read_text()
     out = {}
     for block in re.findall(r"^hf download .*?(?<!\\)$", text, flags=re.M | re.S):
         words = shlex.split(block.replace("\\\n", " "))
@@ -180,3 +180,5 @@ def test_docs_commands_download_exactly_what_the_loaders_ask_for():
         checked += 1
     assert checked >= 11
     assert documented["laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup"] == _loading.DOWNLOAD_FILES
+    examples = _documented_commands("examples/README.md")
+    assert len(examples) == 2 and all(documented[repo] == files for repo, files in examples.items())
