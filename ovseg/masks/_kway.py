@@ -151,7 +151,7 @@ def kmeans_pp(W: torch.Tensor, K: int, R: int, generator: torch.Generator | None
     rows = torch.arange(B, device=W.device)[:, None]
     dist = []
     for j in range(K):
-        cos = torch.einsum("bnm,brm->bnr", U, U[rows, c])  # (B, N, R)
+        cos = torch.bmm(U, U[rows, c].transpose(1, 2))  # (B, N, R)
         dist.append((1 - cos).clamp_min(0).square())
         if j == K - 1:
             break
