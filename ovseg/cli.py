@@ -51,9 +51,10 @@ def _pipeline_options(f):
                           "[default: the backbone's own; 1024 for ssd-1b, as in the paper]."),
         click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=10.0,
                      show_default=True, help="Affinity exponent W = C**alpha."),
-        click.option("--method", type=click.Choice(["diffcut", "random-walk"]), default="diffcut",
+        click.option("--method", type=click.Choice(["diffcut", "random-walk", "kway"]), default="diffcut",
                      show_default=True, help="diffcut: NCut of the feature affinity; random-walk: NCut "
-                     "of a walk on the backbone's self-attention (docs/random-walk.md)."),
+                     "of a walk on the backbone's self-attention (docs/random-walk.md); kway: discrete "
+                     "K-way NCut of the feature affinity, K by merging at tau (docs/kway.md)."),
         click.option("--tau", type=TauParam(), default=0.5, show_default=True,
                      help="NCut threshold in [0, 2]: lower gives fewer, larger segments; auto: chosen "
                           "per image (recorded in the JSON as tau_chosen)."),

@@ -129,3 +129,17 @@ def test_bad_settings_raise(bad):
         KWayConfig(**bad)
     with pytest.raises(ValueError):
         segment_features(torch.randn(4, 6, 6), method="nope")
+
+
+def test_registered_method_cuts_like_kway_segments():
+    from ovseg.masks import get_method, list_methods
+
+    assert "kway" in list_methods()
+    cases = [planted_case(n, 0.5, 0.0, 20) for n in ("blocks6", "mixed5")]
+    feats = torch.stack([f for f, _ in cases])
+    cuts = get_method("kway").build(feats, None)
+    for cut, (f, lab) in zip(cuts, cases):
+        seg, info = cut.cut("auto")
+        assert torch.equal(seg, kway_segments(f)[0]) and info == {"k_chosen": int(lab.max()) + 1}
+        assert cut.num_segments(0.5) == info["k_chosen"] and cut.num_segments(0.0) == 1
+        assert cut.cut(0.0)[1] == {"k_chosen": 1} and cut.num_cuts() >= info["k_chosen"]

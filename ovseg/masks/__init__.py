@@ -12,6 +12,7 @@ from ovseg.masks._methods import CutMethod, get_method, list_methods, register_m
 from ovseg.masks._method import AttentionCombiner, NCutTree, capture_transitions, hierarchy_builder, segment_image
 from ovseg.masks._kway import SolverConfig, ncut_value
 from ovseg.masks._kway_select import KWayConfig, KWayTree, kway_affinity_cut, kway_segments, kway_tree
+from ovseg.masks import _kway_method  # noqa: F401  (registers the "kway" cut method)
 from ovseg.masks._ncut import NCutConfig, ncut_hierarchy
 from ovseg.masks._pamr import PAMRConfig, pamr
 from ovseg.masks._random_walk import (
