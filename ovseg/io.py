@@ -9,14 +9,17 @@ Reading policy (what :func:`read_image` and :func:`to_rgb` do to every input):
   16-bit images ("I;16*") are scaled by 1/257 (full 16-bit range to 8 bits); 32-bit ("I", "F")
   images are taken as 8-bit if their values fit in 0..255, as 16-bit if they fit in 0..65535, else
   min-max stretched.
-- Size: images with more than `max_pixels` pixels (default 2**25, about 33.5 MP) are scaled down,
-  aspect kept, to fit; the outputs are then at that reduced size and the JSON says so. JPEGs are
-  decoded at 1/2, 1/4 or 1/8 scale directly (`Image.draft`), so even huge JPEGs cost little memory.
-  Other formats have to be decoded in full first: above `max_decode_pixels` (default 4 *
-  `max_pixels`) they are refused with a clear error instead. ovseg does not change Pillow's global
-  `Image.MAX_IMAGE_PIXELS` (89.5 MP): Pillow itself refuses images above twice that as possible
-  decompression bombs, and ovseg reports them like any unreadable file. Raise
-  `PIL.Image.MAX_IMAGE_PIXELS` yourself for files you trust.
+- Size: images with more than `max_pixels` pixels (default 2**25, about 33.5 MP; `--max-pixels`)
+  are scaled down, aspect kept, to fit, whatever their format; the outputs are then at that
+  reduced size and the JSON says so (`source_size`). JPEGs are decoded at 1/2, 1/4 or 1/8 scale
+  directly (`Image.draft`), so even huge JPEGs cost little memory; other formats (PNG, TIFF, WebP,
+  ...) are decoded in full, then reduced (`Image.reduce` by an integer factor, then Lanczos).
+- Decompression bombs: a separate, fixed guard, not `max_pixels`. A file whose header claims more
+  than twice Pillow's `Image.MAX_IMAGE_PIXELS` (2 * 89.5 MP = 179 MP by default) is refused before
+  a pixel is decoded, and reported like any unreadable file ("refused as a possible
+  decompression bomb"); up to that bound a file is decoded (a 179 MP RGB file takes about 0.5 GB
+  while it is reduced). ovseg never changes Pillow's global: raise `PIL.Image.MAX_IMAGE_PIXELS`
+  yourself for files you trust; `read_image(max_decode_pixels=N)` sets a lower bound of your own.
 - A truncated, empty or non-image file raises :class:`ImageReadError`, naming the file.
 
 Writing: :func:`atomic_write` writes to a temporary file in the target's folder and renames it
@@ -107,23 +110,23 @@ def read_image(
     Raises ImageReadError naming the file when it cannot be read.
     """
     path = Path(path)
-    max_decode_pixels = max_decode_pixels or 4 * max_pixels
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own guard below
+            # Pillow warns from 1x its MAX_IMAGE_PIXELS and refuses (DecompressionBombError) from
+            # 2x: the refusal is the bomb guard; the warning would only repeat it for files we read.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:  # reads the header only
                 w0, h0 = im.size
                 if w0 * h0 == 0:
                     raise ImageReadError(f"{path}: image has no pixels ({w0}x{h0}).")
+                if max_decode_pixels is not None and w0 * h0 > max_decode_pixels:
+                    raise ImageReadError(
+                        f"{path}: refused as a possible decompression bomb: {w0}x{h0} pixels is more "
+                        f"than max_decode_pixels ({max_decode_pixels})."
+                    )
                 if w0 * h0 > max_pixels and im.format == "JPEG":
                     scale = (max_pixels / (w0 * h0)) ** 0.5  # decode at 1/2, 1/4 or 1/8 scale
                     im.draft("RGB", (max(1, int(w0 * scale)), max(1, int(h0 * scale))))
-                elif w0 * h0 > max_decode_pixels:
-                    raise ImageReadError(
-                        f"{path}: {w0}x{h0} pixels is more than the decompression guard allows "
-                        f"for a non-JPEG file ({max_decode_pixels} pixels); reduce it first or "
-                        f"raise --max-pixels."
-                    )
                 oriented = _orientation_swaps_axes(im)
                 rgb = to_rgb(im, max_pixels=max_pixels)
     except ImageReadError:
@@ -166,6 +169,8 @@ def to_rgb(im: Image.Image, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
     if max_pixels and im.width * im.height > max_pixels:
         scale = (max_pixels / (im.width * im.height)) ** 0.5
         size = (max(1, int(im.width * scale)), max(1, int(im.height * scale)))
+        # reducing_gap: first Image.reduce by an integer factor (a box filter, cheap on a full
+        # decode), then Lanczos over the last factor of at most 3
         im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
     return np.asarray(im, dtype=np.uint8).copy()
 
@@ -230,6 +235,8 @@ def as_rgb_array(image, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.nd
         return to_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGBA"), max_pixels=max_pixels)
     if max_pixels and arr.shape[0] * arr.shape[1] > max_pixels:  # the size guard, as for files
         return to_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGB"), max_pixels=max_pixels)
+    if not arr.flags.writeable:  # np.asarray(PIL image) is read-only; torch.from_numpy warns on it
+        return arr.copy()
     return np.ascontiguousarray(arr)
 
 
