@@ -105,6 +105,9 @@ def read_image(
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Read an image file as RGB.
 
+    max_pixels: larger images are scaled down to fit (any format; see the module docstring).
+    max_decode_pixels: refuse files above this many pixels as possible decompression bombs; None:
+        Pillow's own guard only (2 * `PIL.Image.MAX_IMAGE_PIXELS`).
     Returns (image (H, W, 3) uint8, source_size (H0, W0)): the image after EXIF orientation and
     the size guard, and the oriented size of the file before any reduction.
     Raises ImageReadError naming the file when it cannot be read.
@@ -131,14 +134,43 @@ def read_image(
                 rgb = to_rgb(im, max_pixels=max_pixels)
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(f"{path}: refused as a possible decompression bomb: {err}") from err
-    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as err:
-        reason = "not an image file" if isinstance(err, Image.UnidentifiedImageError) else err
-        if path.is_file() and path.stat().st_size == 0:
-            reason = "empty file"
-        raise ImageReadError(f"{path}: cannot read image: {reason}") from err
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise _read_error(path, err) from err
     return rgb, ((w0, h0) if oriented else (h0, w0))
+
+
+def _read_error(path: Path, err: Exception) -> ImageReadError:
+    """The one line a file that Pillow cannot read gets, naming the file and why."""
+    if isinstance(err, Image.DecompressionBombError):
+        return ImageReadError(f"{path}: refused as a possible decompression bomb: {err}")
+    reason = "not an image file" if isinstance(err, Image.UnidentifiedImageError) else err
+    if isinstance(err, FileNotFoundError):
+        reason = "no such file"
+    elif path.is_file() and path.stat().st_size == 0:
+        reason = "empty file"
+    return ImageReadError(f"{path}: cannot read image: {reason}")
+
+
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """`Image.open(path)` with its pixels loaded, for readers that need the file as stored (the
+    evaluation, coherence): a file that cannot be read (not an image, empty, truncated, a possible
+    decompression bomb) raises ImageReadError naming it, as `read_image` does. Closed on exit."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # Pillow's refusal at 2x is the guard (module docstring)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise _read_error(path, err) from err
+    try:
+        try:
+            im.load()
+        except (OSError, SyntaxError, ValueError) as err:
+            raise _read_error(path, err) from err
+        yield im
+    finally:
+        im.close()
 
 
 def _orientation_swaps_axes(im: Image.Image) -> bool:
@@ -407,7 +439,9 @@ def output_paths(image: Path, out_dir: Path, task: str, stem: str | None = None)
 
 def output_stems(images: list[Path], roots: Iterable[str | os.PathLike] = ()) -> list[str]:
     """One distinct output stem per image: the file stem, with its folder below an input root
-    (as `sub/name`) and its extension added where two inputs would otherwise collide."""
+    (as `sub/name`) and its extension added where two inputs would otherwise collide (the set
+    of inputs then changes a name: `Segmenter.process_files` removes the set under the old
+    name, `stale_outputs`)."""
     roots = [Path(r).resolve() for r in roots if Path(r).is_dir()]
     stems = []
     for img in images:
@@ -430,6 +464,48 @@ def output_stems(images: list[Path], roots: Iterable[str | os.PathLike] = ()) ->
         seen[s] = seen.get(s, 0) + 1
         out.append(s if seen[s] == 1 else f"{s}-{seen[s]}")
     return out
+
+
+def stale_outputs(image: Path, outs: dict[str, Path]) -> list[dict[str, Path]]:
+    """Output sets an earlier run wrote for `image` under another name, to remove once its
+    outputs `outs` are done (or found current), so that a rerun never leaves a stale set.
+
+    The naming rule (`output_stems`) adds the extension only where two inputs share a stem: label
+    `cat.png` alone (`cat.labels.*`), then beside `cat.jpg`, and its outputs become
+    `cat.png.labels.*`; remove `cat.jpg` and they go back. The other name's set is stale when its
+    JSON names `image` as its source (same file, links resolved); another image's outputs are
+    never touched. Returns those sets ({"png", "overlay", "json"}), which may be none.
+    """
+    json_path = Path(outs["json"])
+    kind = next(k for k in OUTPUT_KINDS if json_path.name.endswith(f".{k}.json"))
+    stem = json_path.name[: -len(f".{kind}.json")]
+    ext = image.suffix.lstrip(".").lower()
+    base = stem[: -len(ext) - 1] if ext and stem.endswith(f".{ext}") else stem
+    stale = []
+    for other in {base, f"{base}.{ext}"} - {stem}:
+        other_json = json_path.parent / f"{other}.{kind}.json"
+        if other_json.is_file() and _source_of(other_json) == Path(image).resolve():
+            stale.append({"png": other_json.parent / f"{other}.{kind}.png",
+                          "overlay": other_json.parent / f"{other}.{kind}.overlay.png",
+                          "json": other_json})
+    return stale
+
+
+def _source_of(json_path: Path) -> Path | None:
+    import json
+
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        source = json.loads(json_path.read_text(encoding="utf-8")).get("image")
+        return Path(source).resolve() if source else None
+    return None
+
+
+def remove_outputs(outs: dict[str, Path]) -> None:
+    """Delete one image's output set; the JSON last, so that a set interrupted half-way is still
+    recognised as ovseg's (`is_ovseg_output`) and never read as an input."""
+    for key in ("png", "overlay", "json"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(outs[key]).unlink()
 
 
 def iter_batches(items: list, size: int) -> Iterator[list]:

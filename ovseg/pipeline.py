@@ -115,6 +115,7 @@ class Segmenter:
         self._labeler = None
         self._cache = None
         self._key_settings = None
+        self._validated = False  # config.validate() done (on the first run: it imports torch)
         if self.config.cache:
             from ovseg._cache import SegmentCache
 
@@ -320,6 +321,11 @@ class Segmenter:
         finally:
             bar.close()
         done = set(summary.done)
+        kept = done | set(summary.skipped)
+        for path, outs in jobs:  # outputs of these images under a name the rule gave them before
+            if path in kept:
+                for stale in _io.stale_outputs(path, outs):
+                    _io.remove_outputs(stale)
         summary.redone = [p for p in summary.redone if p in done]
         return summary
 
@@ -378,6 +384,11 @@ class Segmenter:
     def _run(self, arrays, vocab, sources=None, source_sizes=None, prepared=None) -> list[SegmentationResult]:
         import torch
 
+        if not self._validated:  # stride, device, dtype, weights folders: before any model loads
+            self.config.validate()
+            self._validated = True
+        if vocab is not None:  # the labeler first: missing CLIP weights stop a run in seconds,
+            self.labeler  # noqa: B018  (before the backbone has run, not after the first batch)
         names = None if vocab is None else list(vocab.names)
         settings = self.config.segment_settings()
         record = self.run_record(vocab)

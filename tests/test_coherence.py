@@ -392,10 +392,10 @@ def test_cli_with_tiny_real_backbones(tiny_backbones, pairs_dir, tmp_path):
     out = tmp_path / "tiny.png"
     result = CliRunner().invoke(coherence_command, [
         str(pairs_dir / "img0.bmp"), str(pairs_dir / "img1.bmp"), "-b", "dinov2-b,clip-b16",
-        "--point", "50%,50%", "--resolution", "64", "--out", str(out),
+        "--point", "50%,50%", "--resolution", "112", "--out", str(out),  # strides 14 and 16
         "-w", f"dinov2-b={tiny_backbones['dinov2-b']}", "-w", f"clip-b16={tiny_backbones['clip-b16']}"])
     assert result.exit_code == 0, result.output
-    assert "dinov2-b: cell (2, 2) of a (4, 4) grid" in result.output
+    assert "dinov2-b: cell (4, 4) of a (8, 8) grid" in result.output
     with Image.open(out) as png:
         png.verify()
 
