@@ -279,17 +279,23 @@ def fake_factory(monkeypatch):
         return {"onehot": OneHotBackbone, "noise": NoiseBackbone}[name]()
 
     monkeypatch.setitem(vars(ovseg), "create_backbone", create_backbone)  # works before ovseg.features exists
+    from ovseg.features import _registry  # the CLI checks names, strides and weights in the registry
+
+    for fake in (OneHotBackbone, NoiseBackbone):  # repo "fake": no hub repo, no weights to find
+        info = _registry.BackboneInfo(fake.name, "fake", "0 MB", None, fake.stride, fake.feature_dim)
+        monkeypatch.setitem(_registry._REGISTRY, fake.name, (create_backbone, info))
     return made
 
 
 def test_cli_heatmaps(fake_factory, pairs_dir, tmp_path):
     ref, target = pairs_dir / "img0.bmp", pairs_dir / "img1.bmp"
     out = tmp_path / "fig.png"
+    (tmp_path / "dir").mkdir()  # a --weights folder must exist (checked before any model loads)
     result = CliRunner().invoke(coherence_command, [
         str(ref), str(target), "-b", "onehot,noise", "--point", "0.5,0.4", "--out", str(out),
-        "--weights", "onehot=/some/dir"])
+        "--weights", f"onehot={tmp_path / 'dir'}"])
     assert result.exit_code == 0, result.output
-    assert fake_factory == [("onehot", {"weights": "/some/dir"}), ("noise", {})]
+    assert fake_factory == [("onehot", {"weights": str(tmp_path / "dir")}), ("noise", {})]
     assert "onehot: cell (6, 8)" in result.output
     with Image.open(out) as png:
         png.verify()

@@ -452,6 +452,7 @@ def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
     fake.build_hierarchy, fake.refine_segments, fake.PAMRConfig = build_hierarchy, refine_segments, PAMRConfig
     monkeypatch.setitem(sys.modules, "ovseg.masks", fake)
     monkeypatch.setitem(vars(ovseg), "create_backbone", lambda name, **kw: (lambda x: torch.rand(1, 5, 4, 4)))
+    monkeypatch.setattr("ovseg._edge.check_backbone_weights", lambda *a, **k: None)  # a stand-in: no weights
     predict = _adapter.make_predictor("unsupervised", vocabulary="voc", taus=(0.6, 0.3), backbone="ssd-1b",
                                       weights=None, clip_weights=None, device="cpu", alpha=7.0, refine=True)
     out = predict(torch.rand(3, 64, 64))

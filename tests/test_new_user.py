@@ -196,15 +196,18 @@ def test_bad_settings_exit_2_before_any_model(tmp_path, no_models, no_cuda, args
     assert elapsed < 3.0, f"{elapsed:.2f} s"
 
 
-def test_eval_missing_weights_one_line_before_any_model(tmp_path, no_models, monkeypatch):
-    from ovseg.evaluation import _adapter
-
-    monkeypatch.setattr(_adapter, "make_predictor", lambda *a, **k: pytest.fail("a predictor was made"))
+@pytest.mark.parametrize("extra, missing", [
+    (["--weights", "someone/missing-repo"], "someone/missing-repo"),
+    (["--protocol", "open-vocabulary", "--weights", "{tiny}"], "--clip-weights"),
+])
+def test_eval_missing_weights_one_line_before_any_model(tmp_path, tiny_weights, no_models, monkeypatch,
+                                                        extra, missing):
     monkeypatch.setattr("ovseg.evaluation._datasets.DatasetSpec.samples", lambda self, root, image_list: [])
-    result, _ = _invoke(["eval", "--dataset", "voc", "--root", tmp_path, "--weights", "someone/missing-repo",
-                         "--out", tmp_path / "eval"])
+    extra = [e.replace("{tiny}", tiny_weights["weights"]) for e in extra]
+    result, _ = _invoke(["eval", "--dataset", "voc", "--root", tmp_path, *extra, "--out", tmp_path / "eval"])
     assert result.exit_code == 1, result.output
-    assert "someone/missing-repo" in result.output and "Traceback" not in result.output
+    assert missing in result.output and "Traceback" not in result.output
+    assert "a model was built" not in result.output
 
 
 # -- 7. OVSEG_CACHE_SIZE -----------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def _check_settings(backbones: str, weights: dict, resolution, device, alpha) ->
         _check_resolution(names, resolution)
         for name, path in weights.items():
             if name not in names:
-                raise SettingError("weights", f"--weights {name}=...: {name} is not among --backbones")
+                raise SettingError("weights", f"--weights {name}=...: {name} is not among the backbones (--backbones)")
             check_weights_path("weights", path)
         _edge.check_device(device)
     return names

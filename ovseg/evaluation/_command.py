@@ -161,11 +161,6 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
     vocabulary = vocabulary or spec.vocabulary
     with _clean_errors():
         samples = spec.samples(root, image_list)  # fail on a bad layout before loading any model
-        _edge.check_backbone_weights(backbone, weights)  # every model's weights, before any loads
-        if protocol == "open-vocabulary":
-            from ovseg.pipeline import SegmenterConfig as C  # the labeler Segmenter loads
-
-            _edge.check_labeler_weights(C.labeler, C.labeler_pretrained, clip_weights)
         predictor = _adapter.make_predictor(
             protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
             weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine,
