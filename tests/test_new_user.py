@@ -174,6 +174,7 @@ def test_coherence_scores_name_every_bad_pair_before_any_model(tmp_path, no_mode
       "--tau", "0.3", "--tau", "0.5"], "single --tau"),
     (["eval", "--dataset", "voc", "--root", "{root}", "--protocol", "open-vocabulary",
       "--vocabulary", "no/such/file.txt"], "--vocabulary"),
+    (["eval", "--dataset", "cocostuff27", "--root", "{root}"], "--image-list"),
     (["coherence", "{img}", "--out", "{root}/c.png", "--alpha", "nan", "--no-miou"], "--alpha"),
     (["coherence", "{img}", "--out", "{root}/c.png", "--resolution", "33"], "--resolution"),
     (["coherence", "{img}", "--out", "{root}/c.png", "-b", "ssd-1b,dinov2-b", "--resolution", "64"],
@@ -208,6 +209,24 @@ def test_eval_missing_weights_one_line_before_any_model(tmp_path, tiny_weights, 
     assert result.exit_code == 1, result.output
     assert missing in result.output and "Traceback" not in result.output
     assert "a model was built" not in result.output
+
+
+@pytest.mark.parametrize("recipe", ["ovseg", "published"])
+def test_eval_bad_image_is_one_line(tmp_path, monkeypatch, recipe):
+    from ovseg.evaluation import _adapter
+
+    base = tmp_path / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (base / sub).mkdir(parents=True)
+    (base / "ImageSets/Segmentation/val.txt").write_text("bad\n")
+    (base / "JPEGImages/bad.jpg").write_text("not an image")
+    Image.fromarray(np.zeros((40, 56), np.uint8), "L").save(base / "SegmentationClass/bad.png")
+    monkeypatch.setattr(_adapter, "make_predictor", lambda protocol, **kw: lambda image: np.zeros((4, 4), int))
+    result, _ = _invoke(["eval", "--dataset", "voc", "--root", tmp_path, "--recipe", recipe, "--no-progress",
+                         "--out", tmp_path / "eval"])
+    assert result.exit_code == 1, result.output
+    assert "bad.jpg: cannot read image: not an image file" in result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
 
 
 # -- 7. OVSEG_CACHE_SIZE -----------------------------------------------------------------------------
@@ -280,11 +299,14 @@ def test_read_only_arrays_give_no_torch_warning():
 
     from ovseg.io import as_rgb_array
 
+    from ovseg.coherence import load_image
+
     frozen = np.asarray(Image.fromarray(_picture()))  # what np.asarray(PIL image) gives: read-only
     assert not frozen.flags.writeable
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         torch.from_numpy(as_rgb_array(frozen))
+        load_image(frozen)
 
 
 # -- 10. an unwritable cache warns once, as one line -------------------------------------------------

@@ -107,7 +107,8 @@ def load_image(image: ImageLike, *, exif_transpose: bool = True) -> "torch.Tenso
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image array must be (H, W, 3), got {image.shape}")
         scale = 255.0 if image.dtype == np.uint8 else 1.0
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / scale
+        image = np.ascontiguousarray(image) if image.flags.writeable else image.copy()  # torch warns
+        return torch.from_numpy(image).permute(2, 0, 1).float() / scale
     from PIL import Image
 
     from ovseg.io import open_image, to_rgb  # the pipeline's reader: modes, alpha, 16-bit alike

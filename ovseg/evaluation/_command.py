@@ -159,8 +159,13 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
     taus = tuple(dict.fromkeys(tau))
     offset = 0 if vocabulary else spec.vocabulary_offset
     vocabulary = vocabulary or spec.vocabulary
+    try:  # fail on a bad layout before loading any model
+        samples = spec.samples(root, image_list)
+    except FileNotFoundError as err:  # the data is not there: exit 1
+        raise click.ClickException(str(err)) from err
+    except ValueError as err:  # the options do not fit the dataset (COCO without --image-list): exit 2
+        raise click.UsageError(str(err), ctx) from err
     with _clean_errors():
-        samples = spec.samples(root, image_list)  # fail on a bad layout before loading any model
         predictor = _adapter.make_predictor(
             protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
             weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine,
