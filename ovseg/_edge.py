@@ -28,7 +28,13 @@ class Group(click.Group):
     """click.Group whose commands exit 130 on Ctrl-C, wherever it lands (click's own handling
     prints "Aborted!" and exits 1)."""
 
-    def invoke(self, ctx: click.Context):
+    def make_context(self, *args, **kwargs):  # parsing the command line
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            interrupted()
+
+    def invoke(self, ctx: click.Context):  # the command, its lazy imports included
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:

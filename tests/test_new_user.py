@@ -186,7 +186,7 @@ def test_coherence_scores_name_every_bad_pair_before_any_model(tmp_path, no_mode
     (["demo", "--alpha", "nan"], "--alpha"),
     (["demo", "--resolution", "33"], "--resolution"),
     (["demo", "--weights", "./no-such-folder"], "--weights"),
-])
+], ids=lambda v: " ".join([v[0], *v[-2:]]) if isinstance(v, list) else None)
 def test_bad_settings_exit_2_before_any_model(tmp_path, no_models, no_cuda, args, option):
     Image.fromarray(_picture()).save(tmp_path / "a.png")
     args = [a.replace("{root}", str(tmp_path)).replace("{img}", str(tmp_path / "a.png")) for a in args]
@@ -275,6 +275,42 @@ def test_ctrl_c_while_a_command_imports_torch_exits_130(tmp_path, monkeypatch):
     monkeypatch.setattr(command, "_check_settings", importing_torch)
     result, _ = _invoke(["eval", "--dataset", "voc", "--root", tmp_path])
     assert result.exit_code == 130 and "Aborted!" not in result.output
+
+
+def test_ctrl_c_while_the_command_line_imports_exits_130():
+    """The console script's imports (before click runs): a KeyboardInterrupt raised by the import
+    of numpy, as Ctrl-C would in the first half second, exits 130 without a traceback."""
+    code = ("import builtins, sys\n"
+            "real = builtins.__import__\n"
+            "def imp(name, *a, **k):\n"
+            "    if name == 'numpy': raise KeyboardInterrupt\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = imp\n"
+            "sys.argv = ['ovseg', 'cache', 'info']\n"
+            "from ovseg.__main__ import run; run()\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 130 and "Traceback" not in run.stderr, run.stderr
+    assert "interrupted" in run.stderr
+
+
+def test_ctrl_c_signal_in_the_first_second_exits_130(tmp_path):
+    """A real SIGINT to `python -m ovseg label ...` at 0.5 s and 1 s: exit 130, no traceback."""
+    import os
+    import signal
+
+    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for delay in (0.5, 1.0):
+        proc = subprocess.Popen([sys.executable, "-m", "ovseg", "label", str(tmp_path / "a.png"), "-c", "cat",
+                                 "--out", str(tmp_path / "o")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=env)
+        time.sleep(delay)
+        if proc.poll() is not None:  # done already (a fast machine): nothing to interrupt
+            proc.communicate()
+            continue
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 130 and "Traceback" not in out and "Aborted!" not in out, (delay, out)
 
 
 def test_python_api_model_loading_is_quiet(tiny_weights):
