@@ -300,6 +300,7 @@ def test_ctrl_c_signal_in_the_first_second_exits_130(tmp_path):
 
     Image.fromarray(_picture()).save(tmp_path / "a.png")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    interrupted = 0
     for delay in (0.5, 1.0):
         proc = subprocess.Popen([sys.executable, "-m", "ovseg", "label", str(tmp_path / "a.png"), "-c", "cat",
                                  "--out", str(tmp_path / "o")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -311,6 +312,9 @@ def test_ctrl_c_signal_in_the_first_second_exits_130(tmp_path):
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 130 and "Traceback" not in out and "Aborted!" not in out, (delay, out)
+        interrupted += 1
+    if not interrupted:
+        pytest.skip("the command finished before the first signal")
 
 
 def test_python_api_model_loading_is_quiet(tiny_weights):
