@@ -80,7 +80,8 @@ def _pipeline_options(f):
         click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Images per backbone pass."),
         click.option("--max-pixels", type=click.IntRange(min=1), default=_MAX_PIXELS,
-                     show_default=True, help="Larger images are scaled down to this many pixels."),
+                     show_default=True, help="Larger images (any format) are scaled down to this many "
+                     "pixels; files above 179 MP are refused as possible decompression bombs."),
         click.option("--cache/--no-cache", default=True, show_default=True,
                      help="Reuse segments of images seen before with the same settings."),
         click.option("--overwrite", is_flag=True,
