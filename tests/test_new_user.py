@@ -425,7 +425,7 @@ def test_reruns_leave_no_stale_output_sets(tiny, tmp_path):
 
 # -- 15. nits ----------------------------------------------------------------------------------------
 def test_sixteen_bit_label_json_mentions_no_palette():
-    from ovseg._results import build_result
+    from ovseg.pipeline._results import build_result
 
     array = np.zeros((20, 20, 3), np.uint8)
     many = build_result(array, np.arange(400, dtype=np.int32).reshape(20, 20), {}, None, {}, None, None)
