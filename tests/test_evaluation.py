@@ -359,7 +359,8 @@ def test_cli_writes_all_outputs(tmp_path, roots, monkeypatch):
     assert data[0]["miou"] > 0.9  # 1024 px bilinear resize blurs the colour edges a little
     assert "mIoU" in res.output
     bad = CliRunner().invoke(eval_command, ["--dataset", "cocostuff27", "--root", str(roots["cocostuff27"][0])])
-    assert bad.exit_code == 1 and "Error: " in bad.output and "Coco164kFull_Stuff_Coarse_7.txt" in bad.output
+    # a missing option is a usage error (issue 22): exit 2
+    assert bad.exit_code == 2 and "Error: " in bad.output and "Coco164kFull_Stuff_Coarse_7.txt" in bad.output
     assert "Traceback" not in bad.output
 
 
