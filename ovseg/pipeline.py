@@ -91,6 +91,10 @@ class Segmenter:
       clip_pooling (str): "binary" (segment masks nearest-exact on the CLIP grid, DiffCut) or
         "area" (area-weighted masks).
       top_k (int): alternatives kept per segment in the JSON (3).
+      max_classes (int): automatic names (`label` with no class list): names chosen per image at
+        most (12; docs/auto-vocabulary.md).
+      bank (str | None): automatic names: a name-bank file; None: the shipped bank (2,135 names
+        from LVIS, COCO-Stuff, ADE20K-full, Objects365, OpenImages; prompts/README.md).
       device (str | None): "cpu", "cuda", "cuda:1", "mps"; None: CUDA when available, else CPU.
       dtype (str | None): backbone precision "float32" | "float16" | "bfloat16"; None: float16
         on CUDA, float32 on the CPU.
@@ -114,6 +118,7 @@ class Segmenter:
         self._backbone = None
         self._labeler = None
         self._cache = None
+        self._auto = None  # the AutoVocabulary of these settings, once needed
         self._key_settings = None
         if self.config.cache:
             from ovseg._cache import SegmentCache
@@ -192,14 +197,32 @@ class Segmenter:
         classes: class names, see `vocabulary`: a list ("person;people" = synonyms), a comma
             string ("dog,grass,sky"), a Vocabulary, a vocabulary file or a shipped name ("voc").
         vocab: instead of classes, a shipped vocabulary name or a vocabulary file (never read as
-            a class name: a mistyped name is an error).
+            a class name: a mistyped name is an error); "auto": automatic names.
+        Neither classes nor vocab (or vocab="auto"): each image's names are chosen from the name
+            bank (settings max_classes and bank; docs/auto-vocabulary.md); `classes` is then
+            that image's chosen names and `auto_vocabulary` records them with their scores.
         Returns a `SegmentationResult` (a list of them for a list): as `segment`, plus `classes`
         (the vocabulary's names), and per segment `class_index`, `class_name`, `score` and the
         top-k `alternatives`; `label_map` (H, W) int32 gives each pixel's class index.
         """
         many, arrays, sources, sizes = self._inputs(images)
-        results = self._run(arrays, self.vocabulary(classes, vocab=vocab), sources, sizes)
+        results = self._run(arrays, self._vocabulary(classes, vocab), sources, sizes)
         return results if many else results[0]
+
+    def auto_vocabulary(self):
+        """The `AutoVocabulary` of these settings (bank, max_classes), bank read once; raises
+        VocabularyError for a bank file that cannot be read or holds no names."""
+        if getattr(self, "_auto", None) is None:
+            from ovseg.labels._auto import auto_vocabulary
+
+            self._auto = auto_vocabulary(self.config.bank, max_classes=self.config.max_classes)
+        return self._auto
+
+    def _vocabulary(self, classes, vocab):
+        """`vocabulary`, with automatic names (neither given, or vocab="auto") from these settings."""
+        if classes is None and (vocab is None or (isinstance(vocab, str) and vocab == "auto")):
+            return self.auto_vocabulary()
+        return self.vocabulary(classes, vocab=vocab)
 
     @staticmethod
     def vocabulary(classes=None, *, vocab=None):
@@ -211,13 +234,21 @@ class Segmenter:
             names, a shipped vocabulary's name ("voc", `ovseg.labels.list_vocabularies()`) is
             that vocabulary, and any other single word is one class name (a warning names close
             shipped vocabularies, in case it was meant as one: use vocab= to be explicit).
-        vocab: a shipped vocabulary name or a vocabulary file; unknown names are an error.
+        vocab: a shipped vocabulary name or a vocabulary file; unknown names are an error;
+            "auto" (or an `AutoVocabulary`): automatic names from the bank, see `auto_vocabulary`.
         Returns the Vocabulary; raises ValueError (VocabularyError) or TypeError.
         """
         from ovseg.labels import Vocabulary, VocabularyError, list_vocabularies, load_vocabulary
+        from ovseg.labels._auto import AutoVocabulary
 
         if (classes is None) == (vocab is None):
             raise TypeError("give exactly one of classes and vocab")
+        if isinstance(vocab, AutoVocabulary) or isinstance(classes, AutoVocabulary):
+            return vocab or classes
+        if isinstance(vocab, str) and vocab == "auto":  # the default bank and rule (a Segmenter: its own)
+            from ovseg.labels._auto import auto_vocabulary
+
+            return auto_vocabulary()
         if vocab is not None:
             return vocab if isinstance(vocab, Vocabulary) else load_vocabulary(vocab)
         if isinstance(classes, Vocabulary):
@@ -255,12 +286,14 @@ class Segmenter:
                   "settings": self.config.segment_settings(), "max_pixels": self.config.max_pixels}
         if vocab is not None:
             from ovseg.labels import load_templates
+            from ovseg.labels._auto import AutoVocabulary
 
             clip = self.config.clip_weights
             if clip and Path(clip).expanduser().is_dir():
                 clip = str(Path(clip).expanduser().resolve())
             record["vocabulary"] = {
-                "classes": [list(syns) for syns in vocab.classes],
+                **({"auto": vocab.record()} if isinstance(vocab, AutoVocabulary)
+                   else {"classes": [list(syns) for syns in vocab.classes]}),
                 "templates": list(load_templates(self._labeler_options().get("templates", "vild"))),
                 "labeler": self.config.labeler, "labeler_pretrained": self.config.labeler_pretrained,
                 "clip_weights": clip, "top_k": self.config.top_k,
@@ -285,7 +318,7 @@ class Segmenter:
 
         inputs: a file or folder, or a list of them (folders are searched recursively; ovseg's own
             outputs found there are left out, so `out_dir` may lie inside an input folder).
-        classes, vocab: as `label`; neither: segment only.
+        classes, vocab: as `label` (vocab="auto": automatic names); neither: segment only.
         overwrite: redo every image. Otherwise an image is skipped only when its outputs exist and
             its JSON records the same settings, vocabulary and output format (`run_record`); those
             made otherwise are redone (counted in `RunSummary.redone`).
@@ -296,7 +329,7 @@ class Segmenter:
         """
         from tqdm.auto import tqdm
 
-        vocab = None if classes is None and vocab is None else self.vocabulary(classes, vocab=vocab)
+        vocab = None if classes is None and vocab is None else self._vocabulary(classes, vocab)
         self.config.validate()  # before any model loads
         check_output_dir(out_dir)
         jobs = self.plan_files(inputs, out_dir, "segment" if vocab is None else "label")
@@ -314,7 +347,10 @@ class Segmenter:
                 summary.redone.append(path)
             todo.append((path, outs))
         from ovseg._runner import run_files
+        from ovseg.labels._auto import AutoVocabulary, bank_text
 
+        if isinstance(vocab, AutoVocabulary) and todo:  # the bank's text embeddings: once, or from the cache
+            bank_text(self.labeler, vocab.bank, vocab.config, progress=progress)
         try:  # read, process and write, overlapped when config.overlap (ovseg._runner)
             run_files(self, todo, vocab, summary, bar)
         finally:
@@ -378,7 +414,10 @@ class Segmenter:
     def _run(self, arrays, vocab, sources=None, source_sizes=None, prepared=None) -> list[SegmentationResult]:
         import torch
 
-        names = None if vocab is None else list(vocab.names)
+        from ovseg.labels._auto import AutoVocabulary
+
+        auto = isinstance(vocab, AutoVocabulary)
+        names = None if vocab is None or auto else list(vocab.names)
         settings = self.config.segment_settings()
         record = self.run_record(vocab)
         prepared = prepared or [self._prepare(a) for a in arrays]
@@ -386,17 +425,41 @@ class Segmenter:
         with torch.inference_mode():
             maps, infos = self._segment_maps(arrays, prepared)
             labels = [{} for _ in arrays]
-            if vocab is not None:  # one dense CLIP pass per batch, text embeddings once
+            chosen = [None for _ in arrays]
+            if auto:  # names chosen per image from the bank (ovseg.labels._auto)
+                labels, chosen = self._label_auto([work for _, work in prepared], maps, vocab)
+            elif vocab is not None:  # one dense CLIP pass per batch, text embeddings once
                 per_image = self.labeler.label_batch([work for _, work in prepared],
                                                      [torch.from_numpy(m) for m in maps], vocab,
                                                      top_k=self.config.top_k, batch_size=self.config.batch_size)
                 labels = [{int(lab.segment_id): lab for lab in labs} for labs in per_image]
             for i, (array, work) in enumerate(zip(arrays, maps)):
                 full = _io.resize_nearest(work, array.shape[:2]).astype(np.int32)
-                results.append(build_result(array, full, labels[i], names, {**settings, **infos[i]},
-                                       sources[i] if sources else None,
-                                       source_sizes[i] if source_sizes else None, record))
+                result = build_result(array, full, labels[i],
+                                      names if chosen[i] is None else [c.name for c in chosen[i]],
+                                      {**settings, **infos[i]}, sources[i] if sources else None,
+                                      source_sizes[i] if source_sizes else None, record)
+                if chosen[i] is not None:
+                    result.auto_vocabulary = {"bank": vocab.bank.name, "max_classes": vocab.config.max_classes,
+                                              "chosen": [c.to_json() for c in chosen[i]]}
+                results.append(result)
         return results
+
+    def _label_auto(self, works: list, maps: list, vocab) -> tuple[list[dict], list[list]]:
+        """Automatic names for a batch: one dense CLIP pass, then per image the names chosen from
+        the bank and the segments named with them -> (labels per image {id: SegmentLabel},
+        chosen names per image)."""
+        import torch
+        from ovseg.labels._auto import label_auto
+
+        feats = self.labeler.dense_features_batch(works, batch_size=self.config.batch_size)
+        labels, chosen = [], []
+        for work, m, f in zip(works, maps, feats):
+            labs, names = label_auto(self.labeler, work, torch.from_numpy(m), vocab.bank, vocab.config,
+                                     top_k=self.config.top_k, features=f, progress=False)
+            labels.append({int(lab.segment_id): lab for lab in labs})
+            chosen.append(names)
+        return labels, chosen
 
     def _segment_maps(self, arrays: list[np.ndarray], prepared: list) -> tuple[list[np.ndarray], list[dict]]:
         """Segment maps (h, w) int64 at the working size (res x res, or with

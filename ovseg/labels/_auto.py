@@ -216,3 +216,32 @@ def label_auto(labeler, image: torch.Tensor, segments: torch.Tensor, bank: NameB
     labels = labeler.classify_embeddings(emb, vocabulary, segment_ids=ids.tolist(), top_k=top_k,
                                          threshold=threshold, background=background, text=(sub_text, sub_owner))
     return labels, chosen
+
+
+@dataclass(frozen=True)
+class AutoVocabulary:
+    """"Choose the names per image": what `Segmenter.label(image)` (no class list) and
+    `vocab="auto"` stand for; the bank and the rule's settings."""
+
+    bank: NameBank
+    config: AutoConfig = AutoConfig()
+    name: str = "auto"
+
+    def record(self) -> dict:
+        """What identifies the choice in a run record (the bank's names and the rule)."""
+        import hashlib
+        import json
+
+        from ovseg.labels._vocabulary import load_templates
+
+        blob = json.dumps([list(c) for c in self.bank.classes], ensure_ascii=False).encode("utf-8")
+        return {"bank": self.bank.name, "bank_sha256": hashlib.sha256(blob).hexdigest()[:16],
+                "bank_entries": len(self.bank), "max_classes": self.config.max_classes,
+                "min_area": self.config.min_area, "image_top": self.config.image_top,
+                "templates": list(load_templates(self.config.templates))}
+
+
+def auto_vocabulary(bank: str | os.PathLike | NameBank | None = None, **options) -> AutoVocabulary:
+    """An AutoVocabulary from a bank (None: the shipped one; a file; a NameBank) and AutoConfig options."""
+    bank = bank if isinstance(bank, NameBank) else load_bank(bank)
+    return AutoVocabulary(bank, AutoConfig(**{k: v for k, v in options.items() if v is not None}))

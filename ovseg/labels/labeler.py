@@ -81,11 +81,12 @@ class Labeler:
 
     # ---- text side ---------------------------------------------------------------------------
     def text_embeddings(self, vocabulary: Vocabulary, *, templates: Sequence[str] | None = None,
-                        progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                        progress: bool | None = False) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (emb (S, D) float32 L2-normalised, owner (S,) int64): one row per synonym, owner = class.
 
         templates: prompt templates (default: LabelerConfig.templates, loaded once); progress: a
-        tqdm bar over the text batches when they are computed (not when read from the cache)."""
+        tqdm bar over the text batches when they are computed, not when read from the cache
+        (None: only on a terminal)."""
         templates = self.templates if templates is None else tuple(templates)
         synonyms = [s for syns in vocabulary.classes for s in syns]
         owner = torch.tensor([i for i, syns in enumerate(vocabulary.classes) for _ in syns])
