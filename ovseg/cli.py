@@ -192,8 +192,10 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
 
 @main.command()
 @_pipeline_options
-@click.option("--classes", "-c", default=None, metavar="NAMES",
-              help='Comma-separated class names; "person;people" gives synonyms.')
+@click.option("--classes", "-c", default=None, metavar="NAMES|FILE|NAME",
+              help='Comma-separated class names ("person;people" gives synonyms), a vocabulary file '
+                   '(classes.txt), or a shipped vocabulary (voc); "voc," is one class named voc. The '
+                   'same rule as Segmenter.label (prompts/README.md).')
 @click.option("--vocab", default=None, metavar="FILE|NAME|auto",
               help="A vocabulary file (one class per line) or a shipped one, e.g. voc; auto (or "
                    "neither --classes nor --vocab): names chosen per image from the name bank.")
@@ -250,8 +252,7 @@ def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, 
     if not auto and (max_classes is not None or bank is not None):
         raise click.UsageError("--max-classes and --bank apply to automatic names only "
                                "(neither --classes nor --vocab, or --vocab auto)")
-    from ovseg.labels import load_vocabulary
-    from ovseg.pipeline import Segmenter
+    from ovseg.labels import as_vocabulary
 
     clip = kw.pop("clip_weights")
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
@@ -263,7 +264,7 @@ def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, 
 
             names = auto_vocabulary(config.bank, max_classes=config.max_classes)
         else:
-            names = load_vocabulary(vocab) if vocab is not None else Segmenter.vocabulary(classes.split(","))
+            names = as_vocabulary(classes, vocab=vocab)  # the API's rule (ovseg.labels._classes)
     except (ValueError, KeyError, OSError) as err:
         where = "--bank" if auto else "--vocab " + vocab if vocab is not None else "--classes"
         raise click.UsageError(f"{where}: {err}") from err

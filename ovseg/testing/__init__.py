@@ -13,6 +13,7 @@ _LAZY = {
     "make_random_backbone": "ovseg.testing._features",
     "make_random_labeler": "ovseg.testing._labels",
     "make_planted_labeler": "ovseg.testing._labels",
+    "FakeHub": "ovseg.testing._hub",
 }
 __all__ = list(_LAZY)
 
