@@ -123,3 +123,66 @@ def test_api_label_without_classes(env):
     one = Segmenter(weights=weights[1], clip_weights=weights[3], resolution=64, refine_iterations=2, tau=1.0,
                     max_classes=1).label(img)
     assert len(one.classes) == 1 and {s.class_name for s in one.segments} == set(one.classes)
+
+
+def test_eval_maps_chosen_names_to_dataset_classes_by_words():
+    from ovseg.evaluation._auto_names import UNMATCHED, NameMapper
+    from ovseg.labels import load_vocabulary
+    from ovseg.labels._auto import load_bank
+
+    voc = load_vocabulary("voc")
+    mapper = NameMapper(voc, load_bank())
+    assert mapper("cat") == voc.names.index("cat")
+    assert mapper("airplane") == voc.names.index("aeroplane")  # a synonym
+    assert mapper("sky") == 0  # VOC's background class spells out stuff words
+    assert mapper("giraffe") == UNMATCHED and mapper("sky (no such)") == UNMATCHED
+    assert NameMapper(voc, load_bank(), offset=1)("sky") == UNMATCHED  # background is no class there
+
+
+def test_eval_auto_predictor_end_to_end(env):
+    from ovseg.evaluation._adapter import labeler_predictor
+
+    tmp, img, weights = env
+    predict = labeler_predictor(vocabulary="voc", auto_names=True, weights=weights[1], clip_weights=weights[3],
+                                tau=1.0, resolution=64, refine_iterations=2)
+    import torch
+
+    classes = predict(torch.from_numpy(img).permute(2, 0, 1).float() / 255)
+    assert classes.shape == img.shape[:2]
+    assert (classes[:20, :28] == 8).mean() > 0.75  # the cat quadrant (the tiny cut blurs its edge): VOC's cat (index 8)
+    assert (classes[20:, 28:] == 0).mean() > 0.75  # wall: a word of VOC's background class
+    assert predict.stats["images"] == 1 and predict.stats["unmatched_names"] == 0
+    assert predict.stats["names"] == 4 and predict.stats["segments"] >= 4
+
+
+def test_eval_cli_vocab_auto(tmp_path, monkeypatch):
+    from ovseg.evaluation import _adapter
+    from ovseg.evaluation._command import eval_command
+
+    (tmp_path / "JPEGImages").mkdir()
+    (tmp_path / "SegmentationClass").mkdir()
+    (tmp_path / "ImageSets" / "Segmentation").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "JPEGImages" / "a.jpg")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "SegmentationClass" / "a.png")
+    (tmp_path / "ImageSets" / "Segmentation" / "val.txt").write_text("a\n")
+    seen = {}
+
+    def fake(protocol, **kw):
+        seen.update(kw)
+
+        def predict(image):
+            return np.zeros(image.shape[-2:], np.int64)
+
+        predict.stats = {"images": 1, "segments": 3, "unmatched_segments": 1, "names": 2, "unmatched_names": 1}
+        return predict
+
+    monkeypatch.setattr(_adapter, "make_predictor", fake)
+    out = tmp_path / "ev"
+    base = ["--dataset", "voc", "--root", str(tmp_path), "--no-progress", "--out", str(out)]
+    res = CliRunner().invoke(eval_command, [*base, "--protocol", "open-vocabulary", "--vocab", "auto"])
+    assert res.exit_code == 0, res.output
+    assert seen["auto_names"] is True and seen["vocabulary"] == "voc"
+    assert "1 of 3 segments" in res.output
+    assert json.loads((out / "auto_names.json").read_text())["unmatched_names"] == 1
+    res = CliRunner().invoke(eval_command, [*base, "--vocab", "auto"])
+    assert res.exit_code == 2 and "open-vocabulary" in res.output
