@@ -186,3 +186,21 @@ def test_eval_cli_vocab_auto(tmp_path, monkeypatch):
     assert json.loads((out / "auto_names.json").read_text())["unmatched_names"] == 1
     res = CliRunner().invoke(eval_command, [*base, "--vocab", "auto"])
     assert res.exit_code == 2 and "open-vocabulary" in res.output
+
+
+def test_demo_automatic_names_choice(env):
+    pytest.importorskip("gradio")
+    from ovseg import Segmenter
+    from ovseg.demo import DemoSession
+    from ovseg.demo._app import AUTO, DemoApp
+
+    tmp, img, weights = env
+    seg = Segmenter(weights=weights[1], clip_weights=weights[3], resolution=64, refine_iterations=2, tau=1.0)
+    app = DemoApp(DemoSession(seg, max_tau=1.0))
+    auto = app.vocabulary("", AUTO)  # no classes typed: the bank
+    result, status = app.compute(str(tmp / "quads.png"), auto, 1.0)
+    assert sorted(result.classes) == sorted(PLANTS.values())
+    assert [c["name"] for c in result.auto_vocabulary["chosen"]] == result.classes
+    assert "naming" in status
+    want = seg.label(str(tmp / "quads.png"))
+    assert result.classes == want.classes and np.array_equal(result.label_map, want.label_map)
