@@ -53,6 +53,7 @@ class Segmenter:
         self._auto = None  # the AutoVocabulary of these settings, once needed
         self.cache = None  # the segment cache (`ovseg._cache.SegmentCache`), when config.cache
         self._key_settings = None
+        self._validated = False  # config.validate() done (on the first run: it imports torch)
         if self.config.cache:
             from ovseg._cache import SegmentCache
 
@@ -188,6 +189,11 @@ class Segmenter:
         only); prepared: `prepare` of each array, when done already -> one result per array."""
         import torch
 
+        if not self._validated:  # stride, device, dtype, weights folders: before any model loads
+            self.config.validate()
+            self._validated = True
+        if vocab is not None:  # the labeler first: missing CLIP weights stop a run in seconds,
+            self.labeler  # noqa: B018  (before the backbone has run, not after the first batch)
         from ovseg.labels._auto import AutoVocabulary
 
         auto = isinstance(vocab, AutoVocabulary)
