@@ -205,8 +205,14 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
               help='Comma-separated class names ("person;people" gives synonyms), a vocabulary file '
                    '(classes.txt), or a shipped vocabulary (voc); "voc," is one class named voc. The '
                    'same rule as Segmenter.label (prompts/README.md).')
-@click.option("--vocab", default=None, metavar="FILE|NAME",
-              help="A vocabulary file (one class per line) or a shipped one, e.g. voc.")
+@click.option("--vocab", default=None, metavar="FILE|NAME|auto",
+              help="A vocabulary file (one class per line) or a shipped one, e.g. voc; auto (or "
+                   "neither --classes nor --vocab): names chosen per image from the name bank.")
+@click.option("--max-classes", type=click.IntRange(min=1), default=None,
+              help="Automatic names: at most this many per image [default: 12].")
+@click.option("--bank", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Automatic names: your own name bank (one class per line, synonyms "
+                                   "by commas) [default: the shipped bank, 2,135 names].")
 @_pipeline_options
 @click.option("--clip-weights", default=None, metavar="DIR|REPO",
               help="Labeler (open_clip) weights: a local folder or a repo id.")
@@ -220,8 +226,8 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
 @click.option("--clip-pooling", type=click.Choice(["binary", "area"]), default="binary", show_default=True,
               help="Segment masks on the CLIP grid: binary nearest-exact (DiffCut) or area weights.")
 @_engine_options
-def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> None:
-    """Segment images and name every segment from a vocabulary.
+def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, verbose, **kw) -> None:
+    """Segment images and name every segment from a vocabulary, or with names of its own.
 
     INPUTS are image files and folders (searched recursively for image files). Per image, OUT
     gets NAME.labels.png (palette PNG, value = class index, 255 = none; 16-bit PNG with
@@ -231,7 +237,13 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
     classes are skipped; those done otherwise are redone. OUT may be an input folder: ovseg's own
     outputs found there are not taken as inputs.
 
+    With neither --classes nor --vocab, each image's names are chosen from a bank of 2,135 names
+    (LVIS, COCO-Stuff, ADE20K-full, Objects365, OpenImages): those that are the best name of a
+    large enough segment or rank high for the whole image, at most --max-classes; the JSON lists
+    them with their scores under "auto_vocabulary" (docs/auto-vocabulary.md).
+
     \b
+    ovseg label examples/chelsea.png --out out/          (automatic names)
     ovseg label examples/chelsea.png --classes "cat,floor,wall" --out out/
     ovseg label photos/ --vocab voc --out out/ --device cuda --batch-size 4
     ovseg label photo.jpg -c "cat,sofa" --method random-walk --tau auto --walk-steps 2
@@ -240,20 +252,33 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
         --format parquet --out s3://bkt/labels/      (pip install "ovseg[ray]"; docs/scale-out.md)
     """
     _edge.start(verbose)
-    if (classes is None) == (vocab is None):
-        raise click.UsageError("give exactly one of --classes and --vocab")
+    if classes is not None and vocab is not None:
+        raise click.UsageError("give at most one of --classes and --vocab")
     if classes is not None and not classes.strip(" ,"):
         raise click.UsageError("--classes is empty")
+    auto = classes is None and vocab in (None, "auto")
+    if not auto and (max_classes is not None or bank is not None):
+        raise click.UsageError("--max-classes and --bank apply to automatic names only "
+                               "(neither --classes nor --vocab, or --vocab auto)")
     from ovseg.labels import as_vocabulary
 
-    try:  # checked before any model loads: blank, duplicate or unreadable names, missing files stop here
-        names = as_vocabulary(classes, vocab=vocab)  # the API's rule (ovseg.labels._classes)
-    except (ValueError, KeyError, OSError) as err:
-        raise click.UsageError(f"{'--vocab ' + vocab if vocab is not None else '--classes'}: {err}") from err
     clip = kw.pop("clip_weights")
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
-    _run(_config(out_dir, clip_weights=clip, **kw), inputs, out_dir, overwrite, classes=names, quiet=quiet,
-         engine=engine)
+    extra = {"max_classes": max_classes, "bank": None if bank is None else str(bank)} if auto else {}
+    config = _config(out_dir, clip_weights=clip, **{k: v for k, v in extra.items() if v is not None}, **kw)
+    try:  # checked before any model loads: blank, duplicate or unreadable names stop here
+        if auto:
+            from ovseg.labels._auto import auto_vocabulary
+
+            names = auto_vocabulary(config.bank, max_classes=config.max_classes)
+        else:
+            names = as_vocabulary(classes, vocab=vocab)  # the API's rule (ovseg.labels._classes)
+    except (ValueError, KeyError, OSError) as err:
+        where = "--bank" if auto else "--vocab " + vocab if vocab is not None else "--classes"
+        raise click.UsageError(f"{where}: {err}") from err
+    if auto and engine["engine"] == "ray":
+        raise click.UsageError("automatic names (no --classes or --vocab) are not available with --engine ray yet")
+    _run(config, inputs, out_dir, overwrite, classes=names, quiet=quiet, engine=engine)
 
 
 @main.command()

@@ -178,7 +178,9 @@ def test_interrupted_write_leaves_no_partial_file(tiny, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args", [
-    ["label", "{img}"],  # neither --classes nor --vocab
+    ["label", "{img}", "--max-classes", "0"],  # neither --classes nor --vocab: automatic names
+    ["label", "{img}", "--bank", "/no/such/bank.txt"],
+    ["label", "{img}", "-c", "a", "--max-classes", "3"],  # automatic names only
     ["label", "{img}", "-c", "a", "--vocab", "voc"],
     ["label", "{img}", "-c", " , "],
     ["label", "{img}", "-c", "cat,,dog"],  # a blank name

@@ -114,7 +114,10 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
 @click.option("--backbone", default="ssd-1b", show_default=True, help="Feature extractor (ovseg backbones).")
 @click.option("--weights", default=None, help="Backbone weights: hub id or local folder.")
 @click.option("--clip-weights", default=None, help="Labeler (CLIP) weights, open-vocabulary protocol.")
-@click.option("--vocabulary", default=None, help="Vocabulary in prompts/ (default: the dataset's).")
+@click.option("--vocabulary", "--vocab", "vocabulary", default=None,
+              help="Vocabulary in prompts/ (default: the dataset's); auto: the labeler picks its own "
+                   "names from the name bank, mapped to the dataset's classes by synonyms "
+                   "(docs/evaluation.md).")
 @click.option("--matching", type=click.Choice(["present", "published"]), default=None,
               help="Unmatched segments: FP of no class (ovseg), or of an absent class (published code) "
                    "[default: present; published with --recipe published].")
@@ -141,6 +144,7 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
     ovseg eval --dataset ade20k --root data/ADEChallengeData2016 --limit 50 --tau 0.3 --tau 0.5
     ovseg eval --dataset voc --root data --method random-walk --tau auto --tau 0.3
     ovseg eval --dataset voc --root data --recipe published   # the published rules, eval/voc-published
+    ovseg eval --dataset ade20k --root data/ADEChallengeData2016 --protocol open-vocabulary --vocab auto
     """
     from ovseg import _edge
 
@@ -157,8 +161,11 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
     out = out or Path("eval") / ((dataset if protocol == "unsupervised" else f"{dataset}-{protocol}")
                                  + ("-published" if recipe == "published" else ""))
     taus = tuple(dict.fromkeys(tau))
-    offset = 0 if vocabulary else spec.vocabulary_offset
-    vocabulary = vocabulary or spec.vocabulary
+    auto = vocabulary == "auto"  # automatic names, scored through the dataset's own vocabulary
+    if auto and protocol != "open-vocabulary":
+        raise click.UsageError("--vocabulary auto applies to --protocol open-vocabulary")
+    offset = 0 if vocabulary and not auto else spec.vocabulary_offset
+    vocabulary = spec.vocabulary if auto or not vocabulary else vocabulary
     try:  # fail on a bad layout before loading any model
         samples = spec.samples(root, image_list)
     except FileNotFoundError as err:  # the data is not there: exit 1
@@ -170,7 +177,7 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
             protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
             weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine,
             method=method, walk_steps=walk_steps, attention_layers=attention_layers,
-            dataset=dataset, recipe=recipe)
+            dataset=dataset, recipe=recipe, **({"auto_names": True} if auto else {}))
     settings = {"backbone": backbone, "weights": weights, "alpha": alpha, "refine": refine,
                 "taus": list(taus), "device": device, "dtype": dtype,  # fp16 vs fp32 results never mix
                 "method": method}
@@ -179,10 +186,18 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
         settings.update(walk_steps=walk_steps,
                         attention_layers="all" if attention_layers is None else list(attention_layers))
     if protocol == "open-vocabulary":
-        settings.update(vocabulary=vocabulary, clip_weights=clip_weights)
+        settings.update(vocabulary="auto" if auto else vocabulary, clip_weights=clip_weights)
     with _clean_errors():
         results = evaluate(spec, predictor, samples=samples, protocol=protocol, limit=limit, out=out,
                            settings=settings, matching=matching, progress=progress, recipe=recipe)
     paths = write_report(results, out)
     click.echo(markdown_table(results))
+    stats = getattr(predictor, "stats", None)
+    if auto and stats is not None:
+        import json
+
+        (Path(out) / "auto_names.json").write_text(json.dumps(stats, indent=1))
+        click.echo(f"automatic names: {stats['unmatched_segments']} of {stats['segments']} segments and "
+                   f"{stats['unmatched_names']} of {stats['names']} chosen names unmatched to a dataset class "
+                   f"({stats['images']} image(s) run now; resumed ones are not recounted)")
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

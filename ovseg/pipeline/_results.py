@@ -53,6 +53,7 @@ class SegmentationResult:
     source_size: tuple[int, int] | None = None  # (H0, W0) of the file before the size guard
     settings: dict = field(default_factory=dict)
     record: dict = field(default_factory=dict)  # what made it (`_records.output_status`); in the JSON
+    auto_vocabulary: dict | None = None  # automatic names: the bank and the names chosen, with scores
 
     @property
     def no_class_value(self) -> int | None:
@@ -109,6 +110,7 @@ class SegmentationResult:
                    "order, size [height, width]; written by ovseg.io.rle_encode",
             "settings": self.settings,
             "record": self.record or None,
+            **({"auto_vocabulary": self.auto_vocabulary} if self.auto_vocabulary is not None else {}),
             "segments": [
                 {
                     "id": s.id,

@@ -17,6 +17,7 @@ _LAZY = {
     "planted_features": "ovseg.testing._planted",
     "planted_layout": "ovseg.testing._planted",
     "planted_miou": "ovseg.testing._planted",
+    "make_planted_labeler": "ovseg.testing._labels",
     "FakeHub": "ovseg.testing._hub",
 }
 __all__ = list(_LAZY)
