@@ -86,7 +86,8 @@ def _pipeline_options(f):
                           "were made with other settings or classes)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; errors only."),
         click.option("--verbose", "-v", is_flag=True,
-                     help="Show the warnings, logs and progress bars of the libraries loading models."),
+                     help="Show the warnings, logs and progress bars of the libraries loading models "
+                          "(and Ray's, with --engine ray)."),
         # --engine ray: ovseg.distributed (docs/scale-out.md)
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
                      show_default=True, help="local: this process; ray: a Ray cluster (Ray Data)."),

@@ -321,6 +321,48 @@ def test_a_named_cluster_that_does_not_answer_fails_fast(how, ray_tmp, tiny_weig
     assert elapsed < 2 + 6, elapsed  # the bound, plus the CLI's own checks on a loaded machine
 
 
+@pytest.mark.parametrize("init", ["hangs", "wants a token"])
+def test_a_cluster_that_accepts_but_does_not_join_fails_in_time(init, monkeypatch):
+    """The port answers (a listening socket) but ray.init hangs, or Ray refuses for want of a
+    token: ClusterUnreachable within the bound, saying which."""
+    pytest.importorskip("ray", reason='the Ray engine needs the extra: pip install "ovseg[ray]"')
+    import threading
+
+    from ovseg.distributed import ClusterUnreachable, _connect
+
+    class AuthenticationError(Exception):  # as ray.exceptions names it
+        pass
+
+    release = threading.Event()
+
+    def fake_init(**kwargs):
+        if init == "hangs":
+            release.wait(30)
+            return
+        try:
+            raise AuthenticationError("RPC error: InvalidAuthToken")
+        except AuthenticationError as err:
+            raise ConnectionError("Failed to connect to Ray cluster") from err
+
+    monkeypatch.setattr(_connect.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(_connect.ray, "init", fake_init)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        start = time.monotonic()
+        with pytest.raises(ClusterUnreachable) as err:
+            _connect.connect(address, timeout=0.5, verbose=True)
+        elapsed = time.monotonic() - start
+    release.set()
+    message = str(err.value)
+    assert address in message and "\n" not in message
+    if init == "hangs":
+        assert "did not complete the connection within 0.5 s" in message and elapsed < 3
+    else:
+        assert "authentication token" in message and "RAY_AUTH_TOKEN" in message
+
+
 def test_ctrl_c_while_connecting_exits_130(ray_tmp, tiny_weights, images, tmp_path, monkeypatch):
     pytest.importorskip("ray", reason='the Ray engine needs the extra: pip install "ovseg[ray]"')
     from ovseg.distributed import _connect
