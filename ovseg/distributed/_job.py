@@ -44,7 +44,7 @@ def build(inputs, vocab, *, out, fmt, config, workers, gpus_per_worker, cpus_per
     decoded = source.map_batches(decode, batch_size=1, batch_format="pyarrow", num_cpus=1)
     # Ray Data's actor pools default to max_restarts=-1, max_task_retries=-1: a dead actor is
     # replaced and its batch redone (pass max_restarts=0 in ray_remote_args to fail instead).
-    remote = _with_threads(dict(ray_remote_args or {}), cpus_per_worker)
+    remote = dict(ray_remote_args or {})
     gpus = _gpus(gpus_per_worker)
     records = decoded.map_batches(
         _stages.Segment,
@@ -54,19 +54,6 @@ def build(inputs, vocab, *, out, fmt, config, workers, gpus_per_worker, cpus_per
         num_gpus=gpus, num_cpus=cpus_per_worker, **remote,
     )
     return records, failed
-
-
-def _with_threads(remote: dict, cpus: float) -> dict:
-    """The actors' torch threads fixed when their process starts: OMP_NUM_THREADS = floor(cpus)
-    (>= 1), in their runtime_env. Ray means to set the same, but only as each task runs, which
-    can be after torch has read it (the actor's arguments import torch): then an actor took one
-    thread per core, and its CPU float sums (CLIP scores) changed from one run to the next
-    (measured: the same test run gave the 1-thread bytes alone and the 2-thread bytes after
-    other Ray jobs). A value the caller sets in runtime_env env_vars wins."""
-    runtime_env = dict(remote.get("runtime_env") or {})
-    runtime_env["env_vars"] = {"OMP_NUM_THREADS": str(max(1, int(cpus))),
-                               **(runtime_env.get("env_vars") or {})}
-    return {**remote, "runtime_env": runtime_env}
 
 
 def _gpus(gpus_per_worker):
