@@ -3,9 +3,10 @@
 Each stage keeps its command next to its code; this module only gathers them, and imports
 nothing heavy, so `ovseg --help` answers at once.
 
-Exit codes of `ovseg label` / `ovseg segment`: 0 every image done (or skipped as already done),
-1 some images failed (each named in the summary) or a model could not be loaded, 2 usage error
-(settings are checked before any model loads), 130 interrupted (Ctrl-C).
+Exit codes of every command (`ovseg._edge`, the checks all of them share): 0 every image done (or
+skipped as already done), 1 some images failed (each named in the summary) or a model could not be
+found or loaded, 2 usage error (settings are checked before any model loads), 130 interrupted
+(Ctrl-C).
 """
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from pathlib import Path
 
 import click
 
-from ovseg import __version__
+from ovseg import __version__, _edge
 from ovseg._click_types import LayersParam, TauParam
 
 _MAX_PIXELS = 2**25  # ovseg.io.DEFAULT_MAX_PIXELS, repeated here so --help imports nothing
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_edge.Group,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="ovseg")
 def main() -> None:
     """Training-free, open-vocabulary image segmentation (DiffCut + CLIP).
@@ -51,9 +53,10 @@ def _pipeline_options(f):
                           "[default: the backbone's own; 1024 for ssd-1b, as in the paper]."),
         click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=10.0,
                      show_default=True, help="Affinity exponent W = C**alpha."),
-        click.option("--method", type=click.Choice(["diffcut", "random-walk"]), default="diffcut",
+        click.option("--method", type=click.Choice(["diffcut", "random-walk", "kway"]), default="diffcut",
                      show_default=True, help="diffcut: NCut of the feature affinity; random-walk: NCut "
-                     "of a walk on the backbone's self-attention (docs/random-walk.md)."),
+                     "of a walk on the backbone's self-attention (docs/random-walk.md); kway: discrete "
+                     "K-way NCut of the feature affinity, K by merging at tau (docs/kway.md)."),
         click.option("--tau", type=TauParam(), default=0.5, show_default=True,
                      help="NCut threshold in [0, 2]: lower gives fewer, larger segments; auto: chosen "
                           "per image (recorded in the JSON as tau_chosen)."),
@@ -78,7 +81,8 @@ def _pipeline_options(f):
         click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Images per backbone pass."),
         click.option("--max-pixels", type=click.IntRange(min=1), default=_MAX_PIXELS,
-                     show_default=True, help="Larger images are scaled down to this many pixels."),
+                     show_default=True, help="Larger images (any format) are scaled down to this many "
+                     "pixels; files above 179 MP are refused as possible decompression bombs."),
         click.option("--cache/--no-cache", default=True, show_default=True,
                      help="Reuse segments of images seen before with the same settings."),
         click.option("--overwrite", is_flag=True,
@@ -88,6 +92,15 @@ def _pipeline_options(f):
         click.option("--verbose", "-v", is_flag=True,
                      help="Show the warnings, logs and progress bars of the libraries loading models "
                           "(and Ray's, with --engine ray)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _engine_options(f):
+    """--engine and the Ray options, listed last in --help (newcomers need them least)."""
+    options = [
         # --engine ray: ovseg.distributed (docs/scale-out.md)
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
                      show_default=True, help="local: this process; ray: a Ray cluster (Ray Data)."),
@@ -123,9 +136,7 @@ class _OrUri(click.Path):
 _ENGINE_OPTIONS = ("engine", "ray_address", "ray_timeout", "workers", "gpus_per_worker", "out_format")
 
 
-def _setting_error(err) -> click.BadParameter:
-    """A SettingError as a usage error on the matching option (exit code 2)."""
-    return click.BadParameter(str(err), param_hint=f"'--{err.setting.replace('_', '-')}'")
+_setting_error = _edge.setting_error  # a SettingError as a usage error on its option (exit 2)
 
 
 def _config(out_dir, **kw):
@@ -169,7 +180,10 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
     if engine.get("out_format", "files") != "files" or any(isinstance(p, str) for p in [*inputs, out_dir]):
         raise click.UsageError("--format parquet and URI inputs/outputs need --engine ray")
 
+    _edge.check_has_images(inputs)
     try:
+        with _edge.models_found():  # every model's weights, before any model runs (seconds)
+            _edge.preflight(config, labels=classes is not None)
         segmenter = Segmenter(config)
         summary = segmenter.process_files(inputs, out_dir, classes=classes, overwrite=overwrite,
                                           progress=False if quiet else None)
@@ -189,21 +203,23 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
             click.echo(f"redid {len(summary.redone)} made with other settings or classes", err=True)
         if summary.skipped:
             click.echo(f"skipped {len(summary.skipped)} already done (use --overwrite to redo)", err=True)
-    if summary.failed:
-        click.echo(f"{len(summary.failed)} image(s) failed:", err=True)
-        for _, message in summary.failed:
-            click.echo(f"  {message}", err=True)
-        raise SystemExit(1)
+    _edge.echo_failures(summary.failed)
 
 
 @main.command()
-@_pipeline_options
 @click.option("--classes", "-c", default=None, metavar="NAMES|FILE|NAME",
               help='Comma-separated class names ("person;people" gives synonyms), a vocabulary file '
                    '(classes.txt), or a shipped vocabulary (voc); "voc," is one class named voc. The '
                    'same rule as Segmenter.label (prompts/README.md).')
-@click.option("--vocab", default=None, metavar="FILE|NAME",
-              help="A vocabulary file (one class per line) or a shipped one, e.g. voc.")
+@click.option("--vocab", default=None, metavar="FILE|NAME|auto",
+              help="A vocabulary file (one class per line) or a shipped one, e.g. voc; auto (or "
+                   "neither --classes nor --vocab): names chosen per image from the name bank.")
+@click.option("--max-classes", type=click.IntRange(min=1), default=None,
+              help="Automatic names: at most this many per image [default: 12].")
+@click.option("--bank", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Automatic names: your own name bank (one class per line, synonyms "
+                                   "by commas) [default: the shipped bank, 2,135 names].")
+@_pipeline_options
 @click.option("--clip-weights", default=None, metavar="DIR|REPO",
               help="Labeler (open_clip) weights: a local folder or a repo id.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
@@ -215,8 +231,9 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
               help="Apply CLIP's mean/std to its input (DiffCut feeds raw [0, 1]).")
 @click.option("--clip-pooling", type=click.Choice(["binary", "area"]), default="binary", show_default=True,
               help="Segment masks on the CLIP grid: binary nearest-exact (DiffCut) or area weights.")
-def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> None:
-    """Segment images and name every segment from a vocabulary.
+@_engine_options
+def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, verbose, **kw) -> None:
+    """Segment images and name every segment from a vocabulary, or with names of its own.
 
     INPUTS are image files and folders (searched recursively for image files). Per image, OUT
     gets NAME.labels.png (palette PNG, value = class index, 255 = none; 16-bit PNG with
@@ -226,7 +243,13 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
     classes are skipped; those done otherwise are redone. OUT may be an input folder: ovseg's own
     outputs found there are not taken as inputs.
 
+    With neither --classes nor --vocab, each image's names are chosen from a bank of 2,135 names
+    (LVIS, COCO-Stuff, ADE20K-full, Objects365, OpenImages): those that are the best name of a
+    large enough segment or rank high for the whole image, at most --max-classes; the JSON lists
+    them with their scores under "auto_vocabulary" (docs/auto-vocabulary.md).
+
     \b
+    ovseg label examples/chelsea.png --out out/          (automatic names)
     ovseg label examples/chelsea.png --classes "cat,floor,wall" --out out/
     ovseg label photos/ --vocab voc --out out/ --device cuda --batch-size 4
     ovseg label photo.jpg -c "cat,sofa" --method random-walk --tau auto --walk-steps 2
@@ -234,28 +257,39 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
     ovseg label s3://bkt/photos/ --vocab voc --engine ray --ray-address auto --workers 8 \\
         --format parquet --out s3://bkt/labels/      (pip install "ovseg[ray]"; docs/scale-out.md)
     """
-    if not verbose:
-        from ovseg._quiet import quiet_third_party
-
-        quiet_third_party()
-    if (classes is None) == (vocab is None):
-        raise click.UsageError("give exactly one of --classes and --vocab")
+    _edge.start(verbose)
+    if classes is not None and vocab is not None:
+        raise click.UsageError("give at most one of --classes and --vocab")
     if classes is not None and not classes.strip(" ,"):
         raise click.UsageError("--classes is empty")
+    auto = classes is None and vocab in (None, "auto")
+    if not auto and (max_classes is not None or bank is not None):
+        raise click.UsageError("--max-classes and --bank apply to automatic names only "
+                               "(neither --classes nor --vocab, or --vocab auto)")
     from ovseg.labels import as_vocabulary
 
-    try:  # checked before any model loads: blank, duplicate or unreadable names, missing files stop here
-        names = as_vocabulary(classes, vocab=vocab)  # the API's rule (ovseg.labels._classes)
-    except (ValueError, KeyError, OSError) as err:
-        raise click.UsageError(f"{'--vocab ' + vocab if vocab is not None else '--classes'}: {err}") from err
     clip = kw.pop("clip_weights")
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
-    _run(_config(out_dir, clip_weights=clip, **kw), inputs, out_dir, overwrite, classes=names, quiet=quiet,
-         engine=engine)
+    extra = {"max_classes": max_classes, "bank": None if bank is None else str(bank)} if auto else {}
+    config = _config(out_dir, clip_weights=clip, **{k: v for k, v in extra.items() if v is not None}, **kw)
+    try:  # checked before any model loads: blank, duplicate or unreadable names stop here
+        if auto:
+            from ovseg.labels._auto import auto_vocabulary
+
+            names = auto_vocabulary(config.bank, max_classes=config.max_classes)
+        else:
+            names = as_vocabulary(classes, vocab=vocab)  # the API's rule (ovseg.labels._classes)
+    except (ValueError, KeyError, OSError) as err:
+        where = "--bank" if auto else "--vocab " + vocab if vocab is not None else "--classes"
+        raise click.UsageError(f"{where}: {err}") from err
+    if auto and engine["engine"] == "ray":
+        raise click.UsageError("automatic names (no --classes or --vocab) are not available with --engine ray yet")
+    _run(config, inputs, out_dir, overwrite, classes=names, quiet=quiet, engine=engine)
 
 
 @main.command()
 @_pipeline_options
+@_engine_options
 def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
     """Class-agnostic segments (no names): DiffCut masks only.
 
@@ -267,10 +301,7 @@ def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
     ovseg segment photos/ --tau 0.4 --no-refine --out masks/
     ovseg segment photo.jpg --method random-walk --tau auto --out masks/
     """
-    if not verbose:
-        from ovseg._quiet import quiet_third_party
-
-        quiet_third_party()
+    _edge.start(verbose)
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
     _run(_config(out_dir, **kw), inputs, out_dir, overwrite, quiet=quiet, engine=engine)
 
@@ -294,7 +325,9 @@ def cache_info() -> None:
     """Where the caches are and how large they are."""
     from ovseg._cache import CACHE_KINDS, cache_info as info
 
-    data = info()
+    _edge.start()
+    with _edge.settings_checked():  # OVSEG_CACHE_SIZE
+        data = info()
     click.echo(f"root: {data['root']}")
     for kind in CACHE_KINDS:
         click.echo(f"  {kind:14s} {data[kind]['files']:7d} file(s)  {_size(data[kind]['bytes'])}")
@@ -308,7 +341,9 @@ def cache_clear(kind) -> None:
     """Delete the caches (they are rebuilt when needed)."""
     from ovseg._cache import CACHE_KINDS, clear_cache
 
-    freed = clear_cache(kind or CACHE_KINDS)
+    _edge.start()
+    with _edge.settings_checked():
+        freed = clear_cache(kind or CACHE_KINDS)
     click.echo(f"freed {_size(sum(freed.values()))} ({', '.join(freed)})")
 
 

@@ -27,6 +27,7 @@ from ovseg.demo._session import DemoSession
 log = logging.getLogger("ovseg.demo")
 
 TYPED = "(typed classes)"
+AUTO = "(automatic names)"  # no class list: names chosen per image from the name bank
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"  # in a source checkout
 TABLE_HEADERS = ["segment", "class", "score", "area (px)", "area (%)"]
 
@@ -75,11 +76,13 @@ class DemoApp:
         from ovseg.labels import load_vocabulary
         from ovseg.pipeline import Segmenter
 
+        if vocab == AUTO:  # names chosen per image from the bank (docs/auto-vocabulary.md)
+            return self.session.segmenter.auto_vocabulary()
         if vocab and vocab != TYPED:
             return load_vocabulary(vocab)
         if not classes or not classes.strip(" ,;"):
             raise ValueError("No classes: type names separated by commas (e.g. cat, floor, wall), "
-                             "pick a shipped vocabulary, or tick 'Segments only'.")
+                             f"pick a shipped vocabulary or '{AUTO}', or tick 'Segments only'.")
         return Segmenter.vocabulary(classes.split(","))  # duplicates and blanks are refused here
 
     # -- one result ----------------------------------------------------------------------------
@@ -193,7 +196,7 @@ def build_app(segmenter, *, max_tau: float = 1.0) -> gr.Blocks:
                 classes = gr.Textbox(label="Classes", placeholder="cat, floor, wall",
                                      info='Comma-separated; "person;people" gives synonyms.',
                                      elem_id="ovseg-classes")
-                vocab = gr.Dropdown([TYPED, *list_vocabularies()], value=TYPED,
+                vocab = gr.Dropdown([TYPED, AUTO, *list_vocabularies()], value=TYPED,
                                     label="or a shipped vocabulary", elem_id="ovseg-vocab")
                 segments_only = gr.Checkbox(False, label="Segments only (no names)",
                                             elem_id="ovseg-segments-only")

@@ -130,8 +130,11 @@ class DemoSession:
     # -- the cheap steps, per slider move ----------------------------------------------------
     def result(self, state: ImageState, tau: float, vocabulary=None) -> SegmentationResult:
         """The segmentation of a prepared image at `tau` (<= max_tau), named when `vocabulary`
-        (an `ovseg.labels.Vocabulary`) is given. Runs no backbone pass."""
+        (an `ovseg.labels.Vocabulary`, or an `AutoVocabulary`: automatic names) is given. Runs no
+        backbone pass."""
         import torch
+
+        from ovseg.labels._auto import AutoVocabulary
 
         tau = float(tau)
         if not 0 <= tau <= self.max_tau:
@@ -140,14 +143,34 @@ class DemoSession:
         seg = self.segmenter
         with self._lock, torch.inference_mode():
             leaves, work = self._work_map(state, tau)
-            labels, names = {}, None
-            if vocabulary is not None:
+            labels, names, chosen = {}, None, None
+            if isinstance(vocabulary, AutoVocabulary):
+                labels, chosen = self._auto_labels(state, work, vocabulary)
+                names = [c.name for c in chosen]
+            elif vocabulary is not None:
                 names = list(vocabulary.names)
                 labels = self._labels(state, leaves, work, vocabulary)
             record = seg.run_record(vocabulary)  # as `Segmenter.label` at this tau would record
             record["settings"][self._method().setting] = tau
-            return stages.assemble(state.array, work, labels=labels, names=names, settings=record["settings"],
-                                   source=state.source, source_size=state.source_size, record=record)
+            result = stages.assemble(state.array, work, labels=labels, names=names, settings=record["settings"],
+                                     source=state.source, source_size=state.source_size, record=record)
+            if chosen is not None:
+                result.auto_vocabulary = {"bank": vocabulary.bank.name, "max_classes": vocabulary.config.max_classes,
+                                          "chosen": [c.to_json() for c in chosen]}
+            return result
+
+    def _auto_labels(self, state: ImageState, work: np.ndarray, auto) -> tuple[dict, list]:
+        """Automatic names (`stages.name_auto`'s rule) on the cached CLIP dense features."""
+        import torch
+        from ovseg.labels._auto import label_auto
+
+        labeler = self.segmenter.labeler
+        if state.clip_dense is None:
+            state.clip_dense = labeler.dense_features(state.work)
+        found, chosen = label_auto(labeler, state.work, torch.from_numpy(work.astype(np.int64)), auto.bank,
+                                   auto.config, top_k=self.segmenter.config.top_k, features=state.clip_dense,
+                                   progress=False)
+        return {int(lab.segment_id): lab for lab in found}, chosen
 
     def num_segments(self, state: ImageState, tau: float) -> int:
         """Segments of the low-res cut at `tau` (before refinement, which may drop a few)."""

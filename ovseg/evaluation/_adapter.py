@@ -64,7 +64,7 @@ def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", we
 def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", weights: str | None = None,
                       clip_weights: str | None = None, device: str = "cpu", tau: float | str = TAU,
                       alpha: float = ALPHA, refine: bool = True, method: str = "diffcut",
-                      walk_steps: int = 1, attention_layers=None,
+                      walk_steps: int = 1, attention_layers=None, auto_names: bool = False,
                       **segmenter_options) -> Callable:
     """image (3, H, W) -> class map (H, W) int64 from `Segmenter.label` (-1: no class).
 
@@ -72,6 +72,9 @@ def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", 
     class order shifted by `offset` (vocabulary class i is dataset class i - offset).
     segmenter_options: other SegmenterConfig fields (e.g. clip_resolution=2048, as the published
     COCO-Object evaluation).
+    auto_names: the labeler gets no class list (automatic names from the bank); each chosen name is
+    mapped to a dataset class of `vocabulary` by its words (`_auto_names.NameMapper`), unmatched
+    names give no class; the predictor's `stats` counts segments and names, and the unmatched.
     """
     import numpy as np
 
@@ -82,6 +85,8 @@ def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", 
                           walk_steps=walk_steps, attention_layers=attention_layers,
                           **segmenter_options)
     vocab = segmenter.vocabulary(vocabulary)
+    if auto_names:
+        return _auto_names_predictor(segmenter, vocab, offset)
 
     def predict(image) -> np.ndarray:
         classes = np.asarray(segmenter.label(image, vocab).label_map).astype(np.int64)  # 255: none
@@ -91,16 +96,48 @@ def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", 
     return predict
 
 
+def _auto_names_predictor(segmenter, vocab, offset: int) -> Callable:
+    import numpy as np
+
+    from ovseg.evaluation._auto_names import UNMATCHED, NameMapper
+
+    mapper = NameMapper(vocab, segmenter.auto_vocabulary().bank, offset)
+    stats = {"images": 0, "segments": 0, "unmatched_segments": 0, "names": 0, "unmatched_names": 0}
+
+    def predict(image) -> np.ndarray:
+        result = segmenter.label(image, vocab="auto")
+        lut = np.array([mapper(n) for n in result.classes] + [UNMATCHED], dtype=np.int64)
+        none = len(lut) - 1
+        index = np.array([none if s.class_index is None else s.class_index for s in result.segments])
+        stats["images"] += 1
+        stats["segments"] += len(index)
+        stats["unmatched_segments"] += int((lut[index] == UNMATCHED).sum())
+        stats["names"] += len(result.classes)
+        stats["unmatched_names"] += int((lut[:-1] == UNMATCHED).sum())
+        return lut[index][result.segment_map]
+
+    predict.stats = stats
+    return predict
+
+
 def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, taus: Sequence[float | str],
                    backbone: str, weights: str | None, clip_weights: str | None, device: str | None,
                    alpha: float, refine: bool, method: str = "diffcut", walk_steps: int = 1,
-                   attention_layers=None, dataset: str | None = None, recipe: str = "ovseg") -> Callable:
+                   attention_layers=None, dataset: str | None = None, recipe: str = "ovseg",
+                   auto_names: bool = False) -> Callable:
     """The predictor the `ovseg eval` command scores (tests replace this function).
 
     recipe="published", open vocabulary: COCO-Object's CLIP input is the 1024 px image upsampled to
     2048 px, as DiffCut's open-vocabulary script; every other setting is already the published one.
     """
+    from ovseg import _edge
     from ovseg._devices import resolve_device
+
+    _edge.check_backbone_weights(backbone, weights)  # every model's weights found before any loads
+    if protocol == "open-vocabulary":
+        from ovseg.pipeline import SegmenterConfig as C  # the labeler Segmenter loads
+
+        _edge.check_labeler_weights(C.labeler, C.labeler_pretrained, clip_weights)
 
     device = str(resolve_device(device))
     if protocol == "open-vocabulary":
@@ -113,7 +150,7 @@ def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, tau
         return labeler_predictor(vocabulary=vocabulary, offset=vocabulary_offset, backbone=backbone,
                                  weights=weights, clip_weights=clip_weights, device=device, tau=taus[0],
                                  alpha=alpha, refine=refine, method=method, walk_steps=walk_steps,
-                                 attention_layers=attention_layers, **extra)
+                                 attention_layers=attention_layers, auto_names=auto_names, **extra)
     return sweep_predictor(taus=taus, backbone=backbone, weights=weights, device=device, alpha=alpha,
                            refine=refine, method=method, walk_steps=walk_steps,
                            attention_layers=attention_layers)

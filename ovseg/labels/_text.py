@@ -36,15 +36,22 @@ def encode_names(
     *,
     device: torch.device,
     batch_size: int = 1024,
+    progress: bool | None = False,
 ) -> torch.Tensor:
     """(S, D) float32: for each name, the mean over templates of the L2-normalised prompt
     embeddings, normalised again (the CLIP zero-shot recipe, Radford et al. 2021, and ViLD).
 
     Prompts go through the text tower `batch_size` at a time (a template group is never split
-    across names, so at least one name's prompts form a batch).
+    across names, so at least one name's prompts form a batch). progress: a tqdm bar over names
+    (None: only on a terminal).
     """
     per_batch = max(1, batch_size // len(templates))  # names per forward pass
     out = []
+    bar = None
+    if progress is not False:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(names), unit="name", desc="text embeddings", leave=False, disable=None if progress is None else False)
     for start in range(0, len(names), per_batch):
         chunk = names[start : start + per_batch]
         prompts = [template.format(name) for name in chunk for template in templates]
@@ -52,6 +59,10 @@ def encode_names(
         emb = F.normalize(encode_text(tokens).float(), dim=-1)
         emb = emb.reshape(len(chunk), len(templates), -1).mean(1)
         out.append(F.normalize(emb, dim=-1).cpu())
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     return torch.cat(out)
 
 

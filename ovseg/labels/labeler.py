@@ -80,15 +80,22 @@ class Labeler:
         self._text_encoder = _text.fast_encode_text(clip)
 
     # ---- text side ---------------------------------------------------------------------------
-    def text_embeddings(self, vocabulary: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (emb (S, D) float32 L2-normalised, owner (S,) int64): one row per synonym, owner = class."""
+    def text_embeddings(self, vocabulary: Vocabulary, *, templates: Sequence[str] | None = None,
+                        progress: bool | None = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (emb (S, D) float32 L2-normalised, owner (S,) int64): one row per synonym, owner = class.
+
+        templates: prompt templates (default: LabelerConfig.templates, loaded once); progress: a
+        tqdm bar over the text batches when they are computed, not when read from the cache
+        (None: only on a terminal)."""
+        templates = self.templates if templates is None else tuple(templates)
         synonyms = [s for syns in vocabulary.classes for s in syns]
         owner = torch.tensor([i for i, syns in enumerate(vocabulary.classes) for _ in syns])
-        key = _text.cache_key(f"{self.identity}|{self.dtype}", self.templates, synonyms)
+        key = _text.cache_key(f"{self.identity}|{self.dtype}", templates, synonyms)
 
         def compute() -> torch.Tensor:
-            return _text.encode_names(self._encode_text, self.tokenizer, synonyms, self.templates,
-                                      device=self.device, batch_size=self.config.text_batch_size)
+            return _text.encode_names(self._encode_text, self.tokenizer, synonyms, templates,
+                                      device=self.device, batch_size=self.config.text_batch_size,
+                                      progress=progress)
 
         emb = _text.cached_text_embeddings(key, compute, disk=self.config.disk_cache)
         return emb.to(self.device), owner.to(self.device)
@@ -157,10 +164,12 @@ class Labeler:
         return ids, F.normalize(emb, dim=-1)
 
     # ---- matching ----------------------------------------------------------------------------
-    def class_scores(self, embeddings: torch.Tensor, vocabulary: Vocabulary) -> torch.Tensor:
+    def class_scores(self, embeddings: torch.Tensor, vocabulary: Vocabulary, *,
+                     text: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """embeddings (K, D) L2-normalised -> (K, M) scores (LabelerConfig.score) for M classes,
-        each class's cosine being the max over its synonyms."""
-        text, owner = self.text_embeddings(vocabulary)
+        each class's cosine being the max over its synonyms. text: the vocabulary's
+        `text_embeddings` (emb (S, D), owner (S,)) when already at hand (automatic naming)."""
+        text, owner = self.text_embeddings(vocabulary) if text is None else text
         if embeddings.ndim != 2 or embeddings.shape[1] != text.shape[1]:
             raise ValueError(f"embeddings must be (K, {text.shape[1]}), got {tuple(embeddings.shape)}")
         cos = embeddings.to(text) @ text.T  # (K, S)
@@ -173,12 +182,14 @@ class Labeler:
     def classify_embeddings(
         self, embeddings: torch.Tensor, vocabulary: Vocabulary, *, segment_ids: Sequence[int] | None = None,
         top_k: int = 3, threshold: float | None = None, background: bool | str | Sequence[str] | None = None,
+        text: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> list[SegmentLabel]:
-        """Name K segments from their embeddings (K, D). See `label` for the options."""
+        """Name K segments from their embeddings (K, D). See `label` for the options; text: the
+        text embeddings of the vocabulary with its background class, if already computed."""
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         full = _with_background(vocabulary, background)
-        scores = self.class_scores(embeddings, full).cpu()
+        scores = self.class_scores(embeddings, full, text=text).cpu()
         ids = list(range(len(scores))) if segment_ids is None else [int(i) for i in segment_ids]
         if len(ids) != len(scores):
             raise ValueError(f"{len(ids)} segment ids for {len(scores)} embeddings")
@@ -345,6 +356,9 @@ def create_labeler(
         raise ValueError(f"text_batch_size must be a positive int, got {config.text_batch_size!r}")
     device = torch.device(device or "cpu")
     dtype = dtype or torch.float32
-    clip, tokenizer, identity = load_open_clip(model, pretrained, weights)
+    from ovseg._quiet import quiet_loading
+
+    with quiet_loading():
+        clip, tokenizer, identity = load_open_clip(model, pretrained, weights)
     clip = clip.to(device=device, dtype=dtype)
     return Labeler(clip, tokenizer, identity=identity, config=config, device=device, dtype=dtype)

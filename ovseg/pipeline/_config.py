@@ -58,6 +58,10 @@ class SegmenterConfig:
       clip_pooling (str): "binary" (segment masks nearest-exact on the CLIP grid, DiffCut) or
         "area" (area-weighted masks).
       top_k (int): alternatives kept per segment in the JSON (3).
+      max_classes (int): automatic names (`label` with no class list): names chosen per image at
+        most (12; docs/auto-vocabulary.md).
+      bank (str | None): automatic names: a name-bank file; None: the shipped bank (2,135 names
+        from LVIS, COCO-Stuff, ADE20K-full, Objects365, OpenImages; prompts/README.md).
       device (str | None): "cpu", "cuda", "cuda:1", "mps"; None: CUDA when available, else CPU.
       dtype (str | None): backbone precision "float32" | "float16" | "bfloat16"; None: float16
         on CUDA, float32 on the CPU.
@@ -94,6 +98,8 @@ class SegmenterConfig:
     clip_normalize: bool = False  # CLIP mean/std on its input; False: raw [0, 1] as DiffCut's code
     clip_pooling: str = "binary"  # "binary": masks nearest-exact to the CLIP grid (DiffCut); "area": soft weights
     top_k: int = 3  # alternatives kept per segment in the JSON
+    max_classes: int = 12  # automatic names (no class list): names kept per image at most (docs/auto-vocabulary.md)
+    bank: str | None = None  # automatic names: a name-bank file; None: the shipped bank (prompts/bank)
     device: str | None = None  # None: CUDA when available, else CPU
     dtype: str | None = None  # "float32" | "float16" | "bfloat16"; None: the backbone's choice
     batch_size: int = 1  # images per backbone pass (and per dense CLIP pass)
@@ -114,6 +120,9 @@ class SegmenterConfig:
         if self.device is not None and not _DEVICE.fullmatch(str(self.device)):
             raise SettingError("device", f"device {self.device!r} is not a device name: use cpu, cuda, "
                                          "cuda:N or mps (or leave it unset: cuda when available)")
+        if isinstance(self.max_classes, bool) or not isinstance(self.max_classes, numbers.Integral) \
+                or self.max_classes < 1:
+            raise SettingError("max_classes", f"max_classes must be a positive int, got {self.max_classes!r}")
         if self.batch_size < 1 or self.top_k < 1 or self.refine_iterations < 0:
             raise ValueError("batch_size and top_k must be >= 1, refine_iterations >= 0")
         if self.dtype not in (None, "float32", "float16", "bfloat16"):
@@ -135,6 +144,8 @@ class SegmenterConfig:
         Raises SettingError (a ValueError) naming the setting; returns self."""
         _check_weights_path("weights", self.weights)
         _check_weights_path("clip_weights", self.clip_weights)
+        if self.bank is not None and not Path(self.bank).expanduser().is_file():
+            raise SettingError("bank", f"bank {self.bank}: no such file (a name bank: one class per line)")
         from ovseg.features import backbone_info
 
         try:

@@ -33,8 +33,11 @@ def run_record(config, vocab=None) -> dict:
         clip = config.clip_weights
         if clip and Path(clip).expanduser().is_dir():
             clip = str(Path(clip).expanduser().resolve())
-        record["vocabulary"] = {
-            "classes": [list(syns) for syns in vocab.classes],
+        from ovseg.labels._auto import AutoVocabulary
+
+        record["vocabulary"] = {  # automatic names: the bank and the rule instead of a class list
+            **({"auto": vocab.record()} if isinstance(vocab, AutoVocabulary)
+               else {"classes": [list(syns) for syns in vocab.classes]}),
             "templates": list(load_templates(TEMPLATES)),
             "labeler": config.labeler, "labeler_pretrained": config.labeler_pretrained,
             "clip_weights": clip, "top_k": config.top_k,

@@ -53,6 +53,7 @@ class SegmentationResult:
     source_size: tuple[int, int] | None = None  # (H0, W0) of the file before the size guard
     settings: dict = field(default_factory=dict)
     record: dict = field(default_factory=dict)  # what made it (`_records.output_status`); in the JSON
+    auto_vocabulary: dict | None = None  # automatic names: the bank and the names chosen, with scores
 
     @property
     def no_class_value(self) -> int | None:
@@ -101,12 +102,15 @@ class SegmentationResult:
                            else f"class index ({self.no_class_value}: no class)"),
                 "no_class_value": self.no_class_value,
                 "format": viz.png_format(self._png_values()) + " PNG",
-                "palette": "Pascal VOC colour map (see ovseg.viz)",
+                # only an 8-bit PNG has a palette; a 16-bit one is plain greyscale values
+                **({"palette": "Pascal VOC colour map (see ovseg.viz)"}
+                   if self._png_values() <= viz.VOID else {}),
             },
             "rle": "COCO compressed RLE (pycocotools' string 'counts'), column-major (Fortran) "
                    "order, size [height, width]; written by ovseg.io.rle_encode",
             "settings": self.settings,
             "record": self.record or None,
+            **({"auto_vocabulary": self.auto_vocabulary} if self.auto_vocabulary is not None else {}),
             "segments": [
                 {
                     "id": s.id,

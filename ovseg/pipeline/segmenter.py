@@ -50,8 +50,10 @@ class Segmenter:
         self.models = models if models is not None else Models(self.config)
         if self.models.config is None:
             self.models.config = self.config
+        self._auto = None  # the AutoVocabulary of these settings, once needed
         self.cache = None  # the segment cache (`ovseg._cache.SegmentCache`), when config.cache
         self._key_settings = None
+        self._validated = False  # config.validate() done (on the first run: it imports torch)
         if self.config.cache:
             from ovseg._cache import SegmentCache
 
@@ -83,13 +85,35 @@ class Segmenter:
 
     def label(self, images, classes=None, *, vocab=None):
         """Named segments. images: one image or a list (see the class docstring); classes / vocab:
-        as `vocabulary` (the CLI's --classes / --vocab follow the same rule).
+        as `vocabulary` (the CLI's --classes / --vocab follow the same rule). Neither, or
+        vocab="auto": automatic names, each image's names chosen from the name bank (settings
+        max_classes, bank; docs/auto-vocabulary.md); `classes` is then that image's chosen names
+        and `auto_vocabulary` lists them with their scores.
         Returns a `SegmentationResult` (a list of them for a list): as `segment`, plus `classes`
         (the vocabulary's names), and per segment `class_index`, `class_name`, `score` and the
         top-k `alternatives`; `label_map` (H, W) int32 gives each pixel's class index."""
         many, arrays, sources, sizes = self.read_inputs(images)
-        results = self.run(arrays, self.vocabulary(classes, vocab=vocab), sources=sources, source_sizes=sizes)
+        results = self.run(arrays, self._vocabulary(classes, vocab), sources=sources, source_sizes=sizes)
         return results if many else results[0]
+
+    def auto_vocabulary(self):
+        """The `AutoVocabulary` of these settings (bank, max_classes), the bank read once; raises
+        VocabularyError for a bank file that cannot be read or holds no names."""
+        if self._auto is None:
+            from ovseg.labels._auto import auto_vocabulary
+
+            self._auto = auto_vocabulary(self.config.bank, max_classes=self.config.max_classes)
+        return self._auto
+
+    def _vocabulary(self, classes, vocab):
+        """`vocabulary`, or automatic names (neither given, vocab="auto", or an AutoVocabulary)."""
+        from ovseg.labels._auto import AutoVocabulary
+
+        if isinstance(classes, AutoVocabulary) or isinstance(vocab, AutoVocabulary):
+            return classes or vocab
+        if classes is None and (vocab is None or (isinstance(vocab, str) and vocab == "auto")):
+            return self.auto_vocabulary()
+        return self.vocabulary(classes, vocab=vocab)
 
     def run_record(self, vocab=None) -> dict:
         """What outputs made now record in their JSON's "record" (`_records.run_record`)."""
@@ -112,7 +136,12 @@ class Segmenter:
         Returns a RunSummary. One retry policy (`_runner.run_batch`): an image that cannot be
         read, processed or written fails alone; settings errors, missing weights and models that
         cannot load stop the run."""
-        vocab = None if classes is None and vocab is None else self.vocabulary(classes, vocab=vocab)
+        from ovseg.labels._auto import AutoVocabulary, bank_text
+
+        vocab = None if classes is None and vocab is None else self._vocabulary(classes, vocab)
+        if isinstance(vocab, AutoVocabulary):  # the bank's text embeddings: once, or from the cache
+            self.config.validate()  # bad settings stop before the labeler loads
+            bank_text(self.labeler, vocab.bank, vocab.config, progress=progress)
         return process_files(self, inputs, out_dir, vocab, overwrite=overwrite, progress=progress)
 
     @staticmethod
@@ -160,19 +189,36 @@ class Segmenter:
         only); prepared: `prepare` of each array, when done already -> one result per array."""
         import torch
 
-        names = None if vocab is None else list(vocab.names)
+        if not self._validated:  # stride, device, dtype, weights folders: before any model loads
+            self.config.validate()
+            self._validated = True
+        if vocab is not None:  # the labeler first: missing CLIP weights stop a run in seconds,
+            self.labeler  # noqa: B018  (before the backbone has run, not after the first batch)
+        from ovseg.labels._auto import AutoVocabulary
+
+        auto = isinstance(vocab, AutoVocabulary)
+        names = None if vocab is None or auto else list(vocab.names)
         settings, record = self.config.segment_settings(), self.run_record(vocab)
         prepared = prepared or [self.prepare(a) for a in arrays]
         with torch.inference_mode():
             maps, infos = self.segment_maps(arrays, prepared)
-            labels = [{} for _ in arrays]
-            if vocab is not None:  # one dense CLIP pass per batch, text embeddings once
+            labels, chosen = [{} for _ in arrays], [None for _ in arrays]
+            if auto:  # names chosen per image from the bank
+                labels, chosen = stages.name_auto(self.labeler, [work for _, work in prepared], maps, vocab,
+                                                  top_k=self.config.top_k, batch_size=self.config.batch_size)
+            elif vocab is not None:  # one dense CLIP pass per batch, text embeddings once
                 labels = stages.name(self.labeler, [work for _, work in prepared], maps, vocab,
                                      top_k=self.config.top_k, batch_size=self.config.batch_size)
-            return [stages.assemble(array, m, labels=labels[i], names=names, settings={**settings, **infos[i]},
-                                    source=sources[i] if sources else None,
-                                    source_size=source_sizes[i] if source_sizes else None, record=record)
-                    for i, (array, m) in enumerate(zip(arrays, maps))]
+            results = [stages.assemble(array, m, labels=labels[i],
+                                       names=names if chosen[i] is None else [c.name for c in chosen[i]],
+                                       settings={**settings, **infos[i]}, source=sources[i] if sources else None,
+                                       source_size=source_sizes[i] if source_sizes else None, record=record)
+                       for i, (array, m) in enumerate(zip(arrays, maps))]
+        for result, names_i in zip(results, chosen):
+            if names_i is not None:
+                result.auto_vocabulary = {"bank": vocab.bank.name, "max_classes": vocab.config.max_classes,
+                                          "chosen": [c.to_json() for c in names_i]}
+        return results
 
     def segment_maps(self, arrays: list[np.ndarray], prepared: list) -> tuple[list[np.ndarray], list[dict]]:
         """Segment maps (h', w') int64 at the working size and per image what the JSON records

@@ -37,7 +37,7 @@ import numpy as np
 
 from ovseg import io as _io
 
-__all__ = ["assemble", "build_tree", "cut", "extract", "method_options", "name", "prepare", "refine",
+__all__ = ["assemble", "build_tree", "cut", "extract", "method_options", "name", "name_auto", "prepare", "refine",
            "resize_bilinear", "segment_batch", "to_tensor", "work_size"]
 
 
@@ -127,6 +127,24 @@ def name(labeler, works: list, maps: list, vocab, *, top_k: int = 3, batch_size:
     maps = [torch.from_numpy(m) if isinstance(m, np.ndarray) else m for m in maps]
     per_image = labeler.label_batch(list(works), maps, vocab, top_k=top_k, batch_size=batch_size)
     return [{int(lab.segment_id): lab for lab in labs} for labs in per_image]
+
+
+def name_auto(labeler, works: list, maps: list, auto, *, top_k: int = 3, batch_size: int = 1):
+    """Automatic names (`ovseg.labels._auto`): per image, names chosen from `auto.bank` by its
+    presence rule, then each segment named with them. works, maps: as `name`; auto: an
+    `AutoVocabulary`. One dense CLIP pass per batch; the bank's text embeddings once (cached).
+    -> (per image {segment id: SegmentLabel}, per image the chosen names [ChosenName])."""
+    import torch
+    from ovseg.labels._auto import label_auto
+
+    feats = labeler.dense_features_batch(list(works), batch_size=batch_size)
+    labels, chosen = [], []
+    for work, m, f in zip(works, maps, feats):
+        m = torch.from_numpy(m) if isinstance(m, np.ndarray) else m
+        labs, names = label_auto(labeler, work, m, auto.bank, auto.config, top_k=top_k, features=f, progress=False)
+        labels.append({int(lab.segment_id): lab for lab in labs})
+        chosen.append(names)
+    return labels, chosen
 
 
 def assemble(array: np.ndarray, work_map: np.ndarray, *, labels: dict | None = None, names=None,
