@@ -90,7 +90,8 @@ def _pipeline_options(f):
                           "were made with other settings or classes)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; errors only."),
         click.option("--verbose", "-v", is_flag=True,
-                     help="Show the warnings, logs and progress bars of the libraries loading models."),
+                     help="Show the warnings, logs and progress bars of the libraries loading models "
+                          "(and Ray's, with --engine ray)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -103,8 +104,13 @@ def _engine_options(f):
         # --engine ray: ovseg.distributed (docs/scale-out.md)
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
                      show_default=True, help="local: this process; ray: a Ray cluster (Ray Data)."),
-        click.option("--ray-address", default=None, metavar="auto|ADDRESS",
-                     help="[ray] Cluster to join [default: start a local Ray]."),
+        click.option("--ray-address", default=None, metavar="auto|HOST:PORT",
+                     help="[ray] Cluster to join; auto: the one this machine belongs to [default: "
+                          "$RAY_ADDRESS, else a local Ray started for this run, never the last "
+                          "`ray start` cluster]."),
+        click.option("--ray-timeout", type=click.FloatRange(min=0, min_open=True), default=30,
+                     show_default=True, metavar="SECONDS",
+                     help="[ray] Give up (exit 2) when the named cluster does not answer in this time."),
         click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
                      help="[ray] Actors, each holding one copy of the models."),
         click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,
@@ -127,7 +133,7 @@ class _OrUri(click.Path):
         return super().convert(value, param, ctx)
 
 
-_ENGINE_OPTIONS = ("engine", "ray_address", "workers", "gpus_per_worker", "out_format")
+_ENGINE_OPTIONS = ("engine", "ray_address", "ray_timeout", "workers", "gpus_per_worker", "out_format")
 
 
 _setting_error = _edge.setting_error  # a SettingError as a usage error on its option (exit 2)
@@ -170,7 +176,7 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
 
         return run_cli(config, inputs, out_dir, overwrite, classes, address=engine["ray_address"],
                        workers=engine["workers"], gpus_per_worker=engine["gpus_per_worker"],
-                       fmt=engine["out_format"])
+                       fmt=engine["out_format"], timeout=engine.get("ray_timeout"), quiet=quiet)
     if engine.get("out_format", "files") != "files" or any(isinstance(p, str) for p in [*inputs, out_dir]):
         raise click.UsageError("--format parquet and URI inputs/outputs need --engine ray")
 

@@ -4,8 +4,13 @@ The Ray tests skip when the extra is not installed (pip install "ovseg[ray]"); t
 tests (no ray import for --help, the install hint) run either way.
 """
 import json
+import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,17 +75,52 @@ def test_skip_rule_is_the_local_engines_record_status():
 
 # -- on a local Ray ----------------------------------------------------------------------------
 
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def ray_local():
+def ray_tmp():
+    """Ray's temp folder for this module (RAY_TMPDIR, short: Ray's socket paths must fit in 107
+    bytes), holding a stale `ray_current_cluster` as `ray start` leaves it once its head has
+    died; RAY_ADDRESS unset. Yields the stale address."""
+    root = Path(tempfile.mkdtemp(prefix="ovseg-ray-"))
+    stale = f"127.0.0.1:{_closed_port()}"
+    (root / "ray").mkdir()
+    (root / "ray" / "ray_current_cluster").write_text(stale)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_TMPDIR", str(root))
+        mp.delenv("RAY_ADDRESS", raising=False)
+        yield stale
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_local(ray_tmp):
+    """One local Ray for the module, started by the engine's own rule (no address, no
+    RAY_ADDRESS): a fresh Ray despite the stale cluster file. The CLI tests reuse it."""
     ray = pytest.importorskip("ray", reason='the Ray engine needs the extra: pip install "ovseg[ray]"')
     pytest.importorskip("pyarrow")
     pytest.importorskip("pandas")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
-             log_to_driver=False, configure_logging=False)
+    from ovseg.distributed import _connect
+
+    _connect.connect(None, verbose=True, num_cpus=2, object_store_memory=200 * 2**20,
+                     log_to_driver=False, configure_logging=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     yield ray
     ray.shutdown()
+
+
+def test_no_address_starts_a_fresh_local_ray_not_the_stale_cluster(ray_local, ray_tmp):
+    gcs = ray_local.get_runtime_context().gcs_address
+    assert gcs and gcs.rsplit(":", 1)[1] != ray_tmp.rsplit(":", 1)[1]
+    assert ray_local.cluster_resources().get("CPU") == 2  # ours (num_cpus=2), not a joined one
+    cluster_file = Path(os.environ["RAY_TMPDIR"]) / "ray" / "ray_current_cluster"
+    assert cluster_file.read_text() == ray_tmp  # left as it was
 
 
 @pytest.fixture(scope="module")
@@ -206,27 +246,136 @@ def test_parquet_table_and_back_to_files(ray_local, images, config, local_out, t
     assert sorted(p.name for p in table_dir.iterdir()) == before
 
 
-def test_cli_engine_ray_matches_engine_local(ray_local, images, tiny_weights, tmp_path):
-    tiny = ["--weights", tiny_weights["weights"], "--resolution", "64", "--refine-iterations", "2",
-            "--no-cache", "--device", "cpu"]
-    good = [str(images / n) for n in ("a_rgb.png", "c_alpha.png")]
+def _local_cli(args, out, threads=None):
+    """The local engine through the CLI, at `threads` torch threads (None: torch's default)."""
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as a 1-CPU actor (see local_out)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
     try:
-        local = CliRunner().invoke(main, ["segment", *good, "--out", str(tmp_path / "local"), *tiny])
+        r = CliRunner().invoke(main, [*args, "--out", str(out)])
     finally:
-        torch.set_num_threads(threads)
-    assert local.exit_code == 0, local.output
-    r = CliRunner().invoke(main, ["segment", *good, "--engine", "ray", "--workers", "1",
-                                  "--out", str(tmp_path / "ray"), *tiny])
+        torch.set_num_threads(before)
     assert r.exit_code == 0, r.output
-    assert "segmented 2 image(s)" in r.output
-    assert _files(tmp_path / "ray") == _files(tmp_path / "local")
-    broken = CliRunner().invoke(main, ["segment", str(images / "f_broken.png"), "--engine", "ray",
-                                       "--out", str(tmp_path / "ray"), *tiny])
+    return _files(out)
+
+
+def test_cli_engine_ray_matches_engine_local(ray_local, images, tiny_weights, tmp_path):
+    """Byte-identical JSON scores, not only masks: `label`, and CLIP inputs large enough (128 px)
+    that torch splits its convolutions across threads, so the thread count shows in the scores
+    (at 64 px, one thread and two give the same bytes, which let the mismatch through before).
+    Run after the other Ray jobs of this module the actor's scores equal a two-thread local run's
+    (open defect, docs/scale-out.md): the exact-bytes check is then an expected failure."""
+    good = [str(images / n) for n in ("a_rgb.png", "c_alpha.png")]
+    args = ["label", *good, "-c", CLASSES, "--weights", tiny_weights["weights"], "--clip-weights",
+            tiny_weights["clip_weights"], "--resolution", "64", "--clip-resolution", "128",
+            "--refine-iterations", "2", "--no-cache", "--device", "cpu"]
+    r = CliRunner().invoke(main, [*args, "--engine", "ray", "--workers", "1", "--out", str(tmp_path / "ray")])
+    assert r.exit_code == 0, r.output
+    assert "labelled 2 image(s)" in r.output
+    ours = _files(tmp_path / "ray")
+    one = _local_cli(args, tmp_path / "local1", threads=1)  # as a 1-CPU actor should run
+    default = _local_cli(args, tmp_path / "local")  # torch's default thread count (one per core)
+    for local in (one, default):
+        assert sorted(local) == sorted(ours)
+        for name in (n for n in ours if n.endswith(".json")):
+            a, b = json.loads(ours[name]), json.loads(local[name])
+            assert [(s["class_name"], s["area"], s["segmentation"]) for s in a["segments"]] == \
+                [(s["class_name"], s["area"], s["segmentation"]) for s in b["segments"]]
+            assert np.allclose([s["score"] for s in a["segments"]],
+                               [s["score"] for s in b["segments"]], rtol=0, atol=1e-5)
+        for name in (n for n in ours if n.endswith(".png")):
+            assert ours[name] == local[name], name
+    broken = CliRunner().invoke(main, ["label", str(images / "f_broken.png"), *args[3:], "--engine",
+                                       "ray", "--out", str(tmp_path / "ray")])
     assert broken.exit_code == 1 and "f_broken.png" in broken.output
+    if ours != one:  # docs/scale-out.md, "Byte-identical, when": open defect
+        pytest.xfail("Ray actor's CLIP scores match a 2-thread local run after other Ray jobs")
+
+
+@pytest.mark.parametrize("how", ["--ray-address", "RAY_ADDRESS"])
+def test_a_named_cluster_that_does_not_answer_fails_fast(how, ray_tmp, tiny_weights, images,
+                                                         tmp_path, monkeypatch):
+    """A dead head (closed port): exit 2 within --ray-timeout, one line naming the address and
+    what to do. ("auto" is Ray's lookup: a running GCS process of this machine, any user's, comes
+    before the cluster file, so it is not tested on a shared machine.)"""
+    pytest.importorskip("ray", reason='the Ray engine needs the extra: pip install "ovseg[ray]"')
+    import ovseg.distributed._connect  # noqa: F401  imported before the clock starts
+    import ovseg.pipeline  # noqa: F401
+
+    port = _closed_port()
+    args = []
+    if how == "--ray-address":
+        args = ["--ray-address", f"127.0.0.1:{port}"]
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    start = time.monotonic()
+    r = CliRunner().invoke(main, ["segment", str(images / "a_rgb.png"), "--engine", "ray",
+                                  "--ray-timeout", "2", "--weights", tiny_weights["weights"],
+                                  "--out", str(tmp_path / "out"), *args])
+    elapsed = time.monotonic() - start
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2, r.output
+    assert len(lines) == 1 and "Traceback" not in r.output, r.output
+    assert f"{how}=127.0.0.1:{port}" in lines[0] and "did not answer within 2 s" in lines[0], lines[0]
+    assert "RAY_ADDRESS unset" in lines[0]  # what to do
+    assert elapsed < 2 + 6, elapsed  # the bound, plus the CLI's own checks on a loaded machine
+
+
+@pytest.mark.parametrize("init", ["hangs", "wants a token"])
+def test_a_cluster_that_accepts_but_does_not_join_fails_in_time(init, monkeypatch):
+    """The port answers (a listening socket) but ray.init hangs, or Ray refuses for want of a
+    token: ClusterUnreachable within the bound, saying which."""
+    pytest.importorskip("ray", reason='the Ray engine needs the extra: pip install "ovseg[ray]"')
+    import threading
+
+    from ovseg.distributed import ClusterUnreachable, _connect
+
+    class AuthenticationError(Exception):  # as ray.exceptions names it
+        pass
+
+    release = threading.Event()
+
+    def fake_init(**kwargs):
+        if init == "hangs":
+            release.wait(30)
+            return
+        try:
+            raise AuthenticationError("RPC error: InvalidAuthToken")
+        except AuthenticationError as err:
+            raise ConnectionError("Failed to connect to Ray cluster") from err
+
+    monkeypatch.setattr(_connect.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(_connect.ray, "init", fake_init)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        start = time.monotonic()
+        with pytest.raises(ClusterUnreachable) as err:
+            _connect.connect(address, timeout=0.5, verbose=True)
+        elapsed = time.monotonic() - start
+    release.set()
+    message = str(err.value)
+    assert address in message and "\n" not in message
+    if init == "hangs":
+        assert "did not complete the connection within 0.5 s" in message and elapsed < 3
+    else:
+        assert "authentication token" in message and "RAY_AUTH_TOKEN" in message
+
+
+def test_ctrl_c_while_connecting_exits_130(ray_tmp, tiny_weights, images, tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason='the Ray engine needs the extra: pip install "ovseg[ray]"')
+    from ovseg.distributed import _connect
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_connect, "_probe", interrupted)
+    r = CliRunner().invoke(main, ["segment", str(images / "a_rgb.png"), "--engine", "ray",
+                                  "--ray-address", "127.0.0.1:1", "--weights", tiny_weights["weights"],
+                                  "--out", str(tmp_path / "out")])
+    assert r.exit_code == 130 and "interrupted" in r.output, r.output
 
 
 def test_uri_and_bytes_inputs_decode_as_read_image(images):

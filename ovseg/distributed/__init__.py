@@ -1,15 +1,19 @@
 """Label or segment large image collections on a Ray cluster (Ray Data), with the outputs of
 one machine. Needs the extra: `pip install "ovseg[ray]"`.
 
-    import ray
     from ovseg import SegmenterConfig
     from ovseg.distributed import label_dataset
 
-    ray.init()                                  # or ray.init(address="auto") on a cluster
     records = label_dataset("s3://bucket/photos/", "cat,dog,grass,sky",
                             out="s3://bucket/labels/", format="parquet",
-                            config=SegmenterConfig(batch_size=4), workers=8)
+                            config=SegmenterConfig(batch_size=4), workers=8,
+                            address="auto")     # None: RAY_ADDRESS, else a local Ray for the job
     print(records.filter(lambda r: r["error"] is not None).to_pandas()[["path", "error"]])
+
+Which Ray: a Ray already initialized in this process (`ray.init(...)`), else `address`, else
+the RAY_ADDRESS environment variable, else a fresh local Ray (never the cluster `ray start` last
+recorded on this machine); a named cluster that does not answer within `connect_timeout` seconds
+raises `ClusterUnreachable` (a `SettingError`).
 
 How it runs: the inputs (local files, folders and globs, URIs that pyarrow can read, or a
 `ray.data.Dataset` with a "path" column and optionally "bytes") are decoded by CPU tasks with
@@ -34,9 +38,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ovseg._checks import SettingError
+
 INSTALL_HINT = 'the Ray engine needs Ray: pip install "ovseg[ray]"'
 
-__all__ = ["INSTALL_HINT", "label_dataset", "parquet_to_files", "require_ray", "segment_dataset"]
+__all__ = ["INSTALL_HINT", "ClusterUnreachable", "label_dataset", "parquet_to_files", "require_ray", "segment_dataset"]
+
+DEFAULT_CONNECT_TIMEOUT = 30.0  # seconds a named cluster has to answer (ovseg.distributed._connect)
+
+
+class ClusterUnreachable(SettingError):
+    """A named Ray cluster did not answer in time, or none was found for "auto" (a setting:
+    the CLI exits 2); the message names the address and what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("ray_address", message)
 
 
 def require_ray():
@@ -52,8 +68,9 @@ def require_ray():
 
 def label_dataset(inputs, classes, *, out=None, config=None, format: str = "files",
                   workers: int = 1, gpus_per_worker: float | None = None,
-                  cpus_per_worker: float = 1, overwrite: bool = False, ray_remote_args=None):
-    """Label every image of `inputs` with the classes of `classes` on the running Ray cluster.
+                  cpus_per_worker: float = 1, overwrite: bool = False, ray_remote_args=None,
+                  address: str | None = None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT):
+    """Label every image of `inputs` with the classes of `classes` on a Ray cluster.
 
     Arguments:
         inputs: a path, folder, glob or URI (s3://, gs://, file://, ...), a list of them, or a
@@ -72,6 +89,10 @@ def label_dataset(inputs, classes, *, out=None, config=None, format: str = "file
         overwrite: redo images whose outputs are current.
         ray_remote_args: extra Ray options for the actors (e.g. {"accelerator_type": "A10G"},
             {"runtime_env": {...}}); the defaults retry a dead actor's batch without limit.
+        address: the cluster when this process has no Ray yet: "auto" (the one this machine
+            belongs to), "HOST:PORT", "ray://HOST:PORT", "local"; None: the RAY_ADDRESS
+            environment variable, else a fresh local Ray (see the module docstring).
+        connect_timeout: seconds a named cluster has to answer before `ClusterUnreachable`.
 
     Returns:
         With `out`: the materialized `ray.data.Dataset` of this run's records, one per image,
@@ -82,28 +103,31 @@ def label_dataset(inputs, classes, *, out=None, config=None, format: str = "file
     return _dataset(inputs, Segmenter.vocabulary(classes), out=out, config=config, format=format,
                     workers=workers, gpus_per_worker=gpus_per_worker,
                     cpus_per_worker=cpus_per_worker, overwrite=overwrite,
-                    ray_remote_args=ray_remote_args)
+                    ray_remote_args=ray_remote_args, address=address, connect_timeout=connect_timeout)
 
 
 def segment_dataset(inputs, *, out=None, config=None, format: str = "files", workers: int = 1,
                     gpus_per_worker: float | None = None, cpus_per_worker: float = 1,
-                    overwrite: bool = False, ray_remote_args=None):
+                    overwrite: bool = False, ray_remote_args=None, address: str | None = None,
+                    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT):
     """Class-agnostic segments of every image of `inputs` (as `ovseg segment`); the arguments
     and the result are those of `label_dataset` without `classes`."""
     return _dataset(inputs, None, out=out, config=config, format=format, workers=workers,
                     gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-                    overwrite=overwrite, ray_remote_args=ray_remote_args)
+                    overwrite=overwrite, ray_remote_args=ray_remote_args, address=address,
+                    connect_timeout=connect_timeout)
 
 
 def _dataset(inputs, vocab, *, out, config, format, workers, gpus_per_worker, cpus_per_worker,
-             overwrite, ray_remote_args):
+             overwrite, ray_remote_args, address, connect_timeout):
     from ovseg.pipeline import SegmenterConfig
 
     config = (config or SegmenterConfig()).validate()  # settings errors before Ray or any model starts
     require_ray()
-    from ovseg.distributed import _job
+    from ovseg.distributed import _connect, _job
 
-    _job.connect(None)
+    # verbose: Ray's own logging defaults in Python (the CLI connects first, quiet unless --verbose)
+    _connect.connect(address, timeout=connect_timeout, verbose=True)
     records, known_failures = _job.build(
         inputs, vocab, out=out, fmt=format, config=config, workers=workers,
         gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, overwrite=overwrite,

@@ -7,8 +7,20 @@ import click
 MAX_LISTED_FAILURES = 20
 
 
-def run_cli(config, inputs, out, overwrite, classes, *, address, workers, gpus_per_worker, fmt):
-    """Run the job; print a summary like the local engine's; exit 1 when any image failed."""
+def run_cli(config, inputs, out, overwrite, classes, *, address, workers, gpus_per_worker, fmt,
+            timeout=None, quiet=False):
+    """Run the job; print a summary like the local engine's; exit 1 when any image failed, 2
+    when the named cluster does not answer within `timeout` s, 130 on Ctrl-C."""
+    try:
+        _run(config, inputs, out, overwrite, classes, address=address, workers=workers,
+             gpus_per_worker=gpus_per_worker, fmt=fmt, timeout=timeout, quiet=quiet)
+    except KeyboardInterrupt:
+        click.echo("interrupted: images done so far are kept; rerun to finish", err=True)
+        raise SystemExit(130) from None
+
+
+def _run(config, inputs, out, overwrite, classes, *, address, workers, gpus_per_worker, fmt,
+         timeout, quiet):
     from ovseg import distributed
 
     try:
@@ -16,12 +28,24 @@ def run_cli(config, inputs, out, overwrite, classes, *, address, workers, gpus_p
     except ImportError as err:
         raise click.ClickException(str(err)) from None
     from ovseg._weights import WeightsNotFoundError
-    from ovseg.distributed import _job
+    from ovseg.distributed import _connect
     from ovseg.pipeline import ModelLoadError
 
-    _job.connect(address)
+    ctx = click.get_current_context(silent=True)
+    verbose = bool(ctx is not None and ctx.params.get("verbose"))
+    timeout = distributed.DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout
+    try:
+        _connect.connect(address, timeout=timeout, verbose=verbose, option="--ray-address")
+    except distributed.ClusterUnreachable as err:
+        click.echo(f"Error: {err}", err=True)  # one line, no usage text: the command was right
+        raise SystemExit(2) from None
+    if quiet:
+        import ray.data
+
+        ray.data.DataContext.get_current().enable_progress_bars = False
     kwargs = dict(out=str(out), config=config, format=fmt, workers=workers,
-                  gpus_per_worker=gpus_per_worker, overwrite=overwrite)
+                  gpus_per_worker=gpus_per_worker, overwrite=overwrite, address=address,
+                  connect_timeout=timeout)
     try:
         if classes is None:
             records = distributed.segment_dataset(list(map(str, inputs)), **kwargs)

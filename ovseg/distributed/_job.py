@@ -110,13 +110,3 @@ def rows_in_table(out, settings: dict, classes) -> tuple[set[str], set[tuple[str
                 failed.add((r["path"], r["error"]))
     return done, failed
 
-
-def connect(address: str | None) -> None:
-    """Join the cluster at `address` ("auto": the one this machine belongs to), or reuse the
-    running Ray, or start a local one."""
-    if ray.is_initialized():
-        return
-    kwargs = {"ignore_reinit_error": True, "include_dashboard": False}
-    if address:
-        kwargs["address"] = address
-    ray.init(**kwargs)
