@@ -437,8 +437,10 @@ def test_sixteen_bit_label_json_mentions_no_palette():
 def test_label_help_puts_the_vocabulary_first():
     text = CliRunner().invoke(main, ["label", "--help"]).output
     text = text[text.index("Options:"):]
-    options = [line.split()[0].rstrip(",") for line in text.splitlines() if line.lstrip().startswith("-")]
-    assert options[:3] == ["-c", "--vocab", "-o"], options
+    # option lines start at column 2; wrapped help text is indented further
+    options = [line.split()[0].rstrip(",") for line in text.splitlines() if line.startswith("  -")]
+    assert options[:2] == ["-c", "--vocab"], options
+    assert options.index("-o") < options.index("--backbone"), options
     assert options.index("--engine") > options.index("--clip-weights")
 
 
