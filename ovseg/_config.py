@@ -31,9 +31,11 @@ class SegmenterConfig:
     backbone: str = "ssd-1b"  # the paper's encoder: SSD-1B, a distilled SDXL UNet
     weights: str | None = None  # None: the official repo; or another repo id, or a local folder
     resolution: int | None = None  # square backbone input; None: the backbone's own (ssd-1b: 1024, the paper's)
-    alpha: float = 10.0  # affinity exponent W = C**alpha, a soft threshold (paper default)
-    tau: float | str = 0.5  # a split is kept when its NCut < tau; lower tau, fewer segments (paper);
-    # "auto": chosen per image (widest stable tau interval, docs/random-walk.md), recorded in the JSON
+    alpha: float | None = None  # affinity exponent W = C**alpha, a soft threshold; None: the
+    # backbone's default (`backbone_info(name).alpha`; ssd-1b: 10, the paper's)
+    tau: float | str | None = None  # a split is kept when its NCut < tau; lower tau, fewer segments;
+    # None: the backbone's default (ssd-1b: 0.5, the paper's); "auto": chosen per image (widest
+    # stable tau interval, docs/random-walk.md), recorded in the JSON
     method: str = "diffcut"  # "diffcut": NCut of the feature affinity; "random-walk": NCut of the
     # walk on the backbone's self-attention (METHOD.md section 5, docs/random-walk.md)
     walk_steps: int = 1  # random-walk: k of P^k (1: Meila & Shi's one-step walk; the paper's k is unknown)
@@ -60,6 +62,7 @@ class SegmenterConfig:
     cache_dir: str | None = None  # None: ovseg._paths.cache_dir("segments")
 
     def __post_init__(self) -> None:
+        self._backbone_defaults()
         if self.resolution is not None and self.resolution < 32:
             raise SettingError("resolution", f"resolution must be at least 32, got {self.resolution}")
         if not (math.isfinite(_number(self.alpha)) and _number(self.alpha) > 0):
@@ -113,6 +116,22 @@ class SegmenterConfig:
             if not torch.cuda.is_bf16_supported():
                 raise SettingError("dtype", f"dtype bfloat16 is not supported by {device}: use float16")
         return self
+
+    def _backbone_defaults(self) -> None:
+        """alpha/tau None -> the backbone's registry defaults, so the JSON and the cache key record
+        the values used (docs/benchmarks-real.md; ssd-1b: DiffCut's 10 and 0.5)."""
+        if self.alpha is not None and self.tau is not None:
+            return
+        from ovseg.features import backbone_info
+
+        try:
+            info = backbone_info(self.backbone)
+        except ValueError as err:
+            raise SettingError("backbone", str(err)) from None
+        if self.alpha is None:
+            object.__setattr__(self, "alpha", float(info.alpha))
+        if self.tau is None:
+            object.__setattr__(self, "tau", float(info.tau))
 
     def _check_method(self) -> None:
         """tau, method, walk_steps, attention_layers; random-walk: the backbone's layers, from the registry."""

@@ -66,10 +66,12 @@ class Segmenter:
         repo id ("org/name"), or a local folder (a value that looks like a path must exist).
       resolution (int | None): square backbone input in pixels, a multiple of the backbone's
         stride; None: the backbone's own (1024 for ssd-1b, the paper's).
-      alpha (float): affinity exponent, W = C**alpha (paper: 10); finite and > 0.
-      tau (float | "auto"): NCut threshold in [0, 2]; a split is kept when its NCut < tau (paper:
-        0.5); "auto" picks it per image from the hierarchy (docs/random-walk.md; the JSON records
-        the chosen value as tau_chosen).
+      alpha (float | None): affinity exponent, W = C**alpha; finite and > 0. None: the
+        backbone's default (`ovseg.backbone_info(name).alpha`; ssd-1b: 10, the paper's).
+      tau (float | "auto" | None): NCut threshold in [0, 2]; a split is kept when its NCut < tau;
+        None: the backbone's default (ssd-1b: 0.5, the paper's; docs/benchmarks-real.md lists
+        each); "auto" picks it per image from the hierarchy (docs/random-walk.md; the JSON records
+        the chosen value as tau_chosen). The JSON records the values used.
       method (str): "diffcut" (recursive NCut of the feature affinity, the paper) or
         "random-walk" (NCut of the backbone's self-attention read as a random walk, seed 002).
       walk_steps (int): random-walk only: k of the k-step walk P^k (1); larger k merges more.
