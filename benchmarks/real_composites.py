@@ -184,6 +184,8 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--taus", default="0.1,0.2,0.3,0.4,0.5,0.7,auto")
     ap.add_argument("--weights", default="real,random", help="real, random or both")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--example-photos", action="store_true",
+                    help="also K per examples/ photo at the backbone's default alpha (default tau, 0.5, auto)")
     ap.add_argument("--jsonl", default=None)
     args = ap.parse_args(argv)
     if args.threads:
@@ -206,6 +208,16 @@ def main(argv=None) -> list[dict]:
             print(f"{kind:6s} alpha {r['alpha']:g} tau {r['tau']:>4s}: mIoU {r['miou']:.3f} "
                   f"img {r['img_miou']:.3f} K mean {r['k_mean']:.1f} median {r['k_median']:g} max {r['k_max']}",
                   flush=True)
+    if args.example_photos:  # item: what K the real features give on whole photos
+        from ovseg.features import backbone_info
+
+        info = backbone_info(args.backbone)
+        taus_k = sorted({float(info.tau), 0.5}) + ["auto"]
+        counts = photo_counts(load_photos("examples"), backbone=args.backbone, weights=None,
+                              alpha=float(info.alpha), taus=taus_k, size=args.size)
+        for name, ks in counts.items():
+            rows.append({**meta, "weights": "real", "kind": "photo_k", "photo": name, "alpha": info.alpha, "k": ks})
+            print(f"photo {name}: alpha {info.alpha:g}, K per tau {ks}", flush=True)
     if args.jsonl:
         with open(args.jsonl, "a") as f:
             for r in rows:
