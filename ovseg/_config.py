@@ -119,8 +119,11 @@ class SegmenterConfig:
 
     def _backbone_defaults(self) -> None:
         """alpha/tau None -> the backbone's registry defaults, so the JSON and the cache key record
-        the values used (docs/benchmarks-real.md; ssd-1b: DiffCut's 10 and 0.5)."""
-        if self.alpha is not None and self.tau is not None:
+        the values used (docs/benchmarks-real.md; ssd-1b: DiffCut's 10 and 0.5). `_from_backbone`
+        names the fields so filled: `Segmenter(config, backbone=...)` fills them again for the new
+        backbone (a plain `dataclasses.replace(config, backbone=...)` keeps the old values)."""
+        object.__setattr__(self, "_from_backbone", frozenset(k for k in ("alpha", "tau") if getattr(self, k) is None))
+        if not self._from_backbone:
             return
         from ovseg.features import backbone_info
 
