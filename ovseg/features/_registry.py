@@ -14,6 +14,8 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ovseg import _defaults
+
 ENTRY_POINT_GROUP = "ovseg.backbones"
 
 
@@ -31,8 +33,8 @@ class BackboneInfo:
     attention_layers: tuple[str, ...] | None = None
     # the cut's defaults for this backbone (used when the user sets neither; docs/benchmarks-real.md):
     # DiffCut's alpha 10, tau 0.5 were tuned for SSD-1B; `defaults_from` says where each value comes from
-    alpha: float = 10.0
-    tau: float = 0.5
+    alpha: float = _defaults.ALPHA
+    tau: float = _defaults.TAU
     defaults_from: str = "DiffCut's values for SSD-1B (Couairon et al. 2024), not tuned for this backbone"
 
 
