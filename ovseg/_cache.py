@@ -50,22 +50,27 @@ def max_cache_bytes() -> int:
         return DEFAULT_MAX_BYTES
     units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
     number, unit = (text[:-1], units[text[-1]]) if text[-1] in units else (text.rstrip("B"), 1)
+    from ovseg._checks import SettingError  # a ValueError; the CLI: exit 2 naming the variable
+
     try:
         value = int(float(number) * unit)
-    except ValueError:
-        raise ValueError(f"OVSEG_CACHE_SIZE={text!r}: expected a size such as 500M, 4G or bytes") from None
+    except (ValueError, OverflowError):  # "banana", "inf"
+        raise SettingError("OVSEG_CACHE_SIZE", f"OVSEG_CACHE_SIZE={text!r}: expected a size such as "
+                                               "500M, 4G or a number of bytes") from None
     if value < 0:
-        raise ValueError(f"OVSEG_CACHE_SIZE must not be negative, got {text!r}")
+        raise SettingError("OVSEG_CACHE_SIZE", f"OVSEG_CACHE_SIZE must not be negative, got {text!r}")
     return value
 
 
 def warn_write_failure(kind: str, path, err: BaseException) -> None:
-    """Warn, once per cache kind and process, that a cache could not be written."""
-    if kind in _WARNED:
+    """Warn, once per process whichever of the caches fails (they share a root, so one failing
+    usually means all do), that a cache could not be written; the run goes on without it."""
+    if _WARNED:
         return
     _WARNED.add(kind)
-    warnings.warn(f"ovseg: cannot write the {kind} cache at {path} ({err}); going on without it "
-                  f"(set OVSEG_CACHE to a writable folder, or use --no-cache)", RuntimeWarning, stacklevel=3)
+    warnings.warn(f"ovseg: cannot write the {kind} cache at {path} ({err}); going on without the "
+                  f"caches that cannot be written (set OVSEG_CACHE to a writable folder, or use "
+                  f"--no-cache); this is said once", RuntimeWarning, stacklevel=3)
 
 
 def weights_fingerprint(weights: str | os.PathLike | None, repo_id: str | None = None) -> str:

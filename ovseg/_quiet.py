@@ -2,14 +2,17 @@
 
 Model loading prints much that is not for the user of `ovseg label` (diffusers' advice to install
 `accelerate`, transformers' "Loading weights" bars, Hugging Face Hub download bars). The CLI calls
-`quiet_third_party()` unless `--verbose`; the Python API leaves logging to the caller.
+`quiet_third_party()` unless `--verbose`. The Python API leaves logging to the caller, except
+while models load (`quiet_loading`): the accelerate advice and loading bars are never for them.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import warnings
+from typing import Iterator
 
 THIRD_PARTY = ("accelerate", "transformers", "diffusers", "huggingface_hub", "open_clip", "timm",
                "safetensors")
@@ -32,3 +35,29 @@ def quiet_third_party() -> None:
             log = sys.modules[lib].utils.logging
             log.set_verbosity_error()
             log.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """While models load (`create_backbone`, `create_labeler`), also in the Python API: the
+    loggers of diffusers and transformers below ERROR off, and their progress bars ("Loading
+    weights"), restored afterwards. A caller who asked for their output (TRANSFORMERS_VERBOSITY
+    or DIFFUSERS_VERBOSITY set, or a level set on their loggers) keeps it."""
+    saved = []
+    for lib in ("diffusers", "transformers"):
+        logger = logging.getLogger(lib)
+        if os.environ.get(f"{lib.upper()}_VERBOSITY") or logger.level not in (logging.NOTSET, logging.WARNING):
+            continue
+        if lib not in sys.modules:
+            __import__(lib)
+        log = sys.modules[lib].utils.logging
+        saved.append((logger, logger.level, log, log.is_progress_bar_enabled()))
+        logger.setLevel(logging.ERROR)
+        log.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for logger, level, log, bars in saved:
+            logger.setLevel(level)
+            if bars:
+                log.enable_progress_bar()

@@ -3,9 +3,10 @@
 Each stage keeps its command next to its code; this module only gathers them, and imports
 nothing heavy, so `ovseg --help` answers at once.
 
-Exit codes of `ovseg label` / `ovseg segment`: 0 every image done (or skipped as already done),
-1 some images failed (each named in the summary) or a model could not be loaded, 2 usage error
-(settings are checked before any model loads), 130 interrupted (Ctrl-C).
+Exit codes of every command (`ovseg._edge`, the checks all of them share): 0 every image done (or
+skipped as already done), 1 some images failed (each named in the summary) or a model could not be
+found or loaded, 2 usage error (settings are checked before any model loads), 130 interrupted
+(Ctrl-C).
 """
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from pathlib import Path
 
 import click
 
-from ovseg import __version__
+from ovseg import __version__, _edge
 from ovseg._click_types import LayersParam, TauParam
 
 _MAX_PIXELS = 2**25  # ovseg.io.DEFAULT_MAX_PIXELS, repeated here so --help imports nothing
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_edge.Group,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="ovseg")
 def main() -> None:
     """Training-free, open-vocabulary image segmentation (DiffCut + CLIP).
@@ -52,9 +54,10 @@ def _pipeline_options(f):
         click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Affinity exponent W = C**alpha [default: the backbone's; 10 for ssd-1b, "
                           "as in the paper; `ovseg backbones` lists them]."),
-        click.option("--method", type=click.Choice(["diffcut", "random-walk"]), default="diffcut",
+        click.option("--method", type=click.Choice(["diffcut", "random-walk", "kway"]), default="diffcut",
                      show_default=True, help="diffcut: NCut of the feature affinity; random-walk: NCut "
-                     "of a walk on the backbone's self-attention (docs/random-walk.md)."),
+                     "of a walk on the backbone's self-attention (docs/random-walk.md); kway: discrete "
+                     "K-way NCut of the feature affinity, K by merging at tau (docs/kway.md)."),
         click.option("--tau", type=TauParam(), default=None,
                      help="NCut threshold in [0, 2]: lower gives fewer, larger segments; auto: chosen "
                           "per image (recorded in the JSON as tau_chosen) [default: the backbone's; "
@@ -80,7 +83,8 @@ def _pipeline_options(f):
         click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Images per backbone pass."),
         click.option("--max-pixels", type=click.IntRange(min=1), default=_MAX_PIXELS,
-                     show_default=True, help="Larger images are scaled down to this many pixels."),
+                     show_default=True, help="Larger images (any format) are scaled down to this many "
+                     "pixels; files above 179 MP are refused as possible decompression bombs."),
         click.option("--cache/--no-cache", default=True, show_default=True,
                      help="Reuse segments of images seen before with the same settings."),
         click.option("--overwrite", is_flag=True,
@@ -89,6 +93,15 @@ def _pipeline_options(f):
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; errors only."),
         click.option("--verbose", "-v", is_flag=True,
                      help="Show the warnings, logs and progress bars of the libraries loading models."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _engine_options(f):
+    """--engine and the Ray options, listed last in --help (newcomers need them least)."""
+    options = [
         # --engine ray: ovseg.distributed (docs/scale-out.md)
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
                      show_default=True, help="local: this process; ray: a Ray cluster (Ray Data)."),
@@ -119,9 +132,7 @@ class _OrUri(click.Path):
 _ENGINE_OPTIONS = ("engine", "ray_address", "workers", "gpus_per_worker", "out_format")
 
 
-def _setting_error(err) -> click.BadParameter:
-    """A SettingError as a usage error on the matching option (exit code 2)."""
-    return click.BadParameter(str(err), param_hint=f"'--{err.setting.replace('_', '-')}'")
+_setting_error = _edge.setting_error  # a SettingError as a usage error on its option (exit 2)
 
 
 def _config(out_dir, **kw):
@@ -165,7 +176,10 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
     if engine.get("out_format", "files") != "files" or any(isinstance(p, str) for p in [*inputs, out_dir]):
         raise click.UsageError("--format parquet and URI inputs/outputs need --engine ray")
 
+    _edge.check_has_images(inputs)
     try:
+        with _edge.models_found():  # every model's weights, before any model runs (seconds)
+            _edge.preflight(config, labels=classes is not None)
         segmenter = Segmenter(config)
         summary = segmenter.process_files(inputs, out_dir, classes=classes, overwrite=overwrite,
                                           progress=False if quiet else None)
@@ -185,21 +199,17 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
             click.echo(f"redid {len(summary.redone)} made with other settings or classes", err=True)
         if summary.skipped:
             click.echo(f"skipped {len(summary.skipped)} already done (use --overwrite to redo)", err=True)
-    if summary.failed:
-        click.echo(f"{len(summary.failed)} image(s) failed:", err=True)
-        for _, message in summary.failed:
-            click.echo(f"  {message}", err=True)
-        raise SystemExit(1)
+    _edge.echo_failures(summary.failed)
 
 
 @main.command()
-@_pipeline_options
 @click.option("--classes", "-c", default=None, metavar="NAMES|FILE|NAME",
               help='Comma-separated class names ("person;people" gives synonyms), a vocabulary file '
                    '(classes.txt), or a shipped vocabulary (voc); "voc," is one class named voc. The '
                    'same rule as Segmenter.label (prompts/README.md).')
 @click.option("--vocab", default=None, metavar="FILE|NAME",
               help="A vocabulary file (one class per line) or a shipped one, e.g. voc.")
+@_pipeline_options
 @click.option("--clip-weights", default=None, metavar="DIR|REPO",
               help="Labeler (open_clip) weights: a local folder or a repo id.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
@@ -211,6 +221,7 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
               help="Apply CLIP's mean/std to its input (DiffCut feeds raw [0, 1]).")
 @click.option("--clip-pooling", type=click.Choice(["binary", "area"]), default="binary", show_default=True,
               help="Segment masks on the CLIP grid: binary nearest-exact (DiffCut) or area weights.")
+@_engine_options
 def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> None:
     """Segment images and name every segment from a vocabulary.
 
@@ -230,10 +241,7 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
     ovseg label s3://bkt/photos/ --vocab voc --engine ray --ray-address auto --workers 8 \\
         --format parquet --out s3://bkt/labels/      (pip install "ovseg[ray]"; docs/scale-out.md)
     """
-    if not verbose:
-        from ovseg._quiet import quiet_third_party
-
-        quiet_third_party()
+    _edge.start(verbose)
     if (classes is None) == (vocab is None):
         raise click.UsageError("give exactly one of --classes and --vocab")
     if classes is not None and not classes.strip(" ,"):
@@ -252,6 +260,7 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
 
 @main.command()
 @_pipeline_options
+@_engine_options
 def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
     """Class-agnostic segments (no names): DiffCut masks only.
 
@@ -263,10 +272,7 @@ def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
     ovseg segment photos/ --tau 0.4 --no-refine --out masks/
     ovseg segment photo.jpg --method random-walk --tau auto --out masks/
     """
-    if not verbose:
-        from ovseg._quiet import quiet_third_party
-
-        quiet_third_party()
+    _edge.start(verbose)
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
     _run(_config(out_dir, **kw), inputs, out_dir, overwrite, quiet=quiet, engine=engine)
 
@@ -290,7 +296,9 @@ def cache_info() -> None:
     """Where the caches are and how large they are."""
     from ovseg._cache import CACHE_KINDS, cache_info as info
 
-    data = info()
+    _edge.start()
+    with _edge.settings_checked():  # OVSEG_CACHE_SIZE
+        data = info()
     click.echo(f"root: {data['root']}")
     for kind in CACHE_KINDS:
         click.echo(f"  {kind:14s} {data[kind]['files']:7d} file(s)  {_size(data[kind]['bytes'])}")
@@ -304,7 +312,9 @@ def cache_clear(kind) -> None:
     """Delete the caches (they are rebuilt when needed)."""
     from ovseg._cache import CACHE_KINDS, clear_cache
 
-    freed = clear_cache(kind or CACHE_KINDS)
+    _edge.start()
+    with _edge.settings_checked():
+        freed = clear_cache(kind or CACHE_KINDS)
     click.echo(f"freed {_size(sum(freed.values()))} ({', '.join(freed)})")
 
 

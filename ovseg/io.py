@@ -9,14 +9,17 @@ Reading policy (what :func:`read_image` and :func:`to_rgb` do to every input):
   16-bit images ("I;16*") are scaled by 1/257 (full 16-bit range to 8 bits); 32-bit ("I", "F")
   images are taken as 8-bit if their values fit in 0..255, as 16-bit if they fit in 0..65535, else
   min-max stretched.
-- Size: images with more than `max_pixels` pixels (default 2**25, about 33.5 MP) are scaled down,
-  aspect kept, to fit; the outputs are then at that reduced size and the JSON says so. JPEGs are
-  decoded at 1/2, 1/4 or 1/8 scale directly (`Image.draft`), so even huge JPEGs cost little memory.
-  Other formats have to be decoded in full first: above `max_decode_pixels` (default 4 *
-  `max_pixels`) they are refused with a clear error instead. ovseg does not change Pillow's global
-  `Image.MAX_IMAGE_PIXELS` (89.5 MP): Pillow itself refuses images above twice that as possible
-  decompression bombs, and ovseg reports them like any unreadable file. Raise
-  `PIL.Image.MAX_IMAGE_PIXELS` yourself for files you trust.
+- Size: images with more than `max_pixels` pixels (default 2**25, about 33.5 MP; `--max-pixels`)
+  are scaled down, aspect kept, to fit, whatever their format; the outputs are then at that
+  reduced size and the JSON says so (`source_size`). JPEGs are decoded at 1/2, 1/4 or 1/8 scale
+  directly (`Image.draft`), so even huge JPEGs cost little memory; other formats (PNG, TIFF, WebP,
+  ...) are decoded in full, then reduced (`Image.reduce` by an integer factor, then Lanczos).
+- Decompression bombs: a separate, fixed guard, not `max_pixels`. A file whose header claims more
+  than twice Pillow's `Image.MAX_IMAGE_PIXELS` (2 * 89.5 MP = 179 MP by default) is refused before
+  a pixel is decoded, and reported like any unreadable file ("refused as a possible
+  decompression bomb"); up to that bound a file is decoded (a 179 MP RGB file takes about 0.5 GB
+  while it is reduced). ovseg never changes Pillow's global: raise `PIL.Image.MAX_IMAGE_PIXELS`
+  yourself for files you trust; `read_image(max_decode_pixels=N)` sets a lower bound of your own.
 - A truncated, empty or non-image file raises :class:`ImageReadError`, naming the file.
 
 Writing: :func:`atomic_write` writes to a temporary file in the target's folder and renames it
@@ -102,40 +105,72 @@ def read_image(
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Read an image file as RGB.
 
+    max_pixels: larger images are scaled down to fit (any format; see the module docstring).
+    max_decode_pixels: refuse files above this many pixels as possible decompression bombs; None:
+        Pillow's own guard only (2 * `PIL.Image.MAX_IMAGE_PIXELS`).
     Returns (image (H, W, 3) uint8, source_size (H0, W0)): the image after EXIF orientation and
     the size guard, and the oriented size of the file before any reduction.
     Raises ImageReadError naming the file when it cannot be read.
     """
     path = Path(path)
-    max_decode_pixels = max_decode_pixels or 4 * max_pixels
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own guard below
+            # Pillow warns from 1x its MAX_IMAGE_PIXELS and refuses (DecompressionBombError) from
+            # 2x: the refusal is the bomb guard; the warning would only repeat it for files we read.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:  # reads the header only
                 w0, h0 = im.size
                 if w0 * h0 == 0:
                     raise ImageReadError(f"{path}: image has no pixels ({w0}x{h0}).")
+                if max_decode_pixels is not None and w0 * h0 > max_decode_pixels:
+                    raise ImageReadError(
+                        f"{path}: refused as a possible decompression bomb: {w0}x{h0} pixels is more "
+                        f"than max_decode_pixels ({max_decode_pixels})."
+                    )
                 if w0 * h0 > max_pixels and im.format == "JPEG":
                     scale = (max_pixels / (w0 * h0)) ** 0.5  # decode at 1/2, 1/4 or 1/8 scale
                     im.draft("RGB", (max(1, int(w0 * scale)), max(1, int(h0 * scale))))
-                elif w0 * h0 > max_decode_pixels:
-                    raise ImageReadError(
-                        f"{path}: {w0}x{h0} pixels is more than the decompression guard allows "
-                        f"for a non-JPEG file ({max_decode_pixels} pixels); reduce it first or "
-                        f"raise --max-pixels."
-                    )
                 oriented = _orientation_swaps_axes(im)
                 rgb = to_rgb(im, max_pixels=max_pixels)
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(f"{path}: refused as a possible decompression bomb: {err}") from err
-    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as err:
-        reason = "not an image file" if isinstance(err, Image.UnidentifiedImageError) else err
-        if path.is_file() and path.stat().st_size == 0:
-            reason = "empty file"
-        raise ImageReadError(f"{path}: cannot read image: {reason}") from err
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise _read_error(path, err) from err
     return rgb, ((w0, h0) if oriented else (h0, w0))
+
+
+def _read_error(path: Path, err: Exception) -> ImageReadError:
+    """The one line a file that Pillow cannot read gets, naming the file and why."""
+    if isinstance(err, Image.DecompressionBombError):
+        return ImageReadError(f"{path}: refused as a possible decompression bomb: {err}")
+    reason = "not an image file" if isinstance(err, Image.UnidentifiedImageError) else err
+    if isinstance(err, FileNotFoundError):
+        reason = "no such file"
+    elif path.is_file() and path.stat().st_size == 0:
+        reason = "empty file"
+    return ImageReadError(f"{path}: cannot read image: {reason}")
+
+
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """`Image.open(path)` with its pixels loaded, for readers that need the file as stored (the
+    evaluation, coherence): a file that cannot be read (not an image, empty, truncated, a possible
+    decompression bomb) raises ImageReadError naming it, as `read_image` does. Closed on exit."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # Pillow's refusal at 2x is the guard (module docstring)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise _read_error(path, err) from err
+    try:
+        try:
+            im.load()
+        except (OSError, SyntaxError, ValueError) as err:
+            raise _read_error(path, err) from err
+        yield im
+    finally:
+        im.close()
 
 
 def _orientation_swaps_axes(im: Image.Image) -> bool:
@@ -166,6 +201,8 @@ def to_rgb(im: Image.Image, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
     if max_pixels and im.width * im.height > max_pixels:
         scale = (max_pixels / (im.width * im.height)) ** 0.5
         size = (max(1, int(im.width * scale)), max(1, int(im.height * scale)))
+        # reducing_gap: first Image.reduce by an integer factor (a box filter, cheap on a full
+        # decode), then Lanczos over the last factor of at most 3
         im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
     return np.asarray(im, dtype=np.uint8).copy()
 
@@ -230,6 +267,8 @@ def as_rgb_array(image, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.nd
         return to_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGBA"), max_pixels=max_pixels)
     if max_pixels and arr.shape[0] * arr.shape[1] > max_pixels:  # the size guard, as for files
         return to_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGB"), max_pixels=max_pixels)
+    if not arr.flags.writeable:  # np.asarray(PIL image) is read-only; torch.from_numpy warns on it
+        return arr.copy()
     return np.ascontiguousarray(arr)
 
 
@@ -400,7 +439,9 @@ def output_paths(image: Path, out_dir: Path, task: str, stem: str | None = None)
 
 def output_stems(images: list[Path], roots: Iterable[str | os.PathLike] = ()) -> list[str]:
     """One distinct output stem per image: the file stem, with its folder below an input root
-    (as `sub/name`) and its extension added where two inputs would otherwise collide."""
+    (as `sub/name`) and its extension added where two inputs would otherwise collide (the set
+    of inputs then changes a name: `Segmenter.process_files` removes the set under the old
+    name, `stale_outputs`)."""
     roots = [Path(r).resolve() for r in roots if Path(r).is_dir()]
     stems = []
     for img in images:
@@ -423,6 +464,48 @@ def output_stems(images: list[Path], roots: Iterable[str | os.PathLike] = ()) ->
         seen[s] = seen.get(s, 0) + 1
         out.append(s if seen[s] == 1 else f"{s}-{seen[s]}")
     return out
+
+
+def stale_outputs(image: Path, outs: dict[str, Path]) -> list[dict[str, Path]]:
+    """Output sets an earlier run wrote for `image` under another name, to remove once its
+    outputs `outs` are done (or found current), so that a rerun never leaves a stale set.
+
+    The naming rule (`output_stems`) adds the extension only where two inputs share a stem: label
+    `cat.png` alone (`cat.labels.*`), then beside `cat.jpg`, and its outputs become
+    `cat.png.labels.*`; remove `cat.jpg` and they go back. The other name's set is stale when its
+    JSON names `image` as its source (same file, links resolved); another image's outputs are
+    never touched. Returns those sets ({"png", "overlay", "json"}), which may be none.
+    """
+    json_path = Path(outs["json"])
+    kind = next(k for k in OUTPUT_KINDS if json_path.name.endswith(f".{k}.json"))
+    stem = json_path.name[: -len(f".{kind}.json")]
+    ext = image.suffix.lstrip(".").lower()
+    base = stem[: -len(ext) - 1] if ext and stem.endswith(f".{ext}") else stem
+    stale = []
+    for other in {base, f"{base}.{ext}"} - {stem}:
+        other_json = json_path.parent / f"{other}.{kind}.json"
+        if other_json.is_file() and _source_of(other_json) == Path(image).resolve():
+            stale.append({"png": other_json.parent / f"{other}.{kind}.png",
+                          "overlay": other_json.parent / f"{other}.{kind}.overlay.png",
+                          "json": other_json})
+    return stale
+
+
+def _source_of(json_path: Path) -> Path | None:
+    import json
+
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        source = json.loads(json_path.read_text(encoding="utf-8")).get("image")
+        return Path(source).resolve() if source else None
+    return None
+
+
+def remove_outputs(outs: dict[str, Path]) -> None:
+    """Delete one image's output set; the JSON last, so that a set interrupted half-way is still
+    recognised as ovseg's (`is_ovseg_output`) and never read as an input."""
+    for key in ("png", "overlay", "json"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(outs[key]).unlink()
 
 
 def iter_batches(items: list, size: int) -> Iterator[list]:

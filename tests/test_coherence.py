@@ -279,17 +279,23 @@ def fake_factory(monkeypatch):
         return {"onehot": OneHotBackbone, "noise": NoiseBackbone}[name]()
 
     monkeypatch.setitem(vars(ovseg), "create_backbone", create_backbone)  # works before ovseg.features exists
+    from ovseg.features import _registry  # the CLI checks names, strides and weights in the registry
+
+    for fake in (OneHotBackbone, NoiseBackbone):  # repo "fake": no hub repo, no weights to find
+        info = _registry.BackboneInfo(fake.name, "fake", "0 MB", None, fake.stride, fake.feature_dim)
+        monkeypatch.setitem(_registry._REGISTRY, fake.name, (create_backbone, info))
     return made
 
 
 def test_cli_heatmaps(fake_factory, pairs_dir, tmp_path):
     ref, target = pairs_dir / "img0.bmp", pairs_dir / "img1.bmp"
     out = tmp_path / "fig.png"
+    (tmp_path / "dir").mkdir()  # a --weights folder must exist (checked before any model loads)
     result = CliRunner().invoke(coherence_command, [
         str(ref), str(target), "-b", "onehot,noise", "--point", "0.5,0.4", "--out", str(out),
-        "--weights", "onehot=/some/dir"])
+        "--weights", f"onehot={tmp_path / 'dir'}"])
     assert result.exit_code == 0, result.output
-    assert fake_factory == [("onehot", {"weights": "/some/dir"}), ("noise", {})]
+    assert fake_factory == [("onehot", {"weights": str(tmp_path / "dir")}), ("noise", {})]
     assert "onehot: cell (6, 8)" in result.output
     with Image.open(out) as png:
         png.verify()
@@ -392,10 +398,10 @@ def test_cli_with_tiny_real_backbones(tiny_backbones, pairs_dir, tmp_path):
     out = tmp_path / "tiny.png"
     result = CliRunner().invoke(coherence_command, [
         str(pairs_dir / "img0.bmp"), str(pairs_dir / "img1.bmp"), "-b", "dinov2-b,clip-b16",
-        "--point", "50%,50%", "--resolution", "64", "--out", str(out),
+        "--point", "50%,50%", "--resolution", "112", "--out", str(out),  # strides 14 and 16
         "-w", f"dinov2-b={tiny_backbones['dinov2-b']}", "-w", f"clip-b16={tiny_backbones['clip-b16']}"])
     assert result.exit_code == 0, result.output
-    assert "dinov2-b: cell (2, 2) of a (4, 4) grid" in result.output
+    assert "dinov2-b: cell (4, 4) of a (8, 8) grid" in result.output
     with Image.open(out) as png:
         png.verify()
 

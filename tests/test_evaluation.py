@@ -359,7 +359,8 @@ def test_cli_writes_all_outputs(tmp_path, roots, monkeypatch):
     assert data[0]["miou"] > 0.9  # 1024 px bilinear resize blurs the colour edges a little
     assert "mIoU" in res.output
     bad = CliRunner().invoke(eval_command, ["--dataset", "cocostuff27", "--root", str(roots["cocostuff27"][0])])
-    assert bad.exit_code == 1 and "Error: " in bad.output and "Coco164kFull_Stuff_Coarse_7.txt" in bad.output
+    # a missing option is a usage error (issue 22): exit 2
+    assert bad.exit_code == 2 and "Error: " in bad.output and "Coco164kFull_Stuff_Coarse_7.txt" in bad.output
     assert "Traceback" not in bad.output
 
 
@@ -455,6 +456,7 @@ def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
     monkeypatch.setattr(ovseg.masks._segment, "build_hierarchy", build_hierarchy)  # what "diffcut" builds with
     monkeypatch.setattr(ovseg.masks, "refine_segments", refine_segments)  # what stages.refine runs
     monkeypatch.setitem(vars(ovseg), "create_backbone", lambda name, **kw: (lambda x: torch.rand(1, 5, 4, 4)))
+    monkeypatch.setattr("ovseg._edge.check_backbone_weights", lambda *a, **k: None)  # a stand-in: no weights
     predict = _adapter.make_predictor("unsupervised", vocabulary="voc", taus=(0.6, 0.3), backbone="ssd-1b",
                                       weights=None, clip_weights=None, device="cpu", alpha=7.0, refine=True)
     out = predict(torch.rand(3, 64, 64))

@@ -148,10 +148,12 @@ def test_huge_images_are_guarded(tmp_path):
     assert src == (400, 600) and arr.shape[0] * arr.shape[1] <= 10_000
     assert abs(arr.shape[1] / arr.shape[0] - 1.5) < 0.05  # aspect kept
     png = _save(tmp_path, "big.png", Image.fromarray(_rgb(400, 600)))
-    arr, _ = read_image(png, max_pixels=100_000)  # 240k px <= 4 * max_pixels: decoded, reduced
+    arr, _ = read_image(png, max_pixels=100_000)  # decoded in full, then reduced
     assert arr.shape[0] * arr.shape[1] <= 100_000
-    with pytest.raises(ImageReadError, match="big.png.*decompression guard"):
-        read_image(png, max_pixels=10_000)  # a PNG cannot be decoded reduced: refused
+    arr, _ = read_image(png, max_pixels=10_000)  # 24x: still scaled, not refused (issue 22)
+    assert arr.shape[0] * arr.shape[1] <= 10_000
+    with pytest.raises(ImageReadError, match="big.png.*decompression bomb"):
+        read_image(png, max_pixels=10_000, max_decode_pixels=100_000)  # the bomb guard, separate
 
 
 def test_tiny_image_and_array_inputs(tmp_path):

@@ -46,7 +46,9 @@ def test_bad_settings_fail_at_construction(bad):
 
 
 def test_resolution_must_fit_the_stride(weights):
-    with pytest.raises(ModelLoadError, match="stride 32"):
+    from ovseg.pipeline import SettingError
+
+    with pytest.raises(SettingError, match="stride 32"):  # before any model loads (issue 22)
         Segmenter(resolution=80, cache=False, **weights).segment(_picture())
 
 

@@ -46,6 +46,78 @@ def _check_point(ctx, param, value: str) -> str:
     return value
 
 
+def _check_settings(backbones: str, weights: dict, resolution, device, alpha) -> list[str]:
+    """Every setting, before any image or model is read (`ovseg._edge`): exit 2 naming the
+    option. Returns the backbone names."""
+    from ovseg import _edge
+    from ovseg._checks import SettingError, check_weights_path
+
+    names = [b.strip() for b in backbones.split(",") if b.strip()]
+    with _edge.settings_checked():
+        if not names:
+            raise SettingError("backbones", "no backbone given")
+        _edge.check_finite("alpha", alpha, positive=True)  # also with --no-miou: nan is no setting
+        for name in names:
+            try:
+                _edge.check_resolution(name, None)  # a known name (the valid ones listed if not)
+            except SettingError as err:
+                raise SettingError("backbones", str(err)) from None
+        _check_resolution(names, resolution)
+        for name, path in weights.items():
+            if name not in names:
+                raise SettingError("weights", f"--weights {name}=...: {name} is not among the backbones (--backbones)")
+            check_weights_path("weights", path)
+        _edge.check_device(device)
+    return names
+
+
+def _check_resolution(names: list[str], resolution: int | None) -> None:
+    """One input size for every backbone, as `ovseg label` takes it: at least 32 and a multiple of
+    each backbone's stride (else SettingError, suggesting the nearest common multiple)."""
+    import math
+
+    from ovseg._checks import SettingError
+    from ovseg.features import backbone_info
+
+    if resolution is None:
+        return
+    if resolution < 32:
+        raise SettingError("resolution", f"resolution must be at least 32, got {resolution}")
+    strides = {n: backbone_info(n).stride for n in names if backbone_info(n).stride}
+    step = math.lcm(*strides.values()) if strides else 1
+    if resolution % step:
+        near = max(step, round(resolution / step) * step)
+        raise SettingError("resolution", f"resolution {resolution} is not a multiple of every backbone's "
+                                         f"stride ({', '.join(f'{n}: {s}' for n, s in strides.items())}); "
+                                         f"try {near}")
+
+
+def _check_files(paths) -> None:
+    """Read every input image and mask before any model loads: one line per bad file, exit 1."""
+    from ovseg.io import ImageReadError, open_image
+
+    bad = []
+    for path in dict.fromkeys(p for p in paths if isinstance(p, (str, os.PathLike))):
+        try:
+            with open_image(path):
+                pass
+        except ImageReadError as err:
+            bad.append((path, str(err)))
+    if bad:
+        from ovseg import _edge
+
+        _edge.echo_failures(bad)
+
+
+def _check_weights(names: list[str], weights: dict) -> None:
+    """Every backbone's weights found (local, cached or downloadable) before the first loads."""
+    from ovseg import _edge
+
+    with _edge.models_found(" Here, name the backbone: --weights NAME=DIR (repeatable)."):
+        for name in names:
+            _edge.check_backbone_weights(name, weights.get(name))
+
+
 @click.command("coherence")
 @click.argument("ref_image", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("target_image", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -65,8 +137,9 @@ def _check_point(ctx, param, value: str) -> str:
               help="Score mode: ids of the dataset images to use [default: its val list].")
 @click.option("--weights", "-w", multiple=True, metavar="NAME=DIR",
               help="Local weights of a backbone; repeatable.")
-@click.option("--resolution", type=click.IntRange(min=1),
-              help="Square input size for every backbone [default: each backbone's own].")
+@click.option("--resolution", type=click.IntRange(min=32),
+              help="Square input size for every backbone, a multiple of each one's stride "
+                   "[default: each backbone's own].")
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda [default: the backbone's].")
 @click.option("--num-pairs", default=2000, show_default=True, type=click.IntRange(min=1),
               help="Score mode: patch pairs drawn per image.")
@@ -77,10 +150,12 @@ def _check_point(ctx, param, value: str) -> str:
 @click.option("--miou/--no-miou", default=True, show_default=True,
               help="Score mode: also measure the unsupervised mIoU through the cut.")
 @click.option("--alpha", default=10.0, show_default=True, type=float, help="Cut: affinity exponent.")
-@click.option("--tau", default=0.5, show_default=True, type=float, help="Cut: NCut threshold.")
+@click.option("--tau", default=0.5, show_default=True, type=click.FloatRange(0, 2), help="Cut: NCut threshold.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Show the warnings, logs and progress bars of the libraries loading models.")
 def coherence_command(ref_image, target_image, backbones, point, out, pairs, dataset, data_root,
                       image_list, weights, resolution, device, num_pairs, seed, ignore_index,
-                      max_images, miou, alpha, tau) -> None:
+                      max_images, miou, alpha, tau, verbose) -> None:
     """Compare backbones on semantic coherence.
 
     Heatmaps: for each backbone, the cosine similarity between the patch under --point in
@@ -97,7 +172,11 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
     ovseg coherence --pairs my_pairs/ -b ssd-1b,dinov2-b,clip-b16 --out results/
     ovseg coherence --dataset voc --root data/VOCdevkit --max-images 200 --out results/
     """
+    from ovseg import _edge
+
+    _edge.start(verbose)
     weights_map = _parse_weights(weights)
+    names = _check_settings(backbones, weights_map, resolution, device, alpha)
     if (dataset is None) != (data_root is None):
         raise click.UsageError("--dataset and --root go together")
     if pairs is not None or dataset is not None:
@@ -117,6 +196,8 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
     from ovseg._weights import WeightsNotFoundError
     from ovseg.coherence import plot_similarity, similarity_maps
 
+    _check_files([ref_image, target_image])
+    _check_weights(names, weights_map)
     try:
         maps = similarity_maps(ref_image, target_image, backbones, point, resolution=resolution,
                                weights=weights_map, device=device)
@@ -139,8 +220,13 @@ def _score(folder, dataset, data_root, image_list, backbones, out, weights, reso
         else:
             items, options = read_pairs(folder), {"ignore_index": ignore_index}
         items = items[:max_images]
-        _refuse_overwrite([Path(out) / f"coherence.{kind}" for kind in ("csv", "json", "png")],
-                          [p for item in items for p in (item if isinstance(item, tuple) else (item,))])
+        files = [p for item in items for p in (item if isinstance(item, tuple) else (item,))]
+        _refuse_overwrite([Path(out) / f"coherence.{kind}" for kind in ("csv", "json", "png")], files)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        raise _fail(error) from None
+    _check_files(files)
+    _check_weights([b.strip() for b in backbones.split(",") if b.strip()], weights)
+    try:
         scores = coherence_scores(
             items, backbones, num_pairs=num_pairs, seed=seed, resolution=resolution, miou=miou,
             alpha=alpha, tau=tau, weights=weights, device=device,

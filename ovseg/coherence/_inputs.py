@@ -107,16 +107,18 @@ def load_image(image: ImageLike, *, exif_transpose: bool = True) -> "torch.Tenso
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image array must be (H, W, 3), got {image.shape}")
         scale = 255.0 if image.dtype == np.uint8 else 1.0
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / scale
+        image = np.ascontiguousarray(image) if image.flags.writeable else image.copy()  # torch warns
+        return torch.from_numpy(image).permute(2, 0, 1).float() / scale
     from PIL import Image
 
-    from ovseg.io import to_rgb  # the pipeline's reader: modes, alpha, 16-bit handled alike
+    from ovseg.io import open_image, to_rgb  # the pipeline's reader: modes, alpha, 16-bit alike
 
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"image not found: {path}")
-        with Image.open(path) as opened:  # full size: dataset masks must line up with it
+        with open_image(path) as opened:  # full size: dataset masks must line up with it;
+            # a bad file: ImageReadError naming it
             array = to_rgb(opened, max_pixels=None, exif_transpose=exif_transpose)
     elif isinstance(image, Image.Image):
         array = to_rgb(image, max_pixels=None, exif_transpose=False)
@@ -133,12 +135,12 @@ def load_mask(mask: str | os.PathLike | np.ndarray | "torch.Tensor") -> np.ndarr
     elif hasattr(mask, "detach"):
         array = mask.detach().cpu().numpy()
     else:
-        from PIL import Image
+        from ovseg.io import open_image
 
         path = Path(mask)
         if not path.is_file():
             raise FileNotFoundError(f"mask not found: {path}")
-        with Image.open(path) as opened:
+        with open_image(path) as opened:
             if opened.mode not in {"P", "L", "I", "I;16", "1"}:
                 raise ValueError(
                     f"{path}: mask is a {opened.mode} image; a class map must be single-channel "

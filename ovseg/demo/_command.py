@@ -33,7 +33,9 @@ INSTALL_HINT = 'the demo needs gradio: pip install "ovseg[demo]"'
               help="Address to serve on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
 @click.option("--share", is_flag=True, help="Also open a public gradio.live link.")
-def demo_command(host, port, share, max_tau, refine_iterations, **kw) -> None:
+@click.option("--verbose", "-v", is_flag=True,
+              help="Show the warnings, logs and progress bars of the libraries loading models.")
+def demo_command(host, port, share, max_tau, refine_iterations, verbose, **kw) -> None:
     """A web page: upload an image, name classes, move a threshold slider.
 
     The slider recuts the image's kept normalized-cut tree: no backbone pass per move. Models
@@ -46,19 +48,24 @@ def demo_command(host, port, share, max_tau, refine_iterations, **kw) -> None:
     ovseg demo --method random-walk
     HF_HUB_OFFLINE=1 ovseg demo --weights ./ssd-1b --clip-weights ./clip
     """
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise click.ClickException(INSTALL_HINT) from None
-    from ovseg.demo import build_app, launch_app
+    import importlib.util
+
+    from ovseg import _edge
+
+    if importlib.util.find_spec("gradio") is None:  # without importing it (seconds)
+        raise click.ClickException(INSTALL_HINT)
+    _edge.start(verbose)
     from ovseg.pipeline import Segmenter, SegmenterConfig
 
-    try:
-        config = SegmenterConfig(refine=refine_iterations > 0,
-                                 refine_iterations=max(refine_iterations, 0), **kw)
-        config.segment_settings()  # an unknown backbone fails here, before serving
-    except (ValueError, KeyError) as err:
+    try:  # settings (exit 2), device, then every model's weights (exit 1): before gradio loads
+        with _edge.settings_checked(), _edge.models_found():
+            config = SegmenterConfig(refine=refine_iterations > 0,
+                                     refine_iterations=max(refine_iterations, 0), **kw)
+            _edge.preflight(config, labels=True)
+    except (ValueError, KeyError) as err:  # a check that names no single option
         raise click.UsageError(str(err)) from err
+    from ovseg.demo import build_app, launch_app
+
     app = build_app(Segmenter(config), max_tau=max_tau)
     click.echo(f"ovseg demo on http://{host}:{port} (Ctrl+C stops it)", err=True)
     launch_app(app, host=host, port=port, share=share)

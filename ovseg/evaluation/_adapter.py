@@ -100,7 +100,14 @@ def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, tau
     recipe="published", open vocabulary: COCO-Object's CLIP input is the 1024 px image upsampled to
     2048 px, as DiffCut's open-vocabulary script; every other setting is already the published one.
     """
+    from ovseg import _edge
     from ovseg._devices import resolve_device
+
+    _edge.check_backbone_weights(backbone, weights)  # every model's weights found before any loads
+    if protocol == "open-vocabulary":
+        from ovseg.pipeline import SegmenterConfig as C  # the labeler Segmenter loads
+
+        _edge.check_labeler_weights(C.labeler, C.labeler_pretrained, clip_weights)
 
     device = str(resolve_device(device))
     if protocol == "open-vocabulary":

@@ -61,6 +61,37 @@ def _check_method_options(ctx: click.Context, method: str, backbone: str, layers
         raise click.UsageError(str(err), ctx) from err
 
 
+def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alpha, weights,
+                    clip_weights, vocabulary, device):
+    """Every setting, before any data or model is read (`ovseg._edge`): exit 2 naming the option.
+    Returns the dataset's spec."""
+    from ovseg import _edge
+    from ovseg._checks import check_weights_path
+    from ovseg.evaluation._datasets import get_dataset
+
+    with _edge.settings_checked():
+        _edge.check_finite("alpha", alpha, positive=True)
+        _edge.check_resolution(backbone, None)  # an unknown backbone, named with the valid ones
+        _check_method_options(ctx, method, backbone, layers)
+        check_weights_path("weights", weights)
+        check_weights_path("clip_weights", clip_weights)
+        _edge.check_device(device)
+    spec = get_dataset(dataset)
+    if protocol == "open-vocabulary":
+        if len(set(taus)) != 1:
+            raise click.UsageError("the open-vocabulary protocol takes a single --tau", ctx)
+        if vocabulary is None and spec.vocabulary is None:
+            raise click.UsageError("this dataset has no shipped vocabulary: pass --vocabulary FILE "
+                                   "(one class per line, in the dataset's class order)", ctx)
+        from ovseg.pipeline import Segmenter
+
+        try:
+            Segmenter.vocabulary(vocabulary or spec.vocabulary)
+        except (ValueError, TypeError, OSError) as err:
+            raise click.BadParameter(str(err), ctx, param_hint="'--vocabulary'") from None
+    return spec
+
+
 @click.command("eval")
 @click.option("--dataset", required=True, type=click.Choice(list_datasets()), help="Benchmark to score on.")
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -97,8 +128,11 @@ def _check_method_options(ctx: click.Context, method: str, backbone: str, layers
               help="Output folder [default: eval/<dataset>, or eval/<dataset>-open-vocabulary]. "
                    "Reruns resume from per_image.jsonl there.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Show the warnings, logs and progress bars of the libraries loading models.")
 def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, attention_layers, alpha, backbone,
-                 weights, clip_weights, vocabulary, matching, recipe, refine, device, limit, out, progress):
+                 weights, clip_weights, vocabulary, matching, recipe, refine, device, limit, out, progress,
+                 verbose):
     """Score ovseg on a segmentation benchmark; write a table, CSV, JSON and a bar chart.
 
     \b
@@ -108,22 +142,30 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
     ovseg eval --dataset voc --root data --method random-walk --tau auto --tau 0.3
     ovseg eval --dataset voc --root data --recipe published   # the published rules, eval/voc-published
     """
+    from ovseg import _edge
+
+    _edge.start(verbose)
+    ctx = click.get_current_context()
+    _check_protocol_options(ctx, protocol)
+    spec = _check_settings(ctx, dataset, protocol, tau, method, backbone, attention_layers, alpha,
+                           weights, clip_weights, vocabulary, device)
     from ovseg.evaluation import _adapter
-    from ovseg.evaluation._datasets import get_dataset
     from ovseg.evaluation._report import markdown_table, write_report
     from ovseg.evaluation._runner import evaluate
 
-    _check_protocol_options(click.get_current_context(), protocol)
-    _check_method_options(click.get_current_context(), method, backbone, attention_layers)
-    spec = get_dataset(dataset)
     device, dtype = _device_dtype(device)
     out = out or Path("eval") / ((dataset if protocol == "unsupervised" else f"{dataset}-{protocol}")
                                  + ("-published" if recipe == "published" else ""))
     taus = tuple(dict.fromkeys(tau))
     offset = 0 if vocabulary else spec.vocabulary_offset
     vocabulary = vocabulary or spec.vocabulary
+    try:  # fail on a bad layout before loading any model
+        samples = spec.samples(root, image_list)
+    except FileNotFoundError as err:  # the data is not there: exit 1
+        raise click.ClickException(str(err)) from err
+    except ValueError as err:  # the options do not fit the dataset (COCO without --image-list): exit 2
+        raise click.UsageError(str(err), ctx) from err
     with _clean_errors():
-        samples = spec.samples(root, image_list)  # fail on a bad layout before loading any model
         predictor = _adapter.make_predictor(
             protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
             weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine,

@@ -45,9 +45,9 @@ class DatasetSpec:
 
     def read_label(self, path: str | Path) -> np.ndarray:
         """Label PNG -> classes (H, W) int64 in 0..C-1 or IGNORE."""
-        from PIL import Image
+        from ovseg.io import open_image  # a bad file: ImageReadError naming it
 
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if im.mode not in ("L", "P", "I", "I;16"):
                 raise ValueError(f"{path}: label PNG must be single-channel (mode L or P), got {im.mode}")
             raw = np.asarray(im).astype(np.int64)

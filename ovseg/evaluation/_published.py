@@ -75,10 +75,11 @@ def prepare_published(spec: DatasetSpec, sample, protocol: str, image_size: int,
     labels int64: (score_size,)^2 for the unsupervised protocol, (image_size,)^2 otherwise)."""
     import torch
     import torch.nn.functional as F
-    from PIL import Image
+
+    from ovseg.io import open_image  # a bad file: ImageReadError naming it, one line in the CLI
 
     labels = spec.read_label(sample.label)
-    with Image.open(sample.image) as im:
+    with open_image(sample.image) as im:
         rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
     if rgb.shape[:2] != labels.shape:
         raise ValueError(f"{sample.image} is {rgb.shape[1]}x{rgb.shape[0]} but its label is "

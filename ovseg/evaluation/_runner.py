@@ -18,7 +18,7 @@ import numpy as np
 from ovseg.evaluation._datasets import DatasetSpec, Sample, get_dataset
 from ovseg.evaluation._matching import MATCHINGS, open_vocabulary_counts, unsupervised_counts
 from ovseg.evaluation._metrics import EvaluationResult
-from ovseg.io import resize_nearest, to_rgb
+from ovseg.io import open_image, resize_nearest, to_rgb
 
 PROTOCOLS = ("unsupervised", "open-vocabulary")
 RESULTS_FILE = "per_image.jsonl"
@@ -42,7 +42,7 @@ def prepare(spec: DatasetSpec, sample: Sample, protocol: str, image_size: int, s
     from PIL import Image
 
     labels = spec.read_label(sample.label)
-    with Image.open(sample.image) as im:  # ovseg.io's policy (alpha on white, 16-bit scaled);
+    with open_image(sample.image) as im:  # ovseg.io's policy (alpha on white, 16-bit scaled);
         rgb = Image.fromarray(to_rgb(im, max_pixels=None, exif_transpose=False))  # unrotated, as labels
     if rgb.size != (labels.shape[1], labels.shape[0]):
         raise ValueError(f"{sample.image} is {rgb.size[0]}x{rgb.size[1]} but its label is "

@@ -130,6 +130,9 @@ def create_backbone(name: str, *, weights=None, device=None, dtype=None, **optio
     device: default "cuda" when available, else "cpu". dtype: default float16 on CUDA, float32
     on CPU.
     """
+    from ovseg._quiet import quiet_loading  # no accelerate advice, no "Loading weights" bars
+
     builder, _ = _lookup(name)
     kwargs = dict(weights=weights, device=device, dtype=dtype, **options)
-    return builder(**{k: v for k, v in kwargs.items() if v is not None})
+    with quiet_loading():
+        return builder(**{k: v for k, v in kwargs.items() if v is not None})

@@ -1,7 +1,8 @@
 """Class vocabularies and prompt templates: the text side of naming, read from `prompts/`.
 
-File format (see prompts/README.md): one class per line, synonyms separated by commas, the first
-synonym being the class's display name; `#` starts a comment; blank lines are skipped. Line i
+File format (see prompts/README.md): one class per line, synonyms separated by commas or
+semicolons (`person,people` = `person;people`, as `-c "person;people"`), the first synonym being
+the class's display name; `#` starts a comment; blank lines are skipped. Line i
 (counting class lines from 0) is class index i, which the shipped benchmark files match to the
 dataset's label ids.
 """
@@ -31,6 +32,12 @@ def _clean(name: str) -> str:
 def _key(name: str) -> str:
     """Comparison form for duplicate checks: `_clean` and case-folded ("Dog " == "dog")."""
     return _clean(name).casefold()
+
+
+def _synonyms(text: str) -> list[str]:
+    """The synonyms of one class: `;` separates them everywhere (the CLI's `-c "dog;puppy,cat"`,
+    where `,` separates classes); inside a file line or a list entry `,` does too."""
+    return text.replace(";", ",").split(",")
 
 
 def _read_lines(path: Path) -> list[tuple[int, str]]:
@@ -84,12 +91,13 @@ class Vocabulary:
 
     @classmethod
     def from_names(cls, names: Iterable[str | Sequence[str]], *, name: str = "custom") -> Vocabulary:
-        """`["dog", "person,people", ("sofa", "couch")]`: a string is split on commas into synonyms."""
+        """`["dog", "person;people", ("sofa", "couch")]`: a string is split into synonyms on
+        semicolons or commas (`_synonyms`)."""
         if isinstance(names, str):
             raise TypeError("from_names takes a list of class names, not one string")
         classes = []
         for index, entry in enumerate(names):
-            parts = entry.split(",") if isinstance(entry, str) else list(entry)
+            parts = _synonyms(entry) if isinstance(entry, str) else list(entry)
             for part in parts:
                 if not isinstance(part, str):
                     raise TypeError(f"class {index}: names must be str, got {type(part).__name__}")
@@ -107,9 +115,9 @@ class Vocabulary:
             raise VocabularyError(f"{path}: no classes (only blank or comment lines)")
         classes, first_line = [], {}
         for number, line in lines:
-            parts = [_clean(p) for p in line.split(",")]
+            parts = [_clean(p) for p in _synonyms(line)]
             if not all(parts):
-                raise VocabularyError(f"{path}:{number}: blank name in {line!r} (stray comma?)")
+                raise VocabularyError(f"{path}:{number}: blank name in {line!r} (stray comma or semicolon?)")
             for part in parts:
                 if _key(part) in first_line:
                     raise VocabularyError(

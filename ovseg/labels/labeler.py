@@ -345,6 +345,9 @@ def create_labeler(
         raise ValueError(f"text_batch_size must be a positive int, got {config.text_batch_size!r}")
     device = torch.device(device or "cpu")
     dtype = dtype or torch.float32
-    clip, tokenizer, identity = load_open_clip(model, pretrained, weights)
+    from ovseg._quiet import quiet_loading
+
+    with quiet_loading():
+        clip, tokenizer, identity = load_open_clip(model, pretrained, weights)
     clip = clip.to(device=device, dtype=dtype)
     return Labeler(clip, tokenizer, identity=identity, config=config, device=device, dtype=dtype)

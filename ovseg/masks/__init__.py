@@ -1,6 +1,6 @@
 """features -> segments: DiffCut's affinity and recursive normalized cut (METHOD.md sections 2-3),
 the full-resolution concept assignment and PAMR refinement (section 4), and random-walk cuts on
-self-attention (section 5).
+self-attention (section 5), and the discrete K-way cut (section 9).
 
 Cut methods are chosen by name through the registry (`get_method`, `list_methods`,
 `register_method`, in _methods.py): a new method is one module plus one registration, imported
@@ -10,6 +10,9 @@ from ovseg.masks._hierarchy import Hierarchy, HierarchyNode
 from ovseg._defaults import ALPHA, TAU
 from ovseg.masks._methods import CutMethod, get_method, list_methods, register_method
 from ovseg.masks._method import AttentionCombiner, NCutTree, capture_transitions, hierarchy_builder, segment_image
+from ovseg.masks._kway import SolverConfig, ncut_value
+from ovseg.masks._kway_select import KWayConfig, KWayTree, kway_affinity_cut, kway_segments, kway_tree
+from ovseg.masks import _kway_method  # noqa: F401  (registers the "kway" cut method)
 from ovseg.masks._ncut import NCutConfig, ncut_hierarchy
 from ovseg.masks._pamr import PAMRConfig, pamr
 from ovseg.masks._random_walk import (
@@ -26,6 +29,7 @@ from ovseg.masks._upsample import assign_concepts
 
 __all__ = [
     "ALPHA", "TAU", "AttentionCombiner", "CutMethod", "NCutTree", "Hierarchy", "HierarchyNode", "NCutConfig", "PAMRConfig",
+    "KWayConfig", "KWayTree", "SolverConfig", "kway_affinity_cut", "kway_segments", "kway_tree", "ncut_value",
     "affinity", "assign_concepts", "auto_tau", "build_hierarchy", "capture_transitions",
     "combine_attention", "cut_auto", "get_method", "hierarchy_builder", "list_methods", "ncut_hierarchy", "pamr", "random_walk_affinity",
     "random_walk_hierarchy", "random_walk_segments", "register_method", "refine_segments", "segment_features",

@@ -50,15 +50,18 @@ def _hierarchy(feats: torch.Tensor, cfg: NCutConfig) -> Hierarchy:
 
 
 @torch.no_grad()
-def segment_features(feats: torch.Tensor, *, alpha: float = 10.0, tau: float = 0.5,
+def segment_features(feats: torch.Tensor, *, method: str = "diffcut", alpha: float = 10.0, tau: float = 0.5,
                      config: NCutConfig | None = None, **solver_options) -> torch.Tensor:
-    """DiffCut segmentation of feature maps.
+    """DiffCut segmentation of feature maps (or, with method="kway", the K-way cut).
 
     Args:
         feats: (C, h, w) or (B, C, h, w) float features (L2 normalisation happens here), any
             device; the cut runs on that device.
+        method: "diffcut" (recursive two-way NCut) or "kway" (discrete K-way NCut, METHOD.md 9;
+            solver_options are then KWayConfig fields: k (int or "auto"), k_max, seed, ...; tau is
+            its merge threshold; see ``ovseg.masks.kway_segments`` for the info it reports).
         alpha: affinity exponent, default 10.0.  tau: NCut threshold, default 0.5 (lower = fewer
-            segments).  config: an NCutConfig instead of alpha/tau/solver_options.
+            segments).  config: an NCutConfig (or KWayConfig) instead of alpha/tau/solver_options.
         solver_options: NCutConfig's other fields (split, dense_below, ...).
 
     Returns:
@@ -66,6 +69,10 @@ def segment_features(feats: torch.Tensor, *, alpha: float = 10.0, tau: float = 0
         (h, w) or (B, h, w), on feats' device. Images of a batch are cut independently (each has
         its own tree), so a batch gives exactly the per-image results.
     """
+    if method not in _FEATURE_CUTS:
+        raise ValueError(f"method must be one of {', '.join(_FEATURE_CUTS)}, got {method!r}")
+    if method != "diffcut":
+        return _FEATURE_CUTS[method](feats, alpha=alpha, tau=tau, config=config, **solver_options)
     cfg = _config(config, alpha, tau, solver_options)
     feats = check_features(feats, finite=False)  # once for the batch; NaN/inf found by the affinity
     if feats.ndim == 3:
@@ -73,6 +80,19 @@ def segment_features(feats: torch.Tensor, *, alpha: float = 10.0, tau: float = 0
     if feats.ndim != 4:
         raise ValueError(f"feats must be (C, h, w) or (B, C, h, w), got shape {tuple(feats.shape)}")
     return torch.stack([_hierarchy(f, cfg).cut() for f in feats])
+
+
+def _kway(feats: torch.Tensor, *, alpha: float, tau: float, config=None, **options) -> torch.Tensor:
+    from ovseg.masks._kway_select import KWayConfig, kway_segments
+
+    if config is None:
+        config = KWayConfig(alpha=alpha, tau=tau, **options)
+    elif not isinstance(config, KWayConfig) or options:
+        raise TypeError("method='kway' takes config=KWayConfig(...) or its fields as keywords, not both")
+    return kway_segments(feats, config)[0]
+
+
+_FEATURE_CUTS = {"diffcut": None, "kway": _kway}  # method -> cut of (B, C, h, w) features
 
 
 def refine_segments(feats: torch.Tensor, segments: torch.Tensor, image: torch.Tensor, *,

@@ -101,7 +101,9 @@ class SegmentationResult:
                            else f"class index ({self.no_class_value}: no class)"),
                 "no_class_value": self.no_class_value,
                 "format": viz.png_format(self._png_values()) + " PNG",
-                "palette": "Pascal VOC colour map (see ovseg.viz)",
+                # only an 8-bit PNG has a palette; a 16-bit one is plain greyscale values
+                **({"palette": "Pascal VOC colour map (see ovseg.viz)"}
+                   if self._png_values() <= viz.VOID else {}),
             },
             "rle": "COCO compressed RLE (pycocotools' string 'counts'), column-major (Fortran) "
                    "order, size [height, width]; written by ovseg.io.rle_encode",

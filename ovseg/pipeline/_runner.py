@@ -207,6 +207,11 @@ def process_files(segmenter, inputs, out_dir, vocab, *, overwrite: bool = False,
     finally:
         bar.close()
     done = set(summary.done)
+    kept = done | set(summary.skipped)
+    for path, outs in jobs:  # outputs of these images under a name the rule gave them before
+        if path in kept:
+            for stale in _io.stale_outputs(path, outs):
+                _io.remove_outputs(stale)
     summary.redone = [p for p in summary.redone if p in done]
     return summary
 

@@ -57,6 +57,7 @@ class Segmenter:
             self.models.config = self.config
         self.cache = None  # the segment cache (`ovseg._cache.SegmentCache`), when config.cache
         self._key_settings = None
+        self._validated = False  # config.validate() done (on the first run: it imports torch)
         if self.config.cache:
             from ovseg._cache import SegmentCache
 
@@ -165,6 +166,11 @@ class Segmenter:
         only); prepared: `prepare` of each array, when done already -> one result per array."""
         import torch
 
+        if not self._validated:  # stride, device, dtype, weights folders: before any model loads
+            self.config.validate()
+            self._validated = True
+        if vocab is not None:  # the labeler first: missing CLIP weights stop a run in seconds,
+            self.labeler  # noqa: B018  (before the backbone has run, not after the first batch)
         names = None if vocab is None else list(vocab.names)
         settings, record = self.config.segment_settings(), self.run_record(vocab)
         prepared = prepared or [self.prepare(a) for a in arrays]

@@ -12,6 +12,11 @@ _LAZY = {
     "make_tiny_clip_weights": "ovseg.testing._labels",
     "make_random_backbone": "ovseg.testing._features",
     "make_random_labeler": "ovseg.testing._labels",
+    "PLANTED_SET": "ovseg.testing._planted",
+    "planted_case": "ovseg.testing._planted",
+    "planted_features": "ovseg.testing._planted",
+    "planted_layout": "ovseg.testing._planted",
+    "planted_miou": "ovseg.testing._planted",
     "FakeHub": "ovseg.testing._hub",
 }
 __all__ = list(_LAZY)

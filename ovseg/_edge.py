@@ -1,0 +1,211 @@
+"""The command edge: what every `ovseg` command does before, and around, its work.
+
+    ovseg label / segment / eval / coherence / cache / demo
+      1. settings     each value checked before any model loads    -> exit 2, naming the option
+      2. device       the torch device exists on this machine       -> exit 2 (--device)
+      3. weights      every model's weights (backbone AND CLIP) on disk, in the cache or
+                      downloadable, found before any model runs     -> exit 1, in seconds
+      4. quiet        third-party warnings, logs and bars off unless --verbose; ovseg's own
+                      warnings as one line each
+      run             a bad image is one line (the command goes on where it can) -> exit 1
+      Ctrl-C          anywhere, imports included                     -> exit 130
+
+Exit codes: 0 done, 1 some images failed or a model could not be found/loaded, 2 usage error
+(bad settings), 130 interrupted. Imports only click at module level, so `ovseg --help` is quick.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator
+
+import click
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class Group(click.Group):
+    """click.Group whose commands exit 130 on Ctrl-C, wherever it lands (click's own handling
+    prints "Aborted!" and exits 1)."""
+
+    def make_context(self, *args, **kwargs):  # parsing the command line
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            interrupted()
+
+    def invoke(self, ctx: click.Context):  # the command, its lazy imports included
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
+
+
+def interrupted(message: str = "interrupted") -> None:
+    """Say so on stderr and exit 130 (128 + SIGINT, what shells report for Ctrl-C)."""
+    click.echo(message, err=True)
+    raise SystemExit(EXIT_INTERRUPTED)
+
+
+def setting_error(err) -> click.UsageError:
+    """A SettingError as a usage error (exit 2) on the option it names: "alpha" -> '--alpha'; an
+    environment variable ("OVSEG_CACHE_SIZE") is named as is."""
+    name = err.setting if err.setting.isupper() else "--" + err.setting.replace("_", "-")
+    return click.BadParameter(str(err), param_hint=f"'{name}'")
+
+
+@contextlib.contextmanager
+def settings_checked() -> Iterator[None]:
+    """SettingError inside -> exit 2 naming the option."""
+    from ovseg._checks import SettingError
+
+    try:
+        yield
+    except SettingError as err:
+        raise setting_error(err) from None
+
+
+@contextlib.contextmanager
+def models_found(extra_hint: str = "") -> Iterator[None]:
+    """WeightsNotFoundError inside -> one clean line, exit 1 (`extra_hint` appended)."""
+    from ovseg._weights import WeightsNotFoundError
+
+    try:
+        yield
+    except WeightsNotFoundError as err:
+        raise click.ClickException(f"{err}{extra_hint}") from None
+
+
+def start(verbose: bool = False) -> None:
+    """Step 4, first thing in every command: third-party noise off unless `verbose`, and
+    warnings shown as one line ("warning: ..."), without the source line Python prints."""
+    import warnings
+
+    if not verbose:
+        from ovseg._quiet import quiet_third_party
+
+        quiet_third_party()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        click.echo(f"warning: {message}", err=True)
+
+    warnings.showwarning = show
+
+
+def check_device(device: str | None):
+    """Step 2: the torch.device of `device` (None: cuda when available), or SettingError."""
+    from ovseg._checks import DEVICE_PATTERN, SettingError, check_device as _check
+
+    if device is not None and not DEVICE_PATTERN.fullmatch(str(device)):
+        raise SettingError("device", f"device {device!r} is not a device name: use cpu, cuda, cuda:N "
+                                     "or mps (or leave it unset: cuda when available)")
+    return _check(device)
+
+
+def check_resolution(backbone: str, resolution: int | None) -> None:
+    """Step 1 for a backbone's input size: at least 32 and a multiple of its stride (registry)."""
+    from ovseg._checks import SettingError
+    from ovseg.features import backbone_info
+
+    try:
+        info = backbone_info(backbone)
+    except ValueError as err:
+        raise SettingError("backbone", str(err)) from None
+    if resolution is None:
+        return
+    if resolution < 32:
+        raise SettingError("resolution", f"resolution must be at least 32, got {resolution}")
+    if info.stride and resolution % info.stride:
+        near = max(info.stride, round(resolution / info.stride) * info.stride)
+        raise SettingError("resolution", f"resolution {resolution} is not a multiple of the {backbone} "
+                                         f"backbone's stride {info.stride}; try {near}")
+
+
+def check_finite(setting: str, value: float | None, *, positive: bool = False) -> None:
+    """Step 1 for a number: finite (and > 0 with `positive`), else SettingError."""
+    import math
+
+    from ovseg._checks import SettingError
+
+    if value is None:
+        return
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise SettingError(setting, f"{setting} must be a finite{' positive' if positive else ''} "
+                                    f"number, got {value}")
+
+
+# -- step 3: weights, found before any model runs -------------------------------------------------
+def check_weights(model: str, weights, repo_id: str | None, download_size: str, hint: str,
+                  required=None) -> None:
+    """WeightsNotFoundError (with the advice of `ovseg._weights`) unless the weights are a local
+    folder, in the Hugging Face cache, or the hub answers (the loader downloads them then).
+    Reads no weights and downloads nothing: seconds, where a model load takes a minute.
+    required: globs a cached snapshot must hold to count (as `resolve_weights`)."""
+    from pathlib import Path
+
+    from ovseg._weights import WeightsNotFoundError, _holds, _hub_reachable, weights_help
+
+    if weights is not None:
+        path = Path(str(weights)).expanduser()
+        if path.is_dir():
+            return
+        if path.exists():
+            raise WeightsNotFoundError(f"{model}: {weights} is not a directory of model files.")
+        repo_id = str(weights)
+    if not repo_id or "/" not in repo_id:  # a plugin's entry point, not a hub repo: its own loader
+        return
+    try:
+        from huggingface_hub import snapshot_download
+
+        cached = snapshot_download(repo_id, local_files_only=True)  # no network needed
+        if _holds(cached, required):
+            return
+    except Exception:  # noqa: BLE001 - not cached (the error type differs by huggingface_hub version)
+        pass
+    if not _hub_reachable():
+        raise WeightsNotFoundError(weights_help(model, repo_id, download_size, hint))
+
+
+def check_backbone_weights(backbone: str, weights, hint: str = "weights") -> None:
+    from ovseg.features import backbone_info
+
+    info = backbone_info(backbone)
+    check_weights(backbone, weights, info.repo_id, info.download_size, hint)
+
+
+def check_labeler_weights(labeler: str, pretrained: str | None, weights, hint: str = "clip_weights") -> None:
+    from ovseg.labels._loading import _CHECKPOINTS, _SIZES, _official_repo
+
+    repo = None if weights is not None else _official_repo(labeler, pretrained)
+    check_weights(f"open_clip {labeler} ({pretrained or 'custom weights'})", weights, repo,
+                  _SIZES.get(labeler, "an unknown size"), hint, required=[_CHECKPOINTS])
+
+
+def preflight(config, *, labels: bool):
+    """Steps 1-3 for a `SegmenterConfig`: `validate()` (stride, device, dtype, weights folders:
+    SettingError), then the backbone's and, when labelling, the labeler's weights
+    (WeightsNotFoundError). Returns the config."""
+    config.validate()
+    check_backbone_weights(config.backbone, config.weights)
+    if labels:
+        check_labeler_weights(config.labeler, config.labeler_pretrained, config.clip_weights)
+    return config
+
+
+def check_has_images(inputs) -> None:
+    """Inputs that hold no image file: a usage error (exit 2), not "done 0 image(s)"."""
+    from ovseg.io import IMAGE_EXTENSIONS, find_images
+
+    local = [p for p in inputs if not isinstance(p, str) or "://" not in p]
+    if local and len(local) == len(inputs) and not find_images(local):
+        raise click.UsageError(f"no image files in {', '.join(map(str, local))} (looked for "
+                               f"{', '.join(IMAGE_EXTENSIONS)}, in folders recursively)")
+
+
+def echo_failures(failed: list[tuple[object, str]]) -> None:
+    """One line per failed image, then exit 1."""
+    if failed:
+        click.echo(f"{len(failed)} image(s) failed:", err=True)
+        for _, message in failed:
+            click.echo(f"  {message}", err=True)
+        sys.exit(EXIT_FAILED)
