@@ -51,15 +51,17 @@ def _pipeline_options(f):
         click.option("--resolution", type=click.IntRange(min=32), default=None,
                      help="Square backbone input size in pixels, a multiple of its stride "
                           "[default: the backbone's own; 1024 for ssd-1b, as in the paper]."),
-        click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=10.0,
-                     show_default=True, help="Affinity exponent W = C**alpha."),
+        click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Affinity exponent W = C**alpha [default: the backbone's; 10 for ssd-1b, "
+                          "as in the paper; `ovseg backbones` lists them]."),
         click.option("--method", type=click.Choice(["diffcut", "random-walk", "kway"]), default="diffcut",
                      show_default=True, help="diffcut: NCut of the feature affinity; random-walk: NCut "
                      "of a walk on the backbone's self-attention (docs/random-walk.md); kway: discrete "
                      "K-way NCut of the feature affinity, K by merging at tau (docs/kway.md)."),
-        click.option("--tau", type=TauParam(), default=0.5, show_default=True,
+        click.option("--tau", type=TauParam(), default=None,
                      help="NCut threshold in [0, 2]: lower gives fewer, larger segments; auto: chosen "
-                          "per image (recorded in the JSON as tau_chosen)."),
+                          "per image (recorded in the JSON as tau_chosen) [default: the backbone's; "
+                          "0.5 for ssd-1b, as in the paper]."),
         click.option("--walk-steps", type=click.IntRange(min=1), default=1, show_default=True,
                      help="random-walk: k-step walks P^k (larger merges more)."),
         click.option("--attention-layers", type=LayersParam(), default="all", show_default=True,
@@ -364,11 +366,11 @@ def backbones() -> None:
     """
     from ovseg.features import backbone_info, list_backbones
 
-    rows = [("name", "resolution", "stride", "download", "weights")]
+    rows = [("name", "resolution", "stride", "alpha", "tau", "download", "weights")]
     for name in list_backbones():
         info = backbone_info(name)
-        rows.append((name, str(info.resolution or "?"), str(info.stride or "?"),
-                     str(info.download_size), str(info.repo_id)))
+        rows.append((name, str(info.resolution or "?"), str(info.stride or "?"), f"{info.alpha:g}",
+                     f"{info.tau:g}", str(info.download_size), str(info.repo_id)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

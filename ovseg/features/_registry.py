@@ -14,6 +14,8 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ovseg import _defaults
+
 ENTRY_POINT_GROUP = "ovseg.backbones"
 
 
@@ -29,6 +31,11 @@ class BackboneInfo:
     # self-attention maps `extract(..., attention_layers=)` can record, in pass order (names of the
     # official architecture); None: this backbone gives no attention maps (no random-walk method)
     attention_layers: tuple[str, ...] | None = None
+    # the cut's defaults for this backbone (used when the user sets neither; docs/benchmarks-real.md):
+    # DiffCut's alpha 10, tau 0.5 were tuned for SSD-1B; `defaults_from` says where each value comes from
+    alpha: float = _defaults.ALPHA
+    tau: float = _defaults.TAU
+    defaults_from: str = "DiffCut's values for SSD-1B (Couairon et al. 2024), not tuned for this backbone"
 
 
 _REGISTRY: dict[str, tuple[Callable[..., Any], BackboneInfo]] = {}

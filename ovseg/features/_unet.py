@@ -13,6 +13,7 @@ import torch
 from ovseg._weights import resolve_weights
 from ovseg.features import _prompt
 from ovseg.features._base import Backbone, BackboneOutput, check_finite, check_images, default_device_dtype
+from ovseg import _defaults
 from ovseg.features._registry import register_backbone
 
 
@@ -270,12 +271,20 @@ def encoder_attention_names(unet_config: dict) -> tuple[str, ...]:
     return tuple(names)
 
 
+# alpha, tau and their source per UNet (the others: the registry's default, DiffCut's SSD-1B values)
+_CUT_DEFAULTS = {
+    "ssd-1b": dict(alpha=_defaults.ALPHA, tau=_defaults.TAU, defaults_from="DiffCut (Couairon et al. 2024): alpha 10, tau 0.5 on SSD-1B"),
+    "sd14": dict(alpha=_defaults.ALPHA, tau=0.2, defaults_from="DiffCut's authors: SD1.4 needs tau 0.2 (DiffCut issue 5)"),
+    "sd15": dict(alpha=_defaults.ALPHA, tau=0.2, defaults_from="as SD1.4 (same architecture; DiffCut issue 5); not measured"),
+}
+
+
 def _register(name, repo_id, size, sdxl, resolution, description):
     from ovseg.features._vit import load_config  # the shipped architecture JSON
 
     builder = partial(_build_unet_encoder, name, repo_id, size, sdxl, resolution)
     register_backbone(name, repo_id=repo_id, download_size=size, resolution=resolution, stride=32,
-                      feature_dim=1280, description=description,
+                      feature_dim=1280, description=description, **_CUT_DEFAULTS.get(name, {}),
                       attention_layers=encoder_attention_names(load_config(name)["unet"]))(builder)
 
 

@@ -33,10 +33,13 @@ class SegmenterConfig:
         repo id ("org/name"), or a local folder (a value that looks like a path must exist).
       resolution (int | None): square backbone input in pixels, a multiple of the backbone's
         stride; None: the backbone's own (1024 for ssd-1b, the paper's).
-      alpha (float): affinity exponent, W = C**alpha (paper: 10); finite and > 0.
-      tau (float | "auto"): NCut threshold in [0, 2]; a split is kept when its NCut < tau (paper:
-        0.5); "auto" picks it per image from the hierarchy (docs/random-walk.md; the JSON records
-        the chosen value as tau_chosen).
+      alpha (float | None): affinity exponent, W = C**alpha; finite and > 0. None: the
+        backbone's default (`ovseg.backbone_info(name).alpha`; ssd-1b: 10, the paper's).
+      tau (float | "auto" | None): NCut threshold in [0, 2]; a split is kept when its NCut < tau;
+        None: the backbone's default (ssd-1b: 0.5, the paper's; `ovseg backbones` lists each,
+        docs/benchmarks-real.md); "auto" picks it per image from the hierarchy
+        (docs/random-walk.md; the JSON records the chosen value as tau_chosen). The JSON records
+        the values used.
       method (str): a cut method of `ovseg.masks.list_methods()`: "diffcut" (recursive NCut of
         the feature affinity, the paper) or "random-walk" (NCut of the backbone's self-attention read as a random walk, seed 002).
       walk_steps (int): random-walk only: k of the k-step walk P^k (1); larger k merges more.
@@ -78,9 +81,11 @@ class SegmenterConfig:
     backbone: str = "ssd-1b"  # the paper's encoder: SSD-1B, a distilled SDXL UNet
     weights: str | None = None  # None: the official repo; or another repo id, or a local folder
     resolution: int | None = None  # square backbone input; None: the backbone's own (ssd-1b: 1024, the paper's)
-    alpha: float = _defaults.ALPHA  # affinity exponent W = C**alpha, a soft threshold (paper default)
-    tau: float | str = _defaults.TAU  # a split is kept when its NCut < tau; lower tau, fewer segments (paper);
-    # "auto": chosen per image (widest stable tau interval, docs/random-walk.md), recorded in the JSON
+    alpha: float | None = None  # affinity exponent W = C**alpha, a soft threshold; None: the
+    # backbone's default (`backbone_info(name).alpha`; ssd-1b: _defaults.ALPHA, the paper's)
+    tau: float | str | None = None  # a split is kept when its NCut < tau; lower tau, fewer segments;
+    # None: the backbone's default (ssd-1b: _defaults.TAU, the paper's); "auto": chosen per image
+    # (widest stable tau interval, docs/random-walk.md), recorded in the JSON
     method: str = "diffcut"  # a name of ovseg.masks.list_methods(): "diffcut": NCut of the feature
     # affinity; "random-walk": NCut of the walk on the self-attention (METHOD.md 5, docs/random-walk.md)
     walk_steps: int = 1  # random-walk: k of P^k (1: Meila & Shi's one-step walk; the paper's k is unknown)
@@ -109,6 +114,7 @@ class SegmenterConfig:
     cache_dir: str | None = None  # None: ovseg._paths.cache_dir("segments")
 
     def __post_init__(self) -> None:
+        self._backbone_defaults()
         if self.resolution is not None and self.resolution < 32:
             raise SettingError("resolution", f"resolution must be at least 32, got {self.resolution}")
         if not (math.isfinite(_number(self.alpha)) and _number(self.alpha) > 0):
@@ -167,6 +173,25 @@ class SegmenterConfig:
             if not torch.cuda.is_bf16_supported():
                 raise SettingError("dtype", f"dtype bfloat16 is not supported by {device}: use float16")
         return self
+
+    def _backbone_defaults(self) -> None:
+        """alpha/tau None -> the backbone's registry defaults, so the JSON and the cache key record
+        the values used (docs/benchmarks-real.md; ssd-1b: DiffCut's 10 and 0.5). `_from_backbone`
+        names the fields so filled: `Segmenter(config, backbone=...)` fills them again for the new
+        backbone (a plain `dataclasses.replace(config, backbone=...)` keeps the old values)."""
+        object.__setattr__(self, "_from_backbone", frozenset(k for k in ("alpha", "tau") if getattr(self, k) is None))
+        if not self._from_backbone:
+            return
+        from ovseg.features import backbone_info
+
+        try:
+            info = backbone_info(self.backbone)
+        except ValueError as err:
+            raise SettingError("backbone", str(err)) from None
+        if self.alpha is None:
+            object.__setattr__(self, "alpha", float(info.alpha))
+        if self.tau is None:
+            object.__setattr__(self, "tau", float(info.tau))
 
     def _check_method(self) -> None:
         """tau, method, walk_steps, attention_layers; random-walk: the backbone's layers, from the registry."""

@@ -45,8 +45,13 @@ class Segmenter:
 
     def __init__(self, config: SegmenterConfig | None = None, *, models: Models | None = None,
                  **settings: Any) -> None:
-        config = config or SegmenterConfig()
-        self.config = dataclasses.replace(config, **settings) if settings else config
+        if config is None:
+            config = SegmenterConfig(**settings)
+        elif settings:
+            if "backbone" in settings:  # alpha/tau that came from the old backbone: the new one's
+                settings = {**{k: None for k in getattr(config, "_from_backbone", ())}, **settings}
+            config = dataclasses.replace(config, **settings)
+        self.config = config
         self.models = models if models is not None else Models(self.config)
         if self.models.config is None:
             self.models.config = self.config

@@ -26,6 +26,8 @@ def _family(name: str) -> str:
     info = backbone_info(name)  # raises, listing valid names, for an unknown one
     if name.split("-")[0] in {"dinov2", "clip", "siglip"}:
         return "vit"
+    if name.startswith("efficientnet-lite"):
+        return "lite"
     if info.stride == 32 and info.feature_dim == 1280:
         return "unet"
     raise ValueError(f"no random-weight recipe for backbone {name!r} (a plugin?)")
@@ -120,6 +122,10 @@ def make_random_backbone(name: str, size: str = "full", *, device=None, dtype=No
 
     torch.manual_seed(seed)
     info = backbone_info(name)
+    if _family(name) == "lite":  # small enough that "tiny" is the real architecture too
+        from ovseg.features._lite import _build_lite
+
+        return _build_lite(name, device=device, dtype=dtype, pretrained=False, **options)
     if _family(name) == "vit":
         from ovseg.features._vit import from_model
 
@@ -207,6 +213,12 @@ def make_tiny_backbone_weights(name: str, directory, *, fp16: bool = True) -> st
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if _family(name) == "lite":  # the real architecture (4.7-6.1 M parameters), random weights
+        from ovseg.features._lite import build_model
+
+        torch.manual_seed(0)
+        torch.save(build_model(name).state_dict(), directory / f"{name}.pth")
+        return str(directory)
     if _family(name) == "vit":
         torch.manual_seed(0)
         _write_vit(_vit_model(name, "tiny"), directory, _VIT_FILES[name.split("-")[0]])
