@@ -26,7 +26,8 @@ def _reference_features(path: str, images: torch.Tensor, seed: int = 42, t: int 
     encoder's last attn1 caught by a forward hook on the full UNet."""
     from diffusers import DDIMScheduler, StableDiffusionXLPipeline
 
-    pipe = StableDiffusionXLPipeline.from_pretrained(path, torch_dtype=torch.float32)
+    # the fp16 variant files, as a real first run downloads them (docs/weights.md), upcast to float32
+    pipe = StableDiffusionXLPipeline.from_pretrained(path, torch_dtype=torch.float32, variant="fp16")
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     b, _, h, w = images.shape
     with torch.no_grad():
