@@ -24,10 +24,10 @@ def _clean_errors() -> Iterator[None]:
 
 def _device_dtype(device: str | None) -> tuple[str, str]:
     """The device the backbone runs on and its dtype (float16 on CUDA, float32 elsewhere), as text."""
-    from ovseg.features._base import default_device_dtype  # the backbones' own default rule
+    from ovseg._devices import resolve_device, resolve_dtype  # the one rule, the backbones' too
 
-    dev, dtype = default_device_dtype(device, None)
-    return str(dev), str(dtype).removeprefix("torch.")
+    dev = resolve_device(device)
+    return str(dev), resolve_dtype(None, dev)
 
 
 _PROTOCOL_ONLY = {"matching": "unsupervised", "vocabulary": "open-vocabulary", "clip_weights": "open-vocabulary"}

@@ -179,4 +179,7 @@ def to_tensor(array: np.ndarray):
     """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(255.0)
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:  # torch warns on read-only memory (a decoded buffer, a PIL view)
+        array = array.copy()
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
