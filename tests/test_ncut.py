@@ -374,6 +374,7 @@ def test_half_precision_and_config():
         segment_features(feats, config=cfg, tau=0.3)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     feats = _planted(_layout("mixed5", 24, 24), noise=0.3)

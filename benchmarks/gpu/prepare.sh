@@ -25,6 +25,8 @@ done
     --platform linux_x86_64 --platform any \
     $plan
 "$PY" benchmarks/gpu/wheels.py check .whl
+# the commit the wheels go with (the host's copy of the checkout may have no .git)
+echo "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +changes)" > .whl/COMMIT
 # what run.sh will do there, here for CPython 3.12: every wheel installs (tags, no conflicts)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

@@ -2,6 +2,8 @@
 
     python benchmarks/gpu/wheels.py plan          # "name==version" per missing distribution
     python benchmarks/gpu/wheels.py check .whl    # every planned distribution has a wheel there
+    python benchmarks/gpu/wheels.py simulate DIR [NAME...]  # a site folder of only host + planned
+                                                            # packages (less NAME...), for python -S
 
 Needed: ovseg's dependencies (pyproject.toml) and pytest (the CUDA tests), with everything they
 require, as the distributions installed here declare it (markers evaluated for Python 3.12 on
@@ -111,6 +113,30 @@ def wheel_name(path: str | Path) -> str:
     return canonical(Path(path).name.split("-")[0])
 
 
+def simulate(directory: Path, without: tuple[str, ...] = ()) -> list[str]:
+    """Fill ``directory`` with links to what the GPU host would have: the host packages (and their
+    requirements) and the planned wheels, as installed here (their Python 3.11 builds stand in
+    for the 3.12 wheels). ``python -S`` with only it and the checkout on PYTHONPATH then sees
+    nothing else, so an import the plan misses fails as it would there (tests/test_gpu_script.py).
+    ``without``: distributions left out (to see what breaks without them). Returns those linked."""
+    directory.mkdir(parents=True, exist_ok=True)
+    keep = sorted((closure(host_packages()) | set(plan())) - {canonical(n) for n in without})
+    linked = []
+    for name in keep:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a requirement of a host package that is not installed here
+        site = Path(dist.locate_file(""))
+        tops = {f.parts[0] for f in dist.files or [] if f.parts and f.parts[0] != ".."}
+        for top in tops:
+            source, link = site / top, directory / top
+            if source.exists() and not link.exists() and not top.endswith(".pth"):
+                link.symlink_to(source)
+        linked.append(name)
+    return linked
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["plan"]:
         for name, version in plan().items():
@@ -122,6 +148,9 @@ def main(argv: list[str]) -> int:
         if lacking:
             print("no wheel for: " + ", ".join(lacking), file=sys.stderr)
             return 1
+        return 0
+    if argv[:1] == ["simulate"] and len(argv) >= 2:
+        print(" ".join(simulate(Path(argv[1]), tuple(argv[2:]))))
         return 0
     print(__doc__, file=sys.stderr)
     return 2
