@@ -100,8 +100,8 @@ def test_dry_run_on_a_simulated_host(wheels, tmp_path):
     assert all(ok is True for name, ok in checks.items() if name != "cut:kway"), checks
     tests = next(r for r in rows if r["kind"] == "cuda_tests")
     assert tests["rc"] == 0 and tests["skipped"] >= 1 and tests["failed"] == 0  # they skip without CUDA
-    e2e = {(r["features"], r["batch"], r["mode"]) for r in rows if r["kind"] == "pipeline" and r.get("mode")
-           and "images_per_s" in r}
+    e2e = {(r["features"], r["batch"], r["mode"]) for r in rows if r["kind"] == "end_to_end"}
+    assert {r["step"] for r in rows if r["kind"] in ("stages", "end_to_end", "planted")} == {"pipeline"}
     assert e2e == {(f, b, m) for f in ("planted", "random") for b in (1, 2) for m in ("serial", "overlapped")}
     cut = {(r["side"], r["mode"]) for r in rows if r["kind"] == "cut" and "ms_per_image" in r}
     assert cut == {(s, m) for s in (16, 32) for m in ("per_image", "batched", "cpu_threads")}

@@ -313,7 +313,7 @@ def step_pipeline(ctx) -> None:
         argv = ["--size", "full", "--device", str(ctx.device), "--dtype", "float16", "--resolutions", "1024",
                 "--batch-sizes", "1", "8", "--images", "32", "--random-images", "8", "--planted-repeat", "3"]
     argv += ["--features", "planted", "random", "--deadline", str(ctx.deadline - 10)]
-    bench.main(argv, on_row=lambda row: ctx.emit({"kind": "pipeline", **row}))
+    bench.main(argv, on_row=ctx.emit)  # its rows keep their kinds (build, stages, end_to_end, ...)
 
 
 # ---- the cut alone ----------------------------------------------------------------------------
@@ -462,7 +462,7 @@ def summarize(path: Path, run_id: str) -> None:
             print(f"  check {r['check']:<18} ok={r['ok']}" + (f"  {r['error']}" if r.get("error") else ""))
         elif r["kind"] == "cuda_tests":
             print(f"  cuda tests: rc {r['rc']}, {r['passed']} passed, {r['failed']} failed, {r['skipped']} skipped")
-        elif r["kind"] == "pipeline" and r.get("mode") is not None and "images_per_s" in r:
+        elif r["kind"] == "end_to_end":
             print(f"  {r['features']:<7} {r['resolution']} px batch {r['batch']} {r['mode']:<10} "
                   f"{r['images_per_s']:.2f} img/s, peak CUDA {r.get('peak_cuda_mb')} MiB")
         elif r["kind"] == "imports" and r["unaccounted"]:
