@@ -332,7 +332,7 @@ def step_cut(ctx) -> None:
                     return [segment_image(f, method=method)[0] for f in x]
 
                 modes = {"per_image": per_image}
-                if method == "diffcut":
+                if method == "diffcut" and where == ctx.device:  # on the CPU the same loop as per_image
                     modes["batched"] = lambda: list(segment_features(x))  # (B, C, h, w) in one call
                 if where.type == "cpu":  # one image per thread (the cut is serial per image)
                     def threads():
