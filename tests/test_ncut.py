@@ -570,3 +570,5 @@ def test_accelerator_code_path_of_the_tree_gives_the_cpu_partition(monkeypatch):
     assert torch.equal(got.cut(), want.cut())
     assert [(n.cost, n.solver, n.reason) for n in got.nodes] == [(n.cost, n.solver, n.reason) for n in want.nodes]
     assert {n.solver for n in got.nodes} >= {"lanczos", "dense"}  # both kinds of node were cut
+    # a small node cut from a small parent: the subtree kept on the host
+    assert any(n.parent is not None and got.nodes[n.parent].solver == "dense" for n in got.nodes if n.solver == "dense")

@@ -221,8 +221,11 @@ def _ncut_tree(w: torch.Tensor, lo: float, hi: float, cfg: NCutConfig,
                     a, b = members[low], members[~low]
                     first = len(nodes) + len(queue)
                     children = (first, first + 1)
-                    queue.append((a, index, depth + 1, y[low], (block, torch.nonzero(low).flatten())))
-                    queue.append((b, index, depth + 1, y[~low], (block, torch.nonzero(~low).flatten())))
+                    parent_block, side = block, low
+                    if small and not on_cpu:  # an accelerator's small subtree stays on the host
+                        parent_block, side = torch.from_numpy(sub), torch.from_numpy(low_np)
+                    queue.append((a, index, depth + 1, y[low], (parent_block, torch.nonzero(side).flatten())))
+                    queue.append((b, index, depth + 1, y[~low], (parent_block, torch.nonzero(~side).flatten())))
                 elif reason != "solver-failed":
                     reason = "cost>=tau" if low is not None else "uniform"
         nodes[index] = HierarchyNode(index=index, parent=parent, children=children, members=members,
