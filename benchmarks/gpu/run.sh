@@ -78,6 +78,7 @@ command -v nvidia-smi >/dev/null && timeout 20 nvidia-smi || echo "(no nvidia-sm
 
 # 3. the steps, in one process, under a hard limit (each step also has its own budget)
 left=$(( LIMIT - ($(date +%s) - start) ))
+[ "$left" -lt 60 ] && left=60  # (timeout 0 would mean no limit at all)
 budget=$(( left - 15 ))
 timeout -k 10 "$left" "${PY[@]}" benchmarks/gpu/run.py --out "$OUT" --budget "$budget" "$@"
 rc=$?
