@@ -39,7 +39,7 @@ def main() -> None:
     from ovseg.features import create_backbone
     from ovseg.labels import create_labeler
     from ovseg.masks import PAMRConfig, refine_segments, segment_features
-    from ovseg.pipeline import _resize, _to_tensor, _work_size
+    from ovseg.pipeline.stages import resize_bilinear as _resize, to_tensor as _to_tensor, work_size as _work_size
     from ovseg.testing import make_tiny_backbone_weights, make_tiny_clip_weights
 
     p = argparse.ArgumentParser()

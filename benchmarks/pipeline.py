@@ -171,13 +171,14 @@ def unplant(backbone) -> None:
 def build_segmenter(args, resolution: int, batch: int, models: dict):
     from ovseg.pipeline import Segmenter
 
-    seg = Segmenter(resolution=resolution, batch_size=batch, device=args.device, dtype=args.dtype, cache=False)
-    seg._backbone, seg._labeler = models["backbone"], models["labeler"]
-    return seg
+    from ovseg.pipeline import Models
+
+    return Segmenter(resolution=resolution, batch_size=batch, device=args.device, dtype=args.dtype, cache=False,
+                     models=Models(backbone=models["backbone"], labeler=models["labeler"]))
 
 
 def load_models(args) -> dict:
-    from ovseg.pipeline import _torch_dtype
+    from ovseg._devices import torch_dtype as _torch_dtype
     from ovseg.testing import make_random_backbone, make_random_labeler
 
     device = torch.device(args.device)
@@ -193,15 +194,15 @@ def load_models(args) -> dict:
 
 
 def run_stages(seg, paths: list[Path], vocab, out_dir: Path, timer: Timer, deadline: float | None = None) -> tuple[int, int]:
-    """One serial pass, stage by stage (Segmenter._run / _cut replayed), stopping between batches
-    once ``deadline`` (Unix time) has passed. Returns (segment count, images done)."""
+    """One serial pass, stage by stage (the public stages `Segmenter.run` calls, `ovseg.pipeline.stages`,
+    each timed), stopping between batches once ``deadline`` (Unix time) has passed. Returns
+    (segment count, images done)."""
     from ovseg import io as _io
-    from ovseg._results import build_result
-    from ovseg.masks import PAMRConfig, refine_segments, segment_features
+    from ovseg.pipeline import stages
 
     cfg, backbone, labeler = seg.config, seg.backbone, seg.labeler
     settings, names, segments, done = cfg.segment_settings(), list(vocab.names), 0, 0
-    refine = PAMRConfig(iterations=cfg.refine_iterations, dilations=cfg.refine_dilations) if cfg.refine else None
+    refine = cfg.pamr()
     vae = backbone.encode_latents
 
     def timed_vae(images):
@@ -215,17 +216,19 @@ def run_stages(seg, paths: list[Path], vocab, out_dir: Path, timer: Timer, deadl
                 break
             with timer("decode"):
                 arrays = [_io.read_image(p, max_pixels=cfg.max_pixels)[0] for p in chunk]
-                prepared = [seg._prepare(a) for a in arrays]
+                prepared = [seg.prepare(a) for a in arrays]
             with torch.inference_mode():
                 with timer("unet"):  # minus the VAE below
-                    feats = backbone(torch.stack([p[0] for p in prepared]).to(seg.device)).float()
+                    feats, walks = stages.extract(backbone, torch.stack([p[0] for p in prepared]).to(seg.device),
+                                                  method=cfg.method, attention_layers=cfg.attention_layers)
                 maps = []
-                for f, (_, work) in zip(feats, prepared):
+                with timer("cut"):
+                    trees = stages.build_tree(feats, walks, method=cfg.method, **stages.method_options(cfg))
+                for f, tree, (_, work) in zip(feats, trees, prepared):
                     with timer("cut"):
-                        low = segment_features(f, alpha=cfg.alpha, tau=cfg.tau)
+                        low, _ = stages.cut(tree, cfg.tau)
                     with timer("pamr"):
-                        m = refine_segments(f, low, work, refine=refine)
-                        maps.append(np.unique(m.cpu().numpy(), return_inverse=True)[1].reshape(work.shape[-2:]))
+                        maps.append(stages.refine(f, low, work, refine))
                 with timer("clip_dense"):
                     dense = labeler.dense_features_batch([w for _, w in prepared], batch_size=cfg.batch_size)
                 labels = []
@@ -236,8 +239,8 @@ def run_stages(seg, paths: list[Path], vocab, out_dir: Path, timer: Timer, deadl
                         labels.append({int(x.segment_id): x for x in labs})
             with timer("write"):
                 for path, array, m, lab in zip(chunk, arrays, maps, labels):
-                    full = _io.resize_nearest(m, array.shape[:2]).astype(np.int32)
-                    result = build_result(array, full, lab, names, settings, str(path), None)
+                    result = stages.assemble(array, m, labels=lab, names=names, settings=settings, source=str(path))
+                    full = result.segment_map
                     outs = _io.output_paths(path, out_dir, "label")
                     result.save_png(outs["png"])
                     result.save_overlay(outs["overlay"])
@@ -279,8 +282,7 @@ def run_end_to_end(args, resolution: int, batch: int, models: dict, paths: list[
     device = torch.device(args.device)
     for overlap in (False, True):
         seg = build_segmenter(args, resolution, batch, models)
-        seg = type(seg)(seg.config, overlap=overlap)
-        seg._backbone, seg._labeler = models["backbone"], models["labeler"]
+        seg = type(seg)(seg.config, overlap=overlap, models=seg.models)
         out = tmp / f"e2e-{features}-{resolution}-{batch}-{overlap}"
         _cuda_peak_reset(device)
         with PeakRSS() as rss:

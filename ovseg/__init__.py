@@ -2,6 +2,7 @@
 
 image -> features (diffusion UNet encoder) -> masks (recursive normalized cut) -> labels (CLIP).
 """
+from ovseg._checks import SettingError
 from ovseg._weights import WeightsNotFoundError
 
 __version__ = "0.1.0"
@@ -17,10 +18,15 @@ _LAZY = {
     "SegmenterConfig": "ovseg.pipeline",
     "SegmentationResult": "ovseg.pipeline",
     "load_vocabulary": "ovseg.labels",
+    "list_vocabularies": "ovseg.labels",
+    "ModelLoadError": "ovseg.pipeline",
+    "Models": "ovseg.pipeline",
+    "stages": "ovseg.pipeline",
+    "list_methods": "ovseg.masks",
     "evaluate": "ovseg.evaluation",
 }
 
-__all__ = ["WeightsNotFoundError", "__version__", *_LAZY]
+__all__ = ["SettingError", "WeightsNotFoundError", "__version__", *_LAZY]
 
 
 def __getattr__(name: str):
@@ -29,3 +35,7 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'ovseg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the public names (the lazy ones included), not the helpers above
+    return sorted(set(__all__) | {n for n in globals() if n.startswith("__")})

@@ -64,21 +64,8 @@ def check_weights_path(setting: str, weights: str | None) -> None:
 
 
 def check_device(device: str | None):
-    """torch.device of the setting (None: cuda when available), refused when it is not there."""
-    import torch
+    """torch.device of the setting (None: cuda when available), refused when it is not there
+    (`ovseg._devices.resolve_device`)."""
+    from ovseg._devices import resolve_device
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SettingError("device", f"device {device!r}: CUDA is not available on this machine "
-                                         "(torch.cuda.is_available() is False); use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise SettingError("device", f"device {device!r}: this machine has "
-                                         f"{torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise SettingError("device", f"device {device!r}: MPS is not available on this machine")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        mod = getattr(torch, dev.type, None)
-        if mod is None or not getattr(mod, "is_available", lambda: False)():
-            raise SettingError("device", f"device {device!r} is not available on this machine")
-    return dev
+    return resolve_device(device)

@@ -32,28 +32,53 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _as_choices(entry: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (entry,) if isinstance(entry, str) else tuple(entry)
+
+
+def _matches(root: Path, glob: str) -> bool:
+    return next(root.glob(glob), None) is not None
+
+
 def _holds(folder: str, required: list[str | tuple[str, ...]] | None) -> bool:
     """Whether `folder` has a file for every entry of `required` (a tuple: for one of its globs)."""
-    root = Path(folder)
-    for entry in required or ():
-        globs = (entry,) if isinstance(entry, str) else entry
-        if not any(next(root.glob(g), None) is not None for g in globs):
-            return False
-    return True
+    return not _lacking(Path(folder), required)
 
 
-def weights_help(model: str, repo_id: str, download_size: str, hint: str = "weights") -> str:
+def _lacking(root: Path, required) -> list[tuple[str, ...]]:
+    """The entries of `required` that `root` has no file for (each as its tuple of globs)."""
+    return [c for c in map(_as_choices, required or ()) if not any(_matches(root, g) for g in c)]
+
+
+def _quote(pattern: str) -> str:
+    return f'"{pattern}"' if any(ch in pattern for ch in "*?[ ") else pattern
+
+
+def download_command(repo_id: str, files: list[str], local_dir: str = "DIR") -> str:
+    """The `hf download` command (huggingface_hub >= 1.0: one `--include` per pattern) that fetches
+    exactly `files` (globs) of `repo_id` into `local_dir`."""
+    return f"hf download {repo_id} --local-dir {local_dir} " + " ".join(f"--include {_quote(f)}" for f in files)
+
+
+def weights_help(model: str, repo_id: str, download_size: str, hint: str = "weights",
+                 files: list[str] | None = None) -> str:
     """hint: the name of the option that takes the folder, `--HINT DIR` in the CLI; in Python,
-    `weights=` of the create_* function (`HINT=` of `ovseg.Segmenter`)."""
+    `weights=` of the create_* function (`HINT=` of `ovseg.Segmenter`). files: the globs ovseg
+    needs from the repository (None: the whole repository)."""
+    command = download_command(repo_id, files) if files else f"hf download {repo_id} --local-dir DIR"
     return (
         f"The weights of {model} ({repo_id}, about {download_size}) are not on this machine and "
         f"cannot be downloaded (no network, or HF_HUB_OFFLINE=1). Either run once with network "
-        f"access (they are then kept in the Hugging Face cache), or copy the repository to a "
-        f"folder, e.g. `hf download {repo_id} --local-dir DIR` on a machine with "
-        f"network, and pass that folder: --{hint.replace('_', '-')} DIR on the command line, "
+        f"access (they are then kept in the Hugging Face cache), or copy the files ovseg needs to a "
+        f"folder on a machine with network (huggingface_hub >= 1.0; docs/weights.md lists them): "
+        f"`{command}`, and pass that folder: --{hint.replace('_', '-')} DIR on the command line, "
         f"weights='DIR' in Python"
         + ("." if hint == "weights" else f" ({hint}='DIR' for ovseg.Segmenter).")
     )
+
+
+def _describe(lacking: list[tuple[str, ...]]) -> str:
+    return ", ".join(" or ".join(c) for c in lacking)
 
 
 def resolve_weights(
@@ -62,22 +87,37 @@ def resolve_weights(
     repo_id: str,
     model: str,
     download_size: str,
-    allow_patterns: list[str] | None = None,
     required: list[str | tuple[str, ...]] | None = None,
+    optional: list[str] | None = None,
     hint: str = "weights",
+    hint_files: list[str] | None = None,
 ) -> str:
     """Return a local directory holding the model's files.
 
     weights: None for the official `repo_id`, another repo id, or a local directory.
-    allow_patterns: the files worth downloading (a repo often holds several weight formats).
-    required: globs a cached snapshot must match for it to be used as is (a tuple: any one of
-        them); otherwise the files are downloaded. A snapshot filled earlier with other files
-        (another stage of the same model, or a library fetching one file at a time) is
-        therefore completed rather than returned half-empty.
+    required: the files the model needs, as globs; an entry that is a tuple lists alternatives in
+        order of preference (e.g. the fp16 file, then the fp32 one) and one of them is enough.
+        A download asks for the first alternative of each entry, then, for the entries the
+        repository lacks, for the next one, so no alternative is fetched beside a preferred one.
+        A cached snapshot or a local folder is used as is when it holds every entry; a cached
+        snapshot filled earlier with other files is completed. Whatever lacks an entry after all
+        that fails here, with a message naming the file, never later in a library loader.
+    optional: further globs downloaded when the repository has them (configs used for cache keys).
+    hint_files: the globs the offline message's `hf download` command fetches (default: the first
+        alternative of each required entry, then `optional`).
     """
+    entries = [_as_choices(e) for e in required or ()]
+    optional = list(optional or ())
+    if hint_files is None:
+        hint_files = [c[0] for c in entries] + optional
     if weights is not None:
         path = Path(weights).expanduser()
         if path.is_dir():
+            lacking = _lacking(path, entries)
+            if lacking:
+                raise WeightsNotFoundError(
+                    f"{model}: {path} lacks {_describe(lacking)}. The files ovseg needs: "
+                    f"`{download_command(repo_id, hint_files, str(path))}` (docs/weights.md).")
             return str(path)
         if path.exists() or str(weights).startswith((".", "/", "~")) or os.sep + os.sep in str(weights):
             raise WeightsNotFoundError(f"{model}: {weights} is not a directory of model files.")
@@ -85,17 +125,33 @@ def resolve_weights(
 
     from huggingface_hub import snapshot_download
 
+    everything = [g for c in entries for g in c] + optional
     try:  # the cache first: no network needed, and no time lost on one
-        cached = snapshot_download(repo_id, allow_patterns=allow_patterns, local_files_only=True)
-        if _holds(cached, required):
+        cached = snapshot_download(repo_id, allow_patterns=everything or None, local_files_only=True)
+        if not _lacking(Path(cached), entries):
             return cached
     except Exception:
         pass
     if not _hub_reachable():
-        raise WeightsNotFoundError(weights_help(model, repo_id, download_size, hint))
-    try:
-        return snapshot_download(repo_id, allow_patterns=allow_patterns)
-    except Exception as err:  # auth, missing repo, broken connection: say which model and why
-        raise WeightsNotFoundError(
-            f"{weights_help(model, repo_id, download_size, hint)}\nDownload error: {err}"
-        ) from err
+        raise WeightsNotFoundError(weights_help(model, repo_id, download_size, hint, hint_files))
+    level = [0] * len(entries)  # which alternative of each entry is asked for
+    while True:
+        patterns = [g for c, i in zip(entries, level) for g in c[: i + 1]] + optional
+        try:
+            path = snapshot_download(repo_id, allow_patterns=patterns or None)
+        except Exception as err:  # auth, missing repo, broken connection: say which model and why
+            raise WeightsNotFoundError(
+                f"{model}: downloading {repo_id} (about {download_size}) failed. Download error: {err}\n"
+                f"A copy made elsewhere works too: `{download_command(repo_id, hint_files)}`, then "
+                f"--{hint.replace('_', '-')} DIR (weights='DIR' in Python)."
+            ) from err
+        lacking = [k for k, c in enumerate(entries) if not any(_matches(Path(path), g) for g in c[: level[k] + 1])]
+        if not lacking:
+            return path
+        spent = [entries[k] for k in lacking if level[k] + 1 >= len(entries[k])]
+        if spent:  # the repository has none of the alternatives: our message, not a loader's
+            raise WeightsNotFoundError(
+                f"{model}: the repository {repo_id} has no {_describe(spent)}, which ovseg needs "
+                f"(downloaded to {path}). Is {repo_id} a copy of {model}? docs/weights.md lists the files.")
+        for k in lacking:
+            level[k] += 1

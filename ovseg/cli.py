@@ -192,8 +192,10 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
 
 @main.command()
 @_pipeline_options
-@click.option("--classes", "-c", default=None, metavar="NAMES",
-              help='Comma-separated class names; "person;people" gives synonyms.')
+@click.option("--classes", "-c", default=None, metavar="NAMES|FILE|NAME",
+              help='Comma-separated class names ("person;people" gives synonyms), a vocabulary file '
+                   '(classes.txt), or a shipped vocabulary (voc); "voc," is one class named voc. The '
+                   'same rule as Segmenter.label (prompts/README.md).')
 @click.option("--vocab", default=None, metavar="FILE|NAME",
               help="A vocabulary file (one class per line) or a shipped one, e.g. voc.")
 @click.option("--clip-weights", default=None, metavar="DIR|REPO",
@@ -234,11 +236,10 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
         raise click.UsageError("give exactly one of --classes and --vocab")
     if classes is not None and not classes.strip(" ,"):
         raise click.UsageError("--classes is empty")
-    from ovseg.labels import load_vocabulary
-    from ovseg.pipeline import Segmenter
+    from ovseg.labels import as_vocabulary
 
-    try:  # checked before any model loads: blank, duplicate or unreadable names stop here
-        names = load_vocabulary(vocab) if vocab is not None else Segmenter.vocabulary(classes.split(","))
+    try:  # checked before any model loads: blank, duplicate or unreadable names, missing files stop here
+        names = as_vocabulary(classes, vocab=vocab)  # the API's rule (ovseg.labels._classes)
     except (ValueError, KeyError, OSError) as err:
         raise click.UsageError(f"{'--vocab ' + vocab if vocab is not None else '--classes'}: {err}") from err
     clip = kw.pop("clip_weights")

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from ovseg import _cache
 from ovseg._cache import SegmentCache, cache_key, max_cache_bytes, weights_fingerprint
-from ovseg.pipeline import Segmenter
+from ovseg.pipeline import Models, Segmenter
 
 
 def _planted_image(h=48, w=64) -> np.ndarray:
@@ -46,12 +46,13 @@ def _planted_backbone():
 
 
 def golden_segments() -> np.ndarray:
-    """The pipeline's cut (`Segmenter._cut`: NCut at the paper's alpha/tau + PAMR with the default
-    settings) of a planted case, with a fixed stand-in backbone."""
-    seg = Segmenter(resolution=64, device="cpu", cache=False)
-    seg._backbone = _planted_backbone()
+    """The pipeline's cut (`stages.segment_batch`: NCut at the paper's alpha/tau + PAMR with the
+    default settings) of a planted case, with a fixed stand-in backbone."""
+    from ovseg.pipeline import stages
+
+    seg = Segmenter(resolution=64, device="cpu", cache=False, models=Models(backbone=_planted_backbone()))
     image = _planted_image()
-    return seg._cut([seg._prepare(image)])[0][0]
+    return stages.segment_batch(seg.backbone, [seg.prepare(image)], seg.config, seg.device)[0][0]
 
 
 def test_segment_code_version_pins_the_cut_output():

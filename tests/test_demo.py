@@ -38,15 +38,18 @@ def server(tiny_weights):
     from ovseg import Segmenter
     from ovseg.demo import build_app, launch_app
 
+    from ovseg.pipeline import stages
+
     segmenter = Segmenter(**SETTINGS, **tiny_weights)
     calls = []
-    features = segmenter._features
+    extract = stages.extract
 
-    def counted(arrays):
-        calls.append(len(arrays))
-        return features(arrays)
+    def counted(backbone, inputs, **kw):
+        if backbone is segmenter.models.loaded()["backbone"]:  # the demo's, not another Segmenter's
+            calls.append(len(inputs))
+        return extract(backbone, inputs, **kw)
 
-    segmenter._features = counted
+    stages.extract = counted  # every backbone pass goes through this stage
     app = build_app(segmenter, max_tau=1.0)
     port = _free_port()
     launch_app(app, host="127.0.0.1", port=port, block=False, quiet=True)
@@ -54,6 +57,7 @@ def server(tiny_weights):
         yield {"url": f"http://127.0.0.1:{port}/", "segmenter": segmenter, "backbone_calls": calls,
                "weights": tiny_weights}
     finally:
+        stages.extract = extract
         app.close()
 
 

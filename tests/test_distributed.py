@@ -52,9 +52,9 @@ def test_parquet_format_needs_the_ray_engine(tmp_path):
 
 
 def test_skip_rule_is_the_local_engines_record_status():
-    """The Ray engine skips an image by `ovseg._results.record_status` on its JSON text: the same
+    """The Ray engine skips an image by `ovseg.pipeline._records.record_status` on its JSON text: the same
     record (settings, vocabulary, output format) as the local engine's `run_record`."""
-    from ovseg._results import record_status
+    from ovseg.pipeline._records import record_status
     from ovseg.pipeline import Segmenter
 
     seg = Segmenter(cache=False)

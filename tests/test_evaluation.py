@@ -435,6 +435,8 @@ def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
     calls = {"build": 0, "cut": [], "pamr": []}
 
     class Hierarchy:
+        tau = 0.6
+
         def cut(self, tau):
             calls["cut"].append(tau)
             return (torch.arange(16).reshape(4, 4) >= 8).long() * int(10 * tau)
@@ -448,9 +450,10 @@ def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
         calls["pamr"].append((tuple(image.shape), refine))
         return torch.nn.functional.interpolate(segments[None, None].float(), size=image.shape[-2:])[0, 0].long()
 
-    fake = types.ModuleType("ovseg.masks")
-    fake.build_hierarchy, fake.refine_segments, fake.PAMRConfig = build_hierarchy, refine_segments, PAMRConfig
-    monkeypatch.setitem(sys.modules, "ovseg.masks", fake)
+    import ovseg.masks._segment
+
+    monkeypatch.setattr(ovseg.masks._segment, "build_hierarchy", build_hierarchy)  # what "diffcut" builds with
+    monkeypatch.setattr(ovseg.masks, "refine_segments", refine_segments)  # what stages.refine runs
     monkeypatch.setitem(vars(ovseg), "create_backbone", lambda name, **kw: (lambda x: torch.rand(1, 5, 4, 4)))
     predict = _adapter.make_predictor("unsupervised", vocabulary="voc", taus=(0.6, 0.3), backbone="ssd-1b",
                                       weights=None, clip_weights=None, device="cpu", alpha=7.0, refine=True)

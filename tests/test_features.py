@@ -130,7 +130,8 @@ def test_prompt_cache_written_once_and_text_encoders_not_loaded(name, tiny, tmp_
         raise AssertionError("the text encoders were loaded again")
 
     monkeypatch.setattr(_prompt, "encode_empty_prompt", fail)
-    for sub in ["text_encoder/model.safetensors", "text_encoder_2/model.safetensors", "tokenizer", "tokenizer_2"]:
+    for sub in ["text_encoder/model.safetensors", "text_encoder_2/model.safetensors", "text_encoder/model.fp16.safetensors",
+                "text_encoder_2/model.fp16.safetensors", "tokenizer", "tokenizer_2"]:
         p = weights / sub
         if p.is_dir():
             shutil.rmtree(p)
@@ -216,12 +217,15 @@ def test_entry_point_plugin(tmp_path, monkeypatch):
 def test_tiny_checkpoint_has_the_real_layout(tiny):
     root = tiny("ssd-1b")
     for rel in ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                "unet/diffusion_pytorch_model.fp16.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
                 "vae/config.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
-                "text_encoder_2/model.safetensors", "tokenizer/vocab.json", "tokenizer_2/merges.txt"]:
+                "text_encoder_2/model.safetensors", "text_encoder_2/model.fp16.safetensors",
+                "tokenizer/vocab.json", "tokenizer_2/merges.txt"]:
         assert os.path.exists(os.path.join(root, rel)), rel
     assert json.load(open(os.path.join(root, "model_index.json")))["_class_name"] == "StableDiffusionXLPipeline"
     vit = tiny("dinov2-s")
     assert os.path.exists(os.path.join(vit, "config.json")) and os.path.exists(os.path.join(vit, "model.safetensors"))
+    assert sorted(os.listdir(tiny("clip-b16"))) == ["config.json", "pytorch_model.bin"]  # as openai's repo
 
 
 def test_full_size_random_backbone():
@@ -265,11 +269,14 @@ def test_incomplete_local_weights_fail_clearly(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setenv("OVSEG_CACHE", str(tmp_path / "cache"))
     weights = shutil.copytree(tiny("sd15"), tmp_path / "weights")
-    (weights / "text_encoder" / "model.safetensors").unlink()  # and no prompt cache yet
-    with pytest.raises(ovseg.WeightsNotFoundError, match="text_encoder"):
+    for f in (weights / "text_encoder").glob("model*.safetensors"):  # both precisions; no prompt cache yet
+        f.unlink()
+    with pytest.raises(ovseg.WeightsNotFoundError, match=r"lacks text_encoder/model\.fp16\.safetensors or "
+                                                           r"text_encoder/model\.safetensors"):
         create_backbone("sd15", weights=str(weights), device="cpu")
-    (weights / "unet" / "diffusion_pytorch_model.safetensors").unlink()
-    with pytest.raises(ovseg.WeightsNotFoundError, match="unet"):
+    for f in (weights / "unet").glob("diffusion_pytorch_model*.safetensors"):
+        f.unlink()
+    with pytest.raises(ovseg.WeightsNotFoundError, match=r"lacks unet/diffusion_pytorch_model\.fp16"):
         create_backbone("sd15", weights=str(weights), device="cpu")
     with pytest.raises(ovseg.WeightsNotFoundError, match="not a directory"):
         create_backbone("sd15", weights=str(tmp_path / "nowhere"), device="cpu")
@@ -328,3 +335,90 @@ def test_nan_in_vit_features_fails_loudly(backbone):
             b(_images(1, 28))
     finally:
         handle.remove()
+
+
+# The first run against the official repositories (docs/weights.md), through a stand-in hub that
+# serves the tiny checkpoint in the real layout with the hub's own allow_patterns filtering.
+
+def _serve(name, folder, tmp_path, monkeypatch):
+    from ovseg.testing import FakeHub
+
+    monkeypatch.setenv("OVSEG_CACHE", str(tmp_path / "ovseg-cache"))  # no prompt embedding cached yet
+    return FakeHub({backbone_info(name).repo_id: folder}, tmp_path / "hub").install(monkeypatch)
+
+
+def _globbed(files, patterns):
+    from fnmatch import fnmatch
+
+    return all(any(fnmatch(f, p) for f in files) for p in patterns) and all(
+        any(fnmatch(f, p) for p in patterns) for f in files)
+
+
+@pytest.mark.parametrize("name", ["ssd-1b", "sd15"])
+def test_first_run_downloads_and_loads_the_fp16_variant_files(name, tiny, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from ovseg.features._unet import download_files
+
+    hub = _serve(name, tiny(name), tmp_path, monkeypatch)
+    b = create_backbone(name, device="cpu")  # weights=None: the official repository
+    repo = backbone_info(name).repo_id
+    got = hub.downloaded(repo)
+    assert _globbed(got, download_files(name == "ssd-1b")), got  # exactly the documented files
+    assert not [f for f in got if f.endswith(".safetensors") and ".fp16." not in f]  # no fp32 weights
+    fp16 = load_file(os.path.join(tiny(name), "unet", "diffusion_pytorch_model.fp16.safetensors"))
+    key = "conv_in.weight"
+    torch.testing.assert_close(b.unet.state_dict()[key], fp16[key].float(), rtol=0, atol=0)  # from that file
+    assert b(_images(1)).isfinite().all()
+    create_backbone(name, device="cpu")  # second run: the cache and the prompt embedding, nothing new
+    assert hub.downloaded(repo) == got
+
+
+def test_repo_without_fp16_files_falls_back_to_fp32_per_folder(tmp_path, monkeypatch):
+    folder = make_tiny_backbone_weights("sd15", tmp_path / "sd15-fp32", fp16=False)
+    (tmp_path / "sd15-fp32" / "unet" / "diffusion_pytorch_model.safetensors").rename(
+        tmp_path / "sd15-fp32" / "unet" / "diffusion_pytorch_model.fp16.safetensors")  # fp16 UNet only
+    hub = _serve("sd15", folder, tmp_path, monkeypatch)
+    b = create_backbone("sd15", device="cpu")
+    got = hub.downloaded(backbone_info("sd15").repo_id)
+    weights = sorted(f for f in got if f.endswith(".safetensors"))
+    assert weights == ["text_encoder/model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+                       "vae/diffusion_pytorch_model.safetensors"]
+    assert b(_images(1)).isfinite().all()
+
+
+def test_repo_lacking_a_weight_file_fails_with_our_error_naming_it(tiny, tmp_path, monkeypatch):
+    import ovseg
+
+    folder = shutil.copytree(tiny("ssd-1b"), tmp_path / "repo")
+    for f in (folder / "vae").glob("*.safetensors"):
+        f.unlink()
+    _serve("ssd-1b", folder, tmp_path, monkeypatch)
+    with pytest.raises(ovseg.WeightsNotFoundError, match=r"segmind/SSD-1B has no vae/diffusion_pytorch_model\.fp16"
+                                                          r"\.safetensors or vae/diffusion_pytorch_model\.safetensors"):
+        create_backbone("ssd-1b", device="cpu")
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.split("-")[0] in {"dinov2", "clip", "siglip"}])
+def test_vit_first_run_downloads_what_the_official_repo_holds(name, tiny, tmp_path, monkeypatch):
+    from ovseg.features._vit import download_files
+
+    hub = _serve(name, tiny(name), tmp_path, monkeypatch)
+    b = create_backbone(name, device="cpu")
+    got = hub.downloaded(backbone_info(name).repo_id)
+    assert got == download_files(name), got  # clip-b16: the pickle (its repo has no safetensors)
+    file = os.path.join(tiny(name), got[1])
+    saved = torch.load(file, weights_only=True) if file.endswith(".bin") else __import__(
+        "safetensors.torch", fromlist=["load_file"]).load_file(file)
+    key = next(k for k in saved if k.endswith("embeddings.patch_embedding.weight") or
+               k.endswith("embeddings.patch_embeddings.projection.weight"))
+    loaded = {f"vision_model.{k}" if "vision_model." in key else k: v for k, v in b.model.state_dict().items()}
+    torch.testing.assert_close(loaded[key], saved[key], rtol=0, atol=0)  # the file's weights, not random ones
+
+
+def test_vit_folder_without_weights_names_both_files(tmp_path):
+    import ovseg
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ovseg.WeightsNotFoundError, match=r"lacks model\.safetensors or pytorch_model\.bin"):
+        create_backbone("clip-b16", weights=str(tmp_path), device="cpu")

@@ -26,7 +26,8 @@ def _reference_features(path: str, images: torch.Tensor, seed: int = 42, t: int 
     encoder's last attn1 caught by a forward hook on the full UNet."""
     from diffusers import DDIMScheduler, StableDiffusionXLPipeline
 
-    pipe = StableDiffusionXLPipeline.from_pretrained(path, torch_dtype=torch.float32)
+    # the fp16 variant files, as a real first run downloads them (docs/weights.md), upcast to float32
+    pipe = StableDiffusionXLPipeline.from_pretrained(path, torch_dtype=torch.float32, variant="fp16")
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     b, _, h, w = images.shape
     with torch.no_grad():
@@ -230,7 +231,8 @@ def test_published_open_vocabulary_averages_per_image(tmp_path):
 
 # ---- the pipeline's published defaults ------------------------------------------------------------
 def test_pipeline_defaults_are_the_published_ones():
-    from ovseg.pipeline import SegmenterConfig, _resize
+    from ovseg.pipeline import SegmenterConfig
+    from ovseg.pipeline.stages import resize_bilinear as _resize
 
     cfg = SegmenterConfig()
     assert (cfg.refine_iterations, cfg.refine_filter, cfg.work_aspect) == (15, "median", "square")
@@ -254,9 +256,9 @@ def test_square_work_maps_are_mapped_back_to_the_image(tiny_weights):
     array[:, 28:] = (200, 40, 40)
     array = np.clip(array.astype(int) + rng.integers(-10, 10, array.shape), 0, 255).astype(np.uint8)
     square = Segmenter(resolution=64, refine_iterations=2, cache=False, tau=1.0, **tiny_weights)
-    work = square._segment_maps([array], [square._prepare(array)])[0][0]
+    work = square.segment_maps([array], [square.prepare(array)])[0][0]
     assert work.shape == (64, 64)
     result = square.segment(array)
     assert np.array_equal(result.segment_map, resize_nearest(work, (40, 56)).astype(result.segment_map.dtype))
     aspect = Segmenter(resolution=64, refine_iterations=2, cache=False, tau=1.0, work_aspect="image", **tiny_weights)
-    assert aspect._segment_maps([array], [aspect._prepare(array)])[0][0].shape == (40, 56)  # the image, long side <= 64, never upscaled
+    assert aspect.segment_maps([array], [aspect.prepare(array)])[0][0].shape == (40, 56)  # the image, long side <= 64, never upscaled

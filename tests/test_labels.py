@@ -172,6 +172,69 @@ def test_offline_without_weights_fails_fast_and_clearly():
         create_labeler(score="logits")
 
 
+DEFAULT_CLIP_REPO = "laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup"
+
+
+def _clip_hub(tmp_path, monkeypatch, **checkpoints):
+    """A stand-in hub serving the default model's repository with the given checkpoint files."""
+    import shutil
+
+    from ovseg.testing import FakeHub, make_tiny_clip_weights
+
+    repo = tmp_path / "repo"
+    for i, name in enumerate(checkpoints.get("names", ())):
+        folder = make_tiny_clip_weights(tmp_path / f"w{i}", kind="vit", checkpoint=name)  # the fast kind
+        repo.mkdir(exist_ok=True)
+        for f in ("open_clip_config.json", name):
+            shutil.copy2(f"{folder}/{f}", repo / f)
+    repo.mkdir(exist_ok=True)
+    return FakeHub({DEFAULT_CLIP_REPO: repo}, tmp_path / "hub").install(monkeypatch)
+
+
+@pytest.mark.parametrize("checkpoint", ["open_clip_pytorch_model.bin", "open_clip_model.safetensors",
+                                        "open_clip_pytorch_model.safetensors"])
+def test_first_run_loads_the_official_repository_layout(checkpoint, tmp_path, monkeypatch):
+    from open_clip.factory import load_state_dict
+
+    from ovseg.labels import create_labeler
+
+    hub = _clip_hub(tmp_path, monkeypatch, names=[checkpoint])
+    labeler = create_labeler()  # the default model, from its (stand-in) official repository
+    assert hub.downloaded(DEFAULT_CLIP_REPO) == ["open_clip_config.json", checkpoint]
+    saved = load_state_dict(str(tmp_path / "repo" / checkpoint))  # .bin: torch.load(weights_only=True)
+    key = "logit_scale"
+    assert float(labeler.clip.state_dict()[key]) == float(saved[key])
+    torch.testing.assert_close(labeler.clip.state_dict()["token_embedding.weight"], saved["token_embedding.weight"])
+
+
+def test_first_run_takes_safetensors_and_skips_the_pickle_beside_it(tmp_path, monkeypatch):
+    from ovseg.labels import create_labeler
+
+    hub = _clip_hub(tmp_path, monkeypatch, names=["open_clip_pytorch_model.bin", "open_clip_model.safetensors"])
+    create_labeler()
+    assert hub.downloaded(DEFAULT_CLIP_REPO) == ["open_clip_config.json", "open_clip_model.safetensors"]
+
+
+def test_repository_without_a_checkpoint_fails_with_our_error(tmp_path, monkeypatch):
+    from ovseg import WeightsNotFoundError
+    from ovseg.labels import create_labeler
+
+    _clip_hub(tmp_path, monkeypatch)
+    with pytest.raises(WeightsNotFoundError, match=r"has no open_clip_model\.safetensors or "
+                                                    r"open_clip_pytorch_model\.safetensors or open_clip_pytorch_model\.bin"):
+        create_labeler()
+
+
+def test_offline_message_gives_the_exact_download_command():
+    from ovseg import WeightsNotFoundError
+    from ovseg.labels import create_labeler
+
+    with pytest.raises(WeightsNotFoundError) as err:
+        create_labeler()
+    assert (f"`hf download {DEFAULT_CLIP_REPO} --local-dir DIR --include open_clip_config.json "
+            "--include open_clip_pytorch_model.bin`") in str(err.value)
+
+
 @pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("pooling", ["binary", "area"])
 def test_whole_image_segment_is_the_model_image_embedding(weights, normalize, pooling):

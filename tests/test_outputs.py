@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from ovseg import viz
-from ovseg._results import Segment, SegmentationResult
+from ovseg.pipeline._results import Segment, SegmentationResult
 
 
 def _result(num_classes: int, class_of_segment: list[int | None]) -> SegmentationResult:

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import ovseg
-from ovseg.pipeline import ModelLoadError, SegmentationResult, Segmenter, SegmenterConfig
+from ovseg.pipeline import ModelLoadError, Models, SegmentationResult, Segmenter, SegmenterConfig
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +123,12 @@ def test_bad_classes_are_clear(segmenter):
 
 def test_cache_and_determinism(segmenter, tmp_path):
     pic = _picture(seed=5)
-    seg = Segmenter(segmenter.config, cache_dir=str(tmp_path))
-    seg._backbone = segmenter.backbone  # the same weights: no need to load them again
+    shared = Models(backbone=segmenter.backbone)  # the same weights: no need to load them again
+    seg = Segmenter(segmenter.config, cache_dir=str(tmp_path), models=shared)
     a = seg.segment(pic)
     b = seg.segment(pic)
-    assert (seg._cache.misses, seg._cache.hits) == (1, 1)
-    fresh = Segmenter(segmenter.config, cache=False)
-    fresh._backbone = segmenter.backbone
+    assert (seg.cache.misses, seg.cache.hits) == (1, 1)
+    fresh = Segmenter(segmenter.config, cache=False, models=Models(backbone=segmenter.backbone))
     c = fresh.segment(pic)
     assert (a.segment_map == b.segment_map).all() and (a.segment_map == c.segment_map).all()
 
@@ -148,10 +147,8 @@ def test_process_files_summary(segmenter, tmp_path):
 
 def test_batches_give_the_per_image_results(segmenter):
     pics = [_picture(seed=7), _picture(30, 30, seed=8)]
-    batched = Segmenter(segmenter.config, batch_size=2, cache=False)
-    batched._backbone = segmenter.backbone
-    one = Segmenter(segmenter.config, batch_size=1, cache=False)
-    one._backbone = segmenter.backbone
+    batched = Segmenter(segmenter.config, batch_size=2, cache=False, models=Models(backbone=segmenter.backbone))
+    one = Segmenter(segmenter.config, batch_size=1, cache=False, models=Models(backbone=segmenter.backbone))
     for a, b in zip(batched.segment(pics), one.segment(pics)):
         assert (a.segment_map == b.segment_map).all()
 
@@ -159,16 +156,15 @@ def test_batches_give_the_per_image_results(segmenter):
 def test_a_failing_image_does_not_sink_its_batch(segmenter, tmp_path, monkeypatch):
     for name, seed in [("a.png", 1), ("b.png", 2), ("c.png", 3)]:
         Image.fromarray(_picture(seed=seed)).save(tmp_path / name)
-    seg = Segmenter(segmenter.config, batch_size=3, cache=False)
-    seg._backbone = segmenter.backbone
-    real = seg._segment_maps
+    seg = Segmenter(segmenter.config, batch_size=3, cache=False, models=Models(backbone=segmenter.backbone))
+    real = seg.segment_maps
 
     def fussy(arrays, *rest):
         if any(a[0, 0, 0] == _picture(seed=2)[0, 0, 0] and (a == _picture(seed=2)).all() for a in arrays):
             raise RuntimeError("stage failure on b")
         return real(arrays, *rest)
 
-    monkeypatch.setattr(seg, "_segment_maps", fussy)
+    monkeypatch.setattr(seg, "segment_maps", fussy)
     summary = seg.process_files([tmp_path], tmp_path / "out", progress=False)
     assert [p.name for p in summary.done] == ["a.png", "c.png"]
     assert [p.name for p, _ in summary.failed] == ["b.png"] and "stage failure" in summary.failed[0][1]
@@ -184,9 +180,7 @@ def _folder(tmp_path, n=2):
 
 
 def _shared(segmenter, **changes):
-    seg = Segmenter(segmenter.config, **changes)
-    seg._backbone, seg._labeler = segmenter._backbone or segmenter.backbone, segmenter._labeler
-    return seg
+    return Segmenter(segmenter.config, models=segmenter.models, **changes)
 
 
 def test_relabelling_into_the_same_folder_gives_the_new_classes(segmenter, tmp_path):
@@ -218,7 +212,7 @@ def test_a_changed_setting_is_redone_not_skipped(segmenter, tmp_path):
 
 
 def test_is_up_to_date_is_one_small_function(tmp_path):
-    from ovseg._results import is_up_to_date, output_status
+    from ovseg.pipeline._records import is_up_to_date, output_status
 
     record = {"format_version": 2, "settings": {"tau": 0.5, "dilations": (1, 2)}}
     path = tmp_path / "a.labels.json"
@@ -255,21 +249,21 @@ def test_a_string_is_one_input(segmenter, tmp_path):
 def test_any_per_image_error_is_that_images_failure(segmenter, tmp_path, monkeypatch):
     src = _folder(tmp_path)
     seg = _shared(segmenter, cache=False)
-    real = seg._segment_maps
+    real = seg.segment_maps
 
     def flaky(arrays, *rest):
         if (arrays[0] == _picture(seed=10)).all():
             raise IndexError("index 0 is out of bounds (a degenerate eigenproblem)")
         return real(arrays, *rest)
 
-    monkeypatch.setattr(seg, "_segment_maps", flaky)
+    monkeypatch.setattr(seg, "segment_maps", flaky)
     summary = seg.process_files(src, tmp_path / "out", progress=False)
     assert [p.name for p, _ in summary.failed] == ["p0.png"] and "IndexError" in summary.failed[0][1]
     assert [p.name for p in summary.done] == ["p1.png"]
     for fatal in (KeyboardInterrupt, MemoryError, ModelLoadError("no model")):
         def boom(arrays, *rest, fatal=fatal):
             raise fatal
-        monkeypatch.setattr(seg, "_segment_maps", boom)
+        monkeypatch.setattr(seg, "segment_maps", boom)
         with pytest.raises(type(fatal) if isinstance(fatal, Exception) else fatal):
             seg.process_files(src, tmp_path / "o2", progress=False, overwrite=True)
 

@@ -146,7 +146,7 @@ def test_cache_keeps_tau_chosen_and_relabel_skips_the_backbone(planted, tiny_wei
                     clip_weights=tiny_weights["clip_weights"], cache_dir=str(tmp_path / "c"))
     first = seg.segment(_picture())
     labelled = seg.label(_picture(), "cat,dog")  # relabel: segments from the cache
-    assert len(calls) == 1 and seg._cache.hits == 1
+    assert len(calls) == 1 and seg.cache.hits == 1
     assert labelled.settings["tau_chosen"] == first.settings["tau_chosen"]
     assert _same_partition(labelled.segment_map, _planted())
     # other method, steps or layers: other cache keys

@@ -1,4 +1,4 @@
-"""The overlapped file runner (ovseg._runner): same bytes as the serial path, input order,
+"""The overlapped file runner (ovseg.pipeline._runner): same bytes as the serial path, input order,
 bounded queues, per-image failures, and nothing half-written after Ctrl-C. Tiny checkpoints, CPU."""
 import json
 import threading
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ovseg._runner import OrderedWorker, prefetch
+from ovseg.pipeline._runner import OrderedWorker, prefetch
 from ovseg.pipeline import Segmenter
 
 
@@ -102,8 +102,7 @@ def folder(tmp_path_factory):
 
 
 def _run(base, folder, out, classes="cat,sky,grass", **settings):
-    seg = Segmenter(base.config, **settings)
-    seg._backbone, seg._labeler = base._backbone, base._labeler
+    seg = Segmenter(base.config, models=base.models, **settings)
     summary = seg.process_files([folder], out, classes=classes, progress=False)
     files = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
     return summary, files
@@ -146,9 +145,8 @@ def test_overlapped_outputs_are_the_serial_bytes(base, folder, tmp_path):
 
 
 def test_ctrl_c_leaves_no_half_written_file(base, folder, tmp_path, monkeypatch):
-    seg = Segmenter(base.config, batch_size=2)
-    seg._backbone, seg._labeler = base._backbone, base._labeler
-    real, calls = seg._run, []
+    seg = Segmenter(base.config, models=base.models, batch_size=2)
+    real, calls = seg.run, []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -156,7 +154,7 @@ def test_ctrl_c_leaves_no_half_written_file(base, folder, tmp_path, monkeypatch)
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(seg, "_run", interrupted)
+    monkeypatch.setattr(seg, "run", interrupted)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         seg.process_files([folder], out, classes="cat,sky", progress=False)
@@ -170,15 +168,14 @@ def test_ctrl_c_leaves_no_half_written_file(base, folder, tmp_path, monkeypatch)
             if n.startswith(stem) and n.endswith(".png"):
                 Image.open(out / n).load()  # a whole PNG
     # a rerun finishes the rest and skips what is done
-    summary = Segmenter(base.config, batch_size=2)
-    summary._backbone, summary._labeler = base._backbone, base._labeler
+    summary = Segmenter(base.config, models=base.models, batch_size=2)
     again = summary.process_files([folder], out, classes="cat,sky", progress=False)
     assert len(again.done) + len(again.skipped) == 10 and len(again.skipped) >= 2
 
 
 
 def test_overlap_is_on_by_default(base, folder, tmp_path, monkeypatch):
-    import ovseg._runner as runner
+    import ovseg.pipeline._runner as runner
 
     seen = []
     real = runner.prefetch

@@ -1,7 +1,7 @@
 """The correctness step of benchmarks/gpu/run.py: tiny models on the device against the CPU.
 
 Checks (docs/gpu.md gives their tolerances): backbone features (fp32 and fp16), every cut method
-of ``ovseg.masks.METHODS``, PAMR's torch path, the labeler, one ``Segmenter.label`` end to end.
+of the cut-method registry (``ovseg.masks.list_methods``), PAMR's torch path, the labeler, one ``Segmenter.label`` end to end.
 CPU and CUDA random generators draw different noise, so the device backbones are given the CPU's
 draw (``_same_noise``): only the arithmetic differs. Each check is one "correctness" row.
 """
@@ -87,15 +87,13 @@ def step_correctness(ctx) -> None:
         return row
 
     def cut(method: str):
-        from ovseg.masks import segment_image
-
         feats, truth = bench.planted_features(32, 32, 12, 64, seed=3)
         P = None
         if method == "random-walk":  # a row-stochastic walk from the planted features' similarity
             x = torch.nn.functional.normalize(feats.flatten(1).T, dim=1)
             P = torch.softmax(x @ x.T / 0.05, dim=1)
-        want, tau_cpu = segment_image(feats, P, method=method)
-        got, tau_dev = segment_image(feats.to(dev), None if P is None else P.to(dev), method=method)
+        want = registry_cut(method, feats[None], None if P is None else P[None])[0]
+        got = registry_cut(method, feats[None].to(dev), None if P is None else P[None].to(dev))[0]
         same = _partition_equal(got.cpu(), want)
         return {"ok": bool(same and got.device.type == dev.type), "identical_ids": bool(torch.equal(got.cpu(), want)),
                 "segments_device": int(got.max()) + 1, "segments_cpu": int(want.max()) + 1,
@@ -154,8 +152,19 @@ def step_correctness(ctx) -> None:
 
 
 def cut_methods(all_methods: bool = False) -> list[str]:
-    """The cut methods ovseg.masks registers (random-walk needs attention maps: only with all_methods)."""
-    import ovseg.masks as masks
+    """The registered cut methods (those that need attention maps only with all_methods)."""
+    from ovseg.masks import get_method, list_methods
 
-    names = list(getattr(masks, "METHODS", ("diffcut",)))
-    return names if all_methods else [m for m in names if m != "random-walk"]
+    return [m for m in list_methods() if all_methods or get_method(m).needs == "features"]
+
+
+def registry_cut(method: str, feats: torch.Tensor, transitions: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """feats (B, C, h, w) (+ P (B, N, N) for an attention method) -> B segment maps (h, w) int64,
+    by the registered method at SegmenterConfig's defaults (the pipeline's build_tree and cut)."""
+    from ovseg.masks import get_method
+    from ovseg.pipeline import SegmenterConfig, stages
+
+    cfg = SegmenterConfig(method=method)
+    trees = stages.build_tree(feats, transitions, method=method, **stages.method_options(cfg))
+    value = getattr(cfg, get_method(method).setting)
+    return [stages.cut(tree, value)[0] for tree in trees]

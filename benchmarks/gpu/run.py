@@ -165,7 +165,8 @@ def _junit(path: Path) -> dict[str, str]:
 
 
 _correctness = _load("gpu_correctness", HERE / "correctness.py")  # the correctness step's checks
-step_correctness, cut_methods = _correctness.step_correctness, _correctness.cut_methods
+step_correctness, cut_methods, registry_cut = (_correctness.step_correctness, _correctness.cut_methods,
+                                               _correctness.registry_cut)
 
 
 # ---- pipeline ---------------------------------------------------------------------------------
@@ -183,8 +184,6 @@ def step_pipeline(ctx) -> None:
 
 # ---- the cut alone ----------------------------------------------------------------------------
 def step_cut(ctx) -> None:
-    from ovseg.masks import segment_features, segment_image
-
     bench = _load("bench_pipeline", ROOT / "benchmarks" / "pipeline.py")
     sides, dim, batch, repeat = ((16, 32), 64, 2, 1) if ctx.dry_run else ((32, 64), 1280, 8, 3)
     for side in sides:
@@ -194,15 +193,15 @@ def step_cut(ctx) -> None:
                 x = feats.to(where)
 
                 def per_image():
-                    return [segment_image(f, method=method)[0] for f in x]
+                    return [registry_cut(method, f[None])[0] for f in x]
 
                 modes = {"per_image": per_image}
-                if method == "diffcut" and where == ctx.device:  # on the CPU the same loop as per_image
-                    modes["batched"] = lambda: list(segment_features(x))  # (B, C, h, w) in one call
+                if where == ctx.device:  # the registry's build on (B, C, h, w): a method may batch there
+                    modes["batched"] = lambda: registry_cut(method, x)
                 if where.type == "cpu":  # one image per thread (the cut is serial per image)
                     def threads():
                         with ThreadPoolExecutor(batch) as pool:
-                            return list(pool.map(lambda f: segment_image(f, method=method)[0], x))
+                            return list(pool.map(lambda f: registry_cut(method, f[None])[0], x))
                     modes["cpu_threads"] = threads
                 for mode, fn in modes.items():
                     if ctx.left() < 5:

@@ -103,7 +103,7 @@ class DemoApp:
                        f"{s['backbone']:.1f} s, NCut tree {s['ncut_tree']:.2f} s)")
         status += (f" · {'cut' if fresh else 'recut'}{' + naming' if vocabulary is not None else ''}"
                    f" {t2 - t1:.2f} s{'' if fresh else ' (no backbone pass)'}"
-                   f" · {len(state.tree.thresholds()) + 1} distinct cuts up to tau {self.session.max_tau:g}")
+                   f" · {state.tree.num_cuts()} distinct cuts up to tau {self.session.max_tau:g}")
         return result, status
 
     def files(self, result, stem: str, tau: float) -> list[str]:

@@ -4,7 +4,7 @@ The expensive passes run once per image: the backbone (features), the recursive 
 (kept whole as a `Hierarchy`, built at the slider's top tau) and, when naming, the CLIP dense
 features. A slider move at any tau <= that top is then a pruning of the tree
 (`Hierarchy.cut`, no recomputation), followed by the cheap steps the pipeline runs after the
-cut: concept assignment and PAMR at the working size (`Segmenter._refine`), CLIP mask pooling on
+cut: concept assignment and PAMR at the working size (`stages.refine`), CLIP mask pooling on
 the cached dense map, and the full-resolution result. The refined map of each distinct cut is
 memoised too, so moving back to a tau seen before costs only the naming.
 
@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ovseg import io as _io
-from ovseg._results import SegmentationResult, build_result
+from ovseg.pipeline import stages
+from ovseg.pipeline._results import SegmentationResult
 
 __all__ = ["DemoSession", "ImageState"]
 
@@ -33,7 +34,7 @@ class ImageState:
     """What one image costs once: features, the NCut tree, CLIP dense features (when named).
 
     array: (H, W, 3) uint8, as read; work: (3, h', w') float32 in [0, 1], the working image
-    (`Segmenter._prepare`: the backbone's square by default); feats: (C, h, w) float32 backbone
+    (`stages.prepare`: the backbone's square by default); feats: (C, h, w) float32 backbone
     features; tree: the NCut tree (either method) built at the session's top tau; work_maps: memo per cut, keyed by the
     cut's tree leaves: its refined segment map "work" (h', w') int32 at the working size, and
     once named its CLIP segment embeddings "ids", "emb".
@@ -111,10 +112,13 @@ class DemoSession:
             loaded = time.perf_counter() - t0
             with torch.inference_mode():
                 t0 = time.perf_counter()
-                prepared = seg._prepare(array)  # (backbone input, working image)
-                feats, walks = seg._features([prepared])  # the one backbone pass
+                cfg = seg.config
+                prepared = seg.prepare(array)  # (backbone input, working image)
+                feats, walks = stages.extract(seg.backbone, prepared[0][None].to(seg.device), method=cfg.method,
+                                              attention_layers=cfg.attention_layers)  # the one backbone pass
                 t1 = time.perf_counter()
-                tree = seg._hierarchy(feats[0], walks[0], tau=self.max_tau)
+                tree = stages.build_tree(feats, walks, method=cfg.method, top=self.max_tau,
+                                         **stages.method_options(cfg))[0]
                 t2 = time.perf_counter()
             state = ImageState(key, array, source, size, prepared[1], feats[0], tree,
                                seconds={"load": loaded, "backbone": t1 - t0, "ncut_tree": t2 - t1})
@@ -140,11 +144,10 @@ class DemoSession:
             if vocabulary is not None:
                 names = list(vocabulary.names)
                 labels = self._labels(state, leaves, work, vocabulary)
-            full = _io.resize_nearest(work, state.array.shape[:2]).astype(np.int32)
             record = seg.run_record(vocabulary)  # as `Segmenter.label` at this tau would record
-            record["settings"]["tau"] = tau
-            return build_result(state.array, full, labels, names, record["settings"], state.source,
-                                state.source_size, record)
+            record["settings"][self._method().setting] = tau
+            return stages.assemble(state.array, work, labels=labels, names=names, settings=record["settings"],
+                                   source=state.source, source_size=state.source_size, record=record)
 
     def num_segments(self, state: ImageState, tau: float) -> int:
         """Segments of the low-res cut at `tau` (before refinement, which may drop a few)."""
@@ -154,8 +157,8 @@ class DemoSession:
         """-> (the cut's leaves, its refined map (h', w') int32 at the working size)."""
         leaves = tuple(state.tree.leaves(tau))  # the cut is identified by its leaves
         if leaves not in state.work_maps:
-            low = state.tree.cut(tau)  # pruning of the kept tree (Hierarchy.cut)
-            work = self.segmenter._refine(state.feats, low, state.work).astype(np.int32)
+            low, _ = stages.cut(state.tree, tau)  # pruning of the kept tree (Hierarchy.cut)
+            work = stages.refine(state.feats, low, state.work, self.segmenter.config.pamr()).astype(np.int32)
             state.work_maps[leaves] = {"work": work}
             while len(state.work_maps) > self.max_cuts:
                 state.work_maps.popitem(last=False)
@@ -181,6 +184,11 @@ class DemoSession:
         found = labeler.classify_embeddings(emb, vocabulary, segment_ids=ids.tolist(),
                                             top_k=self.segmenter.config.top_k)
         return {int(lab.segment_id): lab for lab in found}
+
+    def _method(self):
+        from ovseg.masks import get_method
+
+        return get_method(self.segmenter.config.method)
 
     def _tree_settings(self) -> tuple:
         c = self.segmenter.config

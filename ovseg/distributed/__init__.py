@@ -97,13 +97,15 @@ def segment_dataset(inputs, *, out=None, config=None, format: str = "files", wor
 
 def _dataset(inputs, vocab, *, out, config, format, workers, gpus_per_worker, cpus_per_worker,
              overwrite, ray_remote_args):
+    from ovseg.pipeline import SegmenterConfig
+
+    config = (config or SegmenterConfig()).validate()  # settings errors before Ray or any model starts
     require_ray()
     from ovseg.distributed import _job
-    from ovseg.pipeline import SegmenterConfig
 
     _job.connect(None)
     records, known_failures = _job.build(
-        inputs, vocab, out=out, fmt=format, config=config or SegmenterConfig(), workers=workers,
+        inputs, vocab, out=out, fmt=format, config=config, workers=workers,
         gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, overwrite=overwrite,
         ray_remote_args=ray_remote_args)
     if out is None:

@@ -23,7 +23,7 @@ import json
 import numpy as np
 
 from ovseg import io as _io
-from ovseg._results import Segment, SegmentationResult
+from ovseg.pipeline._results import Segment, SegmentationResult
 
 RECORD_FIELDS = ("path", "stem", "task", "status", "error", "width", "height", "source_width",
                  "source_height", "max_pixels", "settings", "record", "vocabulary", "segments")
@@ -72,7 +72,7 @@ def result_to_record(result: SegmentationResult, stem: str, max_pixels: int) -> 
             "status": "done", "error": None, "width": int(w), "height": int(h),
             "source_width": int(w0), "source_height": int(h0), "max_pixels": int(max_pixels),
             "settings": settings_text(result.settings),
-            "record": json.dumps(result.record or None, default=str),  # what made it (ovseg._results)
+            "record": json.dumps(result.record or None, default=str),  # what made it (ovseg.pipeline._records)
             "vocabulary": None if result.classes is None else list(result.classes),
             "segments": segments}
 

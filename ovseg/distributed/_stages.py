@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from ovseg import io as _io
-from ovseg._results import record_status
+from ovseg.pipeline._records import record_status
 from ovseg.distributed import _records, _sources
 
 CRASH_ONCE_ENV = "OVSEG_RAY_CRASH_ONCE"  # fault injection for tests: a marker file path
@@ -92,7 +92,7 @@ class Decode:
         outs = _sources.output_locations(self.out, stem, self.task)
         if not all(_exists(p) for p in (outs["png"], outs["overlay"])):
             return False
-        # the local engine's rule (ovseg._results): same settings, vocabulary and output format
+        # the local engine's rule (ovseg.pipeline._records): same settings, vocabulary and output format
         return record_status(_sources.read_text(outs["json"]), self.record) == "current"
 
 
@@ -140,40 +140,29 @@ class Segment:
                 continue
             record = _records.result_to_record(result, r["stem"], self.segmenter.config.max_pixels)
             if self.out is not None and self.fmt == "files":
-                try:
-                    self._write(result, r["stem"])
-                except OSError as err:
+                from ovseg.pipeline._runner import write_one
+
+                error = write_one(lambda: self._write(result, r["stem"]), r["path"])
+                if error is not None:  # the local engine's rule: this image fails, the job goes on
                     record = _records.empty_record(r["path"], r["stem"], self.task, status="failed",
-                                                   error=f"{r['path']}: cannot write outputs: {err}",
-                                                   settings=settings, classes=self.classes)
+                                                   error=error, settings=settings, classes=self.classes)
             records.append(record)
         return pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
 
     def _results(self, todo: list[dict]) -> list:
-        """One SegmentationResult, or an error message, per row; a failing batch is retried one
-        image at a time to find the culprit (as `Segmenter.process_files` does)."""
-        from ovseg._weights import WeightsNotFoundError
-        from ovseg.pipeline import ModelLoadError
+        """One SegmentationResult, or an error message, per row, by the local engine's retry
+        policy (`ovseg.pipeline._runner.run_batch`): settings errors, missing weights and models
+        that cannot load stop the job; any other error fails that image alone."""
+        from ovseg.pipeline._runner import run_batch
 
-        if not todo:
-            return []
-        arrays = [np.frombuffer(r["image"], dtype=np.uint8).reshape(r["height"], r["width"], 3)
-                  for r in todo]
-        try:
-            if self.vocab is None:
-                results = self.segmenter.segment(arrays)
-            else:
-                results = self.segmenter.label(arrays, self.vocab)
-        except (WeightsNotFoundError, ModelLoadError, MemoryError, KeyboardInterrupt):
-            raise  # settings or machine problems stop the job, as on one machine
-        except (ValueError, RuntimeError, OSError) as err:
-            if len(todo) > 1:
-                return [out for r in todo for out in self._results([r])]
-            return [f"{todo[0]['path']}: {type(err).__name__}: {err}"]
-        for r, result in zip(todo, results):  # what read_image gave process_files
-            result.source = r["path"]
-            result.source_size = (r["source_height"], r["source_width"])
-        return results
+        def fn(rows):
+            arrays = [_io.as_rgb_array(np.frombuffer(r["image"], dtype=np.uint8).reshape(r["height"], r["width"], 3),
+                                       max_pixels=self.segmenter.config.max_pixels) for r in rows]
+            results = self.segmenter.run(arrays, self.vocab, sources=[r["path"] for r in rows],
+                                         source_sizes=[(r["source_height"], r["source_width"]) for r in rows])
+            return results  # sources and sizes: what read_image gave process_files
+
+        return run_batch(fn, todo, [r["path"] for r in todo])
 
     def _write(self, result, stem: str) -> None:
         from ovseg.pipeline import Segmenter

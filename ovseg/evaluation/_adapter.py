@@ -9,66 +9,61 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from ovseg._defaults import ALPHA, TAU
+
 
 def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", weights: str | None = None,
-                    device: str = "cpu", alpha: float = 10.0, refine: bool = True,
+                    device: str = "cpu", alpha: float = ALPHA, refine: bool = True,
                     mask_size: int = 128, method: str = "diffcut", walk_steps: int = 1,
                     attention_layers: Sequence[int | str] | None = None) -> Callable:
     """image (3, S, S) -> {"tau=<t>": segment map (mask_size, mask_size) int64}, one per tau.
 
-    As the published benchmark: features of the whole (already 1024 px) image, the NCut hierarchy
+    As the published benchmark: features of the whole (already 1024 px) image, the method's tree
     built once at the largest tau and cut at every tau, segments brought to mask_size by concept
     assignment (METHOD.md 4) and refined there with PAMR, 10 iterations, dilations 1, 2, 4, 8,
-    then a 3x3 median filter on the labels. method="random-walk" cuts the walk on the combined
-    self-attention instead (``ovseg.masks.capture_transitions``; walk_steps, attention_layers as
-    in ``Segmenter``). A tau of "auto" ("tau=auto") is ``auto_tau`` on the same tree (built up to
-    tau = 1 then).
+    then a 3x3 median filter on the labels (`PAMRConfig.benchmark()`). The same public stages as
+    `Segmenter` (`ovseg.pipeline.stages`: extract, build_tree, cut, refine); method: a name of
+    `ovseg.masks.list_methods()` (walk_steps, attention_layers as in ``Segmenter``). A tau of
+    "auto" ("tau=auto") is ``auto_tau`` on the same tree (built up to tau = 1 then).
     """
     import torch
     import torch.nn.functional as F
 
     import ovseg
+    from ovseg.masks import PAMRConfig, get_method
+    from ovseg.masks._random_walk import AUTO_TAU_MAX
+    from ovseg.pipeline import stages
 
-    from ovseg.masks import PAMRConfig, build_hierarchy, refine_segments
-
-    # METHOD.md 4, the benchmark setting: 10 iterations, dilations 1-8, median filter as published
-    pamr = PAMRConfig(iterations=10, dilations=(1, 2, 4, 8), label_filter="median") if refine else None
+    pamr = PAMRConfig.benchmark() if refine else None  # METHOD.md 4, the benchmark setting
     fixed = sorted({float(t) for t in taus if t != "auto"})
     auto = any(t == "auto" for t in taus)
-    if auto:
-        from ovseg.masks import auto_tau
-        from ovseg.masks._random_walk import AUTO_TAU_MAX
     top = max(fixed + ([AUTO_TAU_MAX] if auto else []))  # auto reads the tree up to tau = 1
+    given = {"alpha": alpha, "walk_steps": walk_steps}
+    options = {k: given[k] for k in get_method(method).options if k in given}
     model = ovseg.create_backbone(backbone, weights=weights, device=device)
     model = model.eval() if hasattr(model, "eval") else model
 
     @torch.no_grad()
     def predict(image: torch.Tensor) -> dict[str, torch.Tensor]:
-        if method == "random-walk":  # the walk on the combined self-attention (METHOD.md 5)
-            from ovseg.masks import capture_transitions, hierarchy_builder
-
-            feats, walk = capture_transitions(model, image[None].to(device), attention_layers)
-            hierarchy = hierarchy_builder(feats[0], walk[0], method=method, steps=walk_steps)(top)
-            feats = feats[0]
-        else:
-            feats = model(image[None].to(device))[0].float()  # (C, h, w); normalised by the cut
-            hierarchy = build_hierarchy(feats, alpha=alpha, tau=top)
+        feats, walks = stages.extract(model, image[None].to(device), method=method,
+                                      attention_layers=attention_layers)
+        tree = stages.build_tree(feats, walks, method=method, top=top, **options)[0]
+        feats = feats[0]  # (C, h, w); normalised by the cut
         small = F.interpolate(image[None].float(), size=(mask_size, mask_size), mode="bilinear",
                               align_corners=False)[0].to(feats.device)
         out = {}
-        for tau in fixed:
-            out[f"tau={tau:g}"] = refine_segments(feats, hierarchy.cut(tau), small, refine=pamr).cpu()
-        if auto:
-            t = auto_tau(hierarchy, tau_max=AUTO_TAU_MAX)
-            out["tau=auto"] = refine_segments(feats, hierarchy.cut(t), small, refine=pamr).cpu()
+        for tau in fixed + (["auto"] if auto else []):
+            low, _ = stages.cut(tree, tau)
+            key = "tau=auto" if tau == "auto" else f"tau={tau:g}"
+            out[key] = torch.from_numpy(stages.refine(feats, low, small, pamr, compact=False))
         return out
 
     return predict
 
 
 def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", weights: str | None = None,
-                      clip_weights: str | None = None, device: str = "cpu", tau: float | str = 0.5,
-                      alpha: float = 10.0, refine: bool = True, method: str = "diffcut",
+                      clip_weights: str | None = None, device: str = "cpu", tau: float | str = TAU,
+                      alpha: float = ALPHA, refine: bool = True, method: str = "diffcut",
                       walk_steps: int = 1, attention_layers=None,
                       **segmenter_options) -> Callable:
     """image (3, H, W) -> class map (H, W) int64 from `Segmenter.label` (-1: no class).
@@ -105,10 +100,9 @@ def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, tau
     recipe="published", open vocabulary: COCO-Object's CLIP input is the 1024 px image upsampled to
     2048 px, as DiffCut's open-vocabulary script; every other setting is already the published one.
     """
-    if device is None:
-        import torch
+    from ovseg._devices import resolve_device
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))
     if protocol == "open-vocabulary":
         if len(taus) != 1:
             raise ValueError("the open-vocabulary protocol takes a single --tau")

@@ -180,33 +180,27 @@ def prune_unet(unet, layer: str) -> None:
     unet.conv_norm_out = unet.conv_act = unet.conv_out = None
 
 
-def _unet_files(variant: str | None) -> list[str]:
-    suffix = f".{variant}.safetensors" if variant else ".safetensors"
-    return ["model_index.json", "scheduler/scheduler_config.json", *_prompt.TEXT_ENCODER_CONFIGS,
-            *(f"{sub}/{f}" for sub in ("unet", "vae") for f in ("config.json", f"diffusion_pytorch_model{suffix}"))]
+def _weight_file(sub: str, stem: str) -> tuple[str, str]:
+    """`required=` entry of resolve_weights: the fp16 variant file (half the download), else fp32."""
+    return (f"{sub}/{stem}.fp16.safetensors", f"{sub}/{stem}.safetensors")
 
 
-def _text_files(variant: str | None) -> list[str]:
-    suffix = f".{variant}.safetensors" if variant else ".safetensors"
-    return ["text_encoder/model" + suffix, "text_encoder_2/model" + suffix, "tokenizer/*", "tokenizer_2/*"]
+def _unet_required() -> list:
+    """What every run needs: the pipeline index, the scheduler config, UNet and VAE."""
+    return ["model_index.json", "scheduler/scheduler_config.json", "unet/config.json", "vae/config.json",
+            _weight_file("unet", "diffusion_pytorch_model"), _weight_file("vae", "diffusion_pytorch_model")]
 
 
-def _weights_of(*subs: str) -> list[tuple[str, ...]]:
-    """`required=` for resolve_weights: a safetensors file, of either precision, in each folder."""
-    return [(f"{sub}/*.safetensors",) for sub in subs]
+def _text_required(sdxl: bool) -> list:
+    """What the first run needs besides (the text encoders compute the empty-prompt embedding once)."""
+    subs = [""] + (["_2"] if sdxl else [])
+    return [f for s in subs for f in (f"text_encoder{s}/config.json", _weight_file(f"text_encoder{s}", "model"),
+                                      f"tokenizer{s}/*")]
 
 
-def _has_weights(folder: Path) -> bool:
-    return any(folder.glob("*.safetensors"))
-
-
-def _require(path: Path, name: str, subs: list[str], what: str) -> None:
-    from ovseg._weights import WeightsNotFoundError
-
-    lacking = [s for s in subs if not _has_weights(path / s)]
-    if lacking:
-        raise WeightsNotFoundError(f"{name}: {path} lacks weights in {', '.join(s + '/' for s in lacking)}: "
-                                   f"{what} is needed there.")
+def download_files(sdxl: bool) -> list[str]:
+    """The globs a first run downloads from the official repository (docs/weights.md): fp16 files."""
+    return [e if isinstance(e, str) else e[0] for e in _unet_required() + _text_required(sdxl)]
 
 
 def _variant(path: Path, sub: str, stem: str) -> str | None:
@@ -230,28 +224,15 @@ def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool,
     """Load unet + vae + scheduler config (fp16 files where the repo has them); the text encoders
     only when the empty-prompt cache is empty. layer: default `last_encoder_attention(unet)`."""
     device, dtype = default_device_dtype(device, dtype)
-    get = partial(resolve_weights, weights, repo_id=repo_id, model=name, download_size=download_size)
-    files = _unet_files("fp16")  # half the download of the fp32 files
-    path = Path(get(allow_patterns=files, required=_weights_of("unet", "vae")))
-    missing = [sub for sub in ("unet", "vae") if not _has_weights(path / sub)]
-    if missing:  # a repo without fp16 files for these
-        files += [f"{sub}/diffusion_pytorch_model.safetensors" for sub in missing]
-        path = Path(get(allow_patterns=files, required=_weights_of("unet", "vae")))
-        _require(path, name, missing, "diffusion_pytorch_model[.fp16].safetensors")
+    get = partial(resolve_weights, weights, repo_id=repo_id, model=name, download_size=download_size,
+                  optional=_prompt.TEXT_ENCODER_CONFIGS, hint_files=download_files(sdxl))
+    path = Path(get(required=_unet_required()))
     local = weights is not None and Path(weights).expanduser().is_dir()
     cache = _prompt.cache_file(str(Path(weights).expanduser().resolve()) if local else str(weights or repo_id), path,
                                sdxl=sdxl)
     embeds = _prompt.load_cached(cache)
     if embeds is None:  # first use: the text encoders compute the empty-prompt embeddings once
-        subs = ["text_encoder", "tokenizer"] + (["text_encoder_2", "tokenizer_2"] if sdxl else [])
-        for variant in ("fp16", None):
-            if all(_has_weights(path / s) if s.startswith("text") else (path / s).is_dir() for s in subs):
-                break
-            path = Path(get(allow_patterns=files + _text_files(variant),
-                            required=_weights_of("unet", "vae", *(s for s in subs if s.startswith("text")))
-                            + [(f"{s}/*",) for s in subs if s.startswith("tokenizer")]))
-        _require(path, name, [s for s in subs if s.startswith("text")], "model[.fp16].safetensors (used once, "
-                 "to compute the empty-prompt embeddings)")
+        path = Path(get(required=_unet_required() + _text_required(sdxl)))
         embeds = _prompt.encode_empty_prompt(path, sdxl=sdxl)
         _prompt.save_cached(cache, embeds)
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel  # after resolving: fail fast
@@ -306,5 +287,5 @@ _register("vega", "segmind/Segmind-Vega", f"1.7 GB ({_TEXT_XL})", True, 1024,
           "Segmind-Vega UNet encoder (SDXL distilled, 0.75B)")
 _register("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", f"1.9 GB ({_TEXT_SD1})", False, 512,
           "Stable Diffusion 1.5 UNet encoder")
-_register("sd14", "CompVis/stable-diffusion-v1-4", f"1.9 GB, 3.4 GB without fp16 files ({_TEXT_SD1})", False, 512,
+_register("sd14", "CompVis/stable-diffusion-v1-4", f"1.9 GB ({_TEXT_SD1}; 3.8 GB + 0.49 GB from fp32 files)", False, 512,
           "Stable Diffusion 1.4 UNet encoder")

@@ -16,7 +16,11 @@ from ovseg._weights import resolve_weights
 from ovseg.features._base import Backbone, BackboneOutput, check_finite, check_images, default_device_dtype
 from ovseg.features._registry import register_backbone
 
-_WEIGHT_FILES = ["config.json", "model.safetensors"]
+# config.json, and the weights as safetensors where the repository has them, else its PyTorch
+# pickle (openai/clip-vit-base-patch16 holds pytorch_model.bin and no safetensors file, see
+# docs/weights.md), which transformers reads with torch.load(weights_only=True): tensors only.
+_REQUIRED = ["config.json", ("model.safetensors", "pytorch_model.bin")]
+_DOWNLOADS = {"clip-b16": ["config.json", "pytorch_model.bin"]}  # what the official repo holds, for the hint
 
 
 def load_config(name: str) -> dict:
@@ -108,17 +112,22 @@ def _info_resolution(name: str) -> int:
     return backbone_info(name).resolution
 
 
+def download_files(name: str) -> list[str]:
+    """The files a run downloads from backbone `name`'s official repository (docs/weights.md)."""
+    return _DOWNLOADS.get(name, ["config.json", "model.safetensors"])
+
+
 def _build_vit(name: str, repo_id: str, download_size: str, *, weights=None, device=None, dtype=None,
                resolution: int | None = None) -> ViTBackbone:
     device, dtype = default_device_dtype(device, dtype)
     path = resolve_weights(weights, repo_id=repo_id, model=name, download_size=download_size,
-                           allow_patterns=_WEIGHT_FILES, required=_WEIGHT_FILES)
+                           required=_REQUIRED, hint_files=download_files(name))
     import transformers  # after resolving: an offline error comes in seconds
     cls = getattr(transformers, _FAMILIES[name.split("-")[0]][0])
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # the text tower's weights are expected to be unused
     try:
-        model = cls.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+        model = cls.from_pretrained(path, dtype=dtype, attn_implementation="sdpa", weights_only=True)
     finally:
         transformers.logging.set_verbosity(verbosity)
     return from_model(name, model, resolution=resolution, device=device, dtype=dtype)

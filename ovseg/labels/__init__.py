@@ -1,4 +1,5 @@
 """segments -> names: vocabularies and prompt templates (`prompts/`), CLIP mask pooling."""
+from ovseg.labels._classes import as_vocabulary
 from ovseg.labels._vocabulary import (
     Vocabulary,
     VocabularyError,
@@ -13,7 +14,7 @@ from ovseg.labels._vocabulary import (
 _LAZY = {"Labeler", "LabelerConfig", "SegmentLabel", "UNLABELED", "create_labeler", "semantic_map",
          "segments_by_class"}
 
-__all__ = ["Vocabulary", "VocabularyError", "list_templates", "list_vocabularies", "load_background",
+__all__ = ["Vocabulary", "VocabularyError", "as_vocabulary", "list_templates", "list_vocabularies", "load_background",
            "load_templates", "load_vocabulary", *sorted(_LAZY)]
 
 

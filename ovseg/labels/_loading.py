@@ -1,9 +1,9 @@
 """Loading an open_clip model from its official hub location, another repo id, or a local folder.
 
 A folder is in the layout of open_clip's `hf-hub:` checkpoints: `open_clip_config.json` (with
-`model_cfg` and `preprocess_cfg`) next to `open_clip_model.safetensors` or
-`open_clip_pytorch_model.bin`. A folder with only a checkpoint file is read with open_clip's
-built-in config for `model`.
+`model_cfg` and `preprocess_cfg`) next to one of `_CHECKPOINTS` (the official repository of the
+default model holds `open_clip_pytorch_model.bin`, see docs/weights.md). A folder with only a
+checkpoint file is read with open_clip's built-in config for `model`.
 """
 from __future__ import annotations
 
@@ -17,13 +17,16 @@ _SIZES = {
     "convnext_large_d_320": "1.4 GB", "convnext_large_d": "1.4 GB", "convnext_base_w_320": "0.7 GB",
     "ViT-B-16": "0.6 GB", "ViT-B-32": "0.6 GB", "ViT-L-14": "1.7 GB", "ViT-L-14-336": "1.7 GB",
 }
+# The names open_clip's hub repositories use, in open_clip's own order of preference. The default
+# model's repository holds open_clip_pytorch_model.bin (1.41 GB); some repositories also hold the
+# same weights as safetensors. A download takes the first of these the repository has, and only
+# that one; a pickle is read by open_clip with torch.load(weights_only=True): tensors only.
 _CHECKPOINTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
                 "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth")
 _TEXT_FILES = ["open_clip_config.json", "tokenizer*", "special_tokens_map.json", "vocab*", "merges.txt"]
-# Official repos hold the same weights as .safetensors and as a .bin pickle (1.4 GB each for the
-# default model): download the safetensors, and a pickle only from a repo that has nothing else.
-_DOWNLOADS = ([*_TEXT_FILES, *(c for c in _CHECKPOINTS if c.endswith(".safetensors"))],
-              [*_TEXT_FILES, *_CHECKPOINTS])
+# The files docs/weights.md (and the offline message) tell users to download: what the default
+# repository is known to hold.
+DOWNLOAD_FILES = ["open_clip_config.json", "open_clip_pytorch_model.bin"]
 
 
 def _official_repo(model: str, pretrained: str) -> str:
@@ -61,19 +64,12 @@ def load_open_clip(model: str, pretrained: str | None, weights: str | os.PathLik
         repo_id = _official_repo(model, pretrained)
     else:
         repo_id = str(weights)
-    for allow in _DOWNLOADS:
-        directory = Path(resolve_weights(
-            weights, repo_id=repo_id, model=f"open_clip {model} ({pretrained or 'custom weights'})",
-            download_size=_SIZES.get(model, "an unknown size"), allow_patterns=allow,
-            required=[_CHECKPOINTS], hint="clip_weights",
-        ))
-        checkpoint = _checkpoint_in(directory)
-        if checkpoint is not None:
-            break
-    if checkpoint is None:
-        raise WeightsNotFoundError(
-            f"{directory} holds no open_clip checkpoint (expected one of {', '.join(_CHECKPOINTS)})"
-        )
+    directory = Path(resolve_weights(
+        weights, repo_id=repo_id, model=f"open_clip {model} ({pretrained or 'custom weights'})",
+        download_size=_SIZES.get(model, "an unknown size"), required=[_CHECKPOINTS], optional=_TEXT_FILES,
+        hint="clip_weights", hint_files=DOWNLOAD_FILES,
+    ))
+    checkpoint = _checkpoint_in(directory)
     if (directory / "open_clip_config.json").is_file():
         name = f"local-dir:{directory}"
         clip = open_clip.create_model(name, device="cpu")

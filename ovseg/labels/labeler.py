@@ -321,8 +321,9 @@ def create_labeler(
     """Load an open_clip model as a Labeler.
 
     weights: None = the official Hugging Face repo of (model, pretrained); a repo id; or a local
-        folder (open_clip_config.json + open_clip_model.safetensors/.bin). Offline without a local
-        copy: `ovseg.WeightsNotFoundError`, within seconds, saying how to pass a folder.
+        folder (open_clip_config.json + open_clip_pytorch_model.bin or a .safetensors checkpoint,
+        docs/weights.md). Offline without a local copy: `ovseg.WeightsNotFoundError`, within
+        seconds, saying how to pass a folder.
     device: default CPU. dtype: default float32 (float16/bfloat16 on GPU halve the memory).
     options: LabelerConfig fields (resolution, normalize, pooling, templates, score, text_batch_size,
         disk_cache).

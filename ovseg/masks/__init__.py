@@ -1,15 +1,15 @@
 """features -> segments: DiffCut's affinity and recursive normalized cut (METHOD.md sections 2-3),
 the full-resolution concept assignment and PAMR refinement (section 4), and random-walk cuts on
-self-attention (section 5)."""
+self-attention (section 5).
+
+Cut methods are chosen by name through the registry (`get_method`, `list_methods`,
+`register_method`, in _methods.py): a new method is one module plus one registration, imported
+below."""
 from ovseg.masks._affinity import affinity
 from ovseg.masks._hierarchy import Hierarchy, HierarchyNode
-from ovseg.masks._method import (
-    METHODS,
-    AttentionCombiner,
-    capture_transitions,
-    hierarchy_builder,
-    segment_image,
-)
+from ovseg._defaults import ALPHA, TAU
+from ovseg.masks._methods import CutMethod, get_method, list_methods, register_method
+from ovseg.masks._method import AttentionCombiner, NCutTree, capture_transitions, hierarchy_builder, segment_image
 from ovseg.masks._ncut import NCutConfig, ncut_hierarchy
 from ovseg.masks._pamr import PAMRConfig, pamr
 from ovseg.masks._random_walk import (
@@ -25,9 +25,9 @@ from ovseg.masks._segment import build_hierarchy, refine_segments, segment_featu
 from ovseg.masks._upsample import assign_concepts
 
 __all__ = [
-    "METHODS", "AttentionCombiner", "Hierarchy", "HierarchyNode", "NCutConfig", "PAMRConfig",
+    "ALPHA", "TAU", "AttentionCombiner", "CutMethod", "NCutTree", "Hierarchy", "HierarchyNode", "NCutConfig", "PAMRConfig",
     "affinity", "assign_concepts", "auto_tau", "build_hierarchy", "capture_transitions",
-    "combine_attention", "cut_auto", "hierarchy_builder", "ncut_hierarchy", "pamr", "random_walk_affinity",
-    "random_walk_hierarchy", "random_walk_segments", "refine_segments", "segment_features",
+    "combine_attention", "cut_auto", "get_method", "hierarchy_builder", "list_methods", "ncut_hierarchy", "pamr", "random_walk_affinity",
+    "random_walk_hierarchy", "random_walk_segments", "register_method", "refine_segments", "segment_features",
     "segment_image", "stationary_distribution",
 ]

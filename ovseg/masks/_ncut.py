@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from ovseg._defaults import ALPHA, TAU
 from ovseg.masks._eigen import fiedler_small, fiedler_vector
 from ovseg.masks._hierarchy import Hierarchy, HierarchyNode
 from ovseg.masks._split import best_split, best_split_small
@@ -35,8 +36,8 @@ class NCutConfig:
     code are fixes of its defects only (docs/benchmarks-ncut.md).
     """
 
-    alpha: float = 10.0  # affinity exponent W = C**alpha (paper default): a soft threshold
-    tau: float = 0.5  # accept a split iff NCut < tau (paper default); lower tau = fewer segments
+    alpha: float = ALPHA  # affinity exponent W = C**alpha (paper default): a soft threshold
+    tau: float = TAU  # accept a split iff NCut < tau (paper default); lower tau = fewer segments
     split: str = "grid"  # "grid": the paper's 100 thresholds in [0.99 min y, 0.99 max y], so tau
     # keeps the meaning it was tuned with; "exact": every distinct value of y (never a worse cut,
     # so slightly more segments at the same tau)

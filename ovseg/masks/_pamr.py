@@ -82,7 +82,9 @@ class PAMRConfig:
     @classmethod
     def open_vocabulary(cls) -> "PAMRConfig":
         """DiffCut's open-vocabulary evaluation: 15 iterations, dilations up to 64, median, at 1024 px."""
-        return cls(iterations=15, dilations=(1, 2, 4, 8, 12, 24, 32, 64))
+        from ovseg._defaults import PAMR_DILATIONS, PAMR_FILTER, PAMR_ITERATIONS
+
+        return cls(iterations=PAMR_ITERATIONS, dilations=PAMR_DILATIONS, label_filter=PAMR_FILTER)
 
     @classmethod
     def demo(cls, iterations: int = 20) -> "PAMRConfig":

@@ -12,6 +12,7 @@ _LAZY = {
     "make_tiny_clip_weights": "ovseg.testing._labels",
     "make_random_backbone": "ovseg.testing._features",
     "make_random_labeler": "ovseg.testing._labels",
+    "FakeHub": "ovseg.testing._hub",
 }
 __all__ = list(_LAZY)
 

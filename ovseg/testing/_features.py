@@ -1,8 +1,11 @@
 """Random-weight backbones built from the architectures shipped in ovseg/features/configs.
 
-- `make_tiny_backbone_weights(name, directory)`: a tiny checkpoint in the real on-disk layout
-  (diffusers: model_index.json, unet/, vae/, scheduler/, text_encoder(_2)/, tokenizer(_2)/;
-  transformers: config.json + model.safetensors), to load with `create_backbone(name, weights=dir)`.
+- `make_tiny_backbone_weights(name, directory)`: a tiny checkpoint in the on-disk layout of the
+  official repository (docs/weights.md): diffusers repos: model_index.json, scheduler/, unet/, vae/,
+  text_encoder(_2)/ (each weight file as fp32 `*.safetensors` and as the `*.fp16.safetensors`
+  variant that a real first run downloads), tokenizer(_2)/; transformers repos: config.json and
+  the weight file(s) the repository holds (`pytorch_model.bin` only for clip-b16). Load it with
+  `create_backbone(name, weights=dir)`; `fp16=False` leaves out the variant files.
 - `make_random_backbone(name, size="full")`: the full-size architecture with random weights, built
   in memory (no download, no disk), for timing and memory benchmarks. size="tiny" gives the tiny one.
 """
@@ -163,17 +166,50 @@ def _write_text_encoder(directory: Path, cls_name: str, hidden: int, vocab_size:
     getattr(transformers, cls_name)(config).save_pretrained(str(directory))
 
 
-def make_tiny_backbone_weights(name: str, directory) -> str:
+# Weight files of the official transformers repositories (docs/weights.md): openai/clip-vit-base-patch16
+# holds a PyTorch pickle and no safetensors file; facebook/dinov2-* hold both; google/siglip-* safetensors.
+_VIT_FILES = {"clip": ("pytorch_model.bin",), "dinov2": ("model.safetensors", "pytorch_model.bin"),
+              "siglip": ("model.safetensors",)}
+
+
+def _write_vit(model, directory: Path, files: tuple[str, ...]) -> None:
+    model.config.save_pretrained(str(directory))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    for file in files:
+        if file.endswith(".bin"):
+            torch.save(state, directory / file)
+        else:
+            from safetensors.torch import save_file
+
+            save_file(state, str(directory / file), metadata={"format": "pt"})
+
+
+def _add_fp16_variant(folder: Path, stem: str) -> None:
+    """Write `stem.fp16.safetensors` beside `stem.safetensors`: the same tensors in float16, as the
+    official repositories' variant files (what a real first run downloads and loads)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(folder / f"{stem}.safetensors"), framework="pt") as f:
+        metadata = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    save_file(half, str(folder / f"{stem}.fp16.safetensors"), metadata=metadata)
+
+
+def make_tiny_backbone_weights(name: str, directory, *, fp16: bool = True) -> str:
     """Write a tiny random-weight checkpoint of backbone `name` to `directory`; return its path.
 
-    The layout is that of the official repository, so `create_backbone(name, weights=path)` loads it
-    with the same `from_pretrained` calls as the real weights. Outputs are meaningless.
+    The layout is that of the official repository (file names, subfolders, fp16 variant files), so
+    `create_backbone(name, weights=path)` loads it with the same `from_pretrained` calls, and the
+    same choice of files, as the real weights. fp16=False: a repository without fp16 variant files
+    (diffusers backbones only). Outputs are meaningless.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if _family(name) == "vit":
         torch.manual_seed(0)
-        _vit_model(name, "tiny").save_pretrained(str(directory))
+        _write_vit(_vit_model(name, "tiny"), directory, _VIT_FILES[name.split("-")[0]])
         return str(directory)
     torch.manual_seed(0)
     unet, vae, scheduler, sdxl = _unet_modules(name, "tiny")
@@ -192,4 +228,8 @@ def make_tiny_backbone_weights(name: str, directory) -> str:
         index.update(text_encoder_2=["transformers", "CLIPTextModelWithProjection"],
                      tokenizer_2=["transformers", "CLIPTokenizer"])
     (directory / "model_index.json").write_text(json.dumps(index, indent=1))
+    if fp16:
+        for sub, stem in [("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
+                          ("text_encoder", "model")] + ([("text_encoder_2", "model")] if sdxl else []):
+            _add_fp16_variant(directory / sub, stem)
     return str(directory)

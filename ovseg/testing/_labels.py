@@ -1,6 +1,6 @@
-"""Tiny random-weight open_clip checkpoints for the labeler, in the layout of open_clip's `hf-hub:`
-checkpoints (open_clip_config.json + open_clip_model.safetensors), loaded back through the same
-`create_labeler(weights=DIR)` path as real weights."""
+"""Tiny random-weight open_clip checkpoints for the labeler, in the layout of the official repository
+of the default model (open_clip_config.json + open_clip_pytorch_model.bin, docs/weights.md), loaded
+back through the same `create_labeler(weights=DIR)` path as real weights."""
 from __future__ import annotations
 
 import json
@@ -27,10 +27,17 @@ TINY_CONFIGS = {
 }
 
 
-def make_tiny_clip_weights(directory: str | os.PathLike, *, kind: str = "convnext", seed: int = 0) -> str:
+# The checkpoint names open_clip's hub repositories use; the default model's repository holds the .bin.
+CHECKPOINT_NAMES = ("open_clip_pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.safetensors")
+
+
+def make_tiny_clip_weights(directory: str | os.PathLike, *, kind: str = "convnext", seed: int = 0,
+                           checkpoint: str = "open_clip_pytorch_model.bin") -> str:
     """Write a tiny random open_clip model (`kind`: "convnext" or "vit") to `directory`; return it.
 
-    Use as `ovseg.labels.create_labeler(weights=path)`. Its outputs mean nothing.
+    checkpoint: the weight file's name, one of `CHECKPOINT_NAMES` (default: the name the default
+    model's official repository uses; a .bin is a plain state_dict, as open_clip saves it). Use
+    as `ovseg.labels.create_labeler(weights=path)`. Its outputs mean nothing.
     """
     import open_clip
     import torch
@@ -38,6 +45,8 @@ def make_tiny_clip_weights(directory: str | os.PathLike, *, kind: str = "convnex
 
     if kind not in TINY_CONFIGS:
         raise ValueError(f"unknown tiny CLIP kind {kind!r}; valid: {', '.join(TINY_CONFIGS)}")
+    if checkpoint not in CHECKPOINT_NAMES:
+        raise ValueError(f"unknown checkpoint name {checkpoint!r}; valid: {', '.join(CHECKPOINT_NAMES)}")
     cfg = json.loads(json.dumps(TINY_CONFIGS[kind]))
     torch.manual_seed(seed)
     model = open_clip.CLIP(**cfg)
@@ -48,7 +57,10 @@ def make_tiny_clip_weights(directory: str | os.PathLike, *, kind: str = "convnex
                                                    "std": list(open_clip.OPENAI_DATASET_STD), "size": size}}
     (path / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path / "open_clip_model.safetensors"))
+    if checkpoint.endswith(".bin"):
+        torch.save(state, path / checkpoint)
+    else:
+        save_file(state, str(path / checkpoint))
     return str(path)
 
 

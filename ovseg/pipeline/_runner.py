@@ -1,10 +1,11 @@
-"""The file runner behind `Segmenter.process_files`: read ahead, process in batches, write behind.
+"""The file runner behind `Segmenter.process_files`, and the ONE retry policy (`run_batch`,
+`write_one`) that both engines use (the Ray stage, `ovseg.distributed._stages`, calls them too).
 
     reader threads         main thread                               writer thread
     decode + resize  ->  backbone, cut, PAMR, CLIP (per batch)  ->  PNG/JSON encode + atomic write
 
 With `SegmenterConfig.overlap` (the default) the next images are decoded and resized
-(`Segmenter._prepare`) in reader threads while the models run, and finished images are encoded
+(`Segmenter.prepare`) in reader threads while the models run, and finished images are encoded
 and written by one writer thread, both through bounded queues, so memory stays at a few batches.
 On the 2-core development CPU (full-size models, docs/benchmarks-pipeline.md) it measured x0.93 to
 x1.08 of the serial path's speed in four runs (mean x1.02): decode and write are a few per cent of
@@ -14,10 +15,13 @@ Results are written, and recorded in the RunSummary, in input order. With overla
 functions run inline, one after the other: the outputs are the same bytes either way (the same
 code computes them; only the thread it runs in changes).
 
-Errors: an image that cannot be read, processed or written is recorded as failed and the run goes
-on (a failing batch is retried image by image to find which); what concerns every image stops the
-run: missing weights, a model that cannot load, a bad setting, fp16 overflow (FloatingPointError)
-and MemoryError. Ctrl-C (or any other exception) drops the writes not yet started, lets the one under way
+Errors, one policy for the local and the Ray engine (`run_batch`, `write_one`):
+  * what concerns every image stops the run (`STOPS_THE_RUN`): a bad setting (SettingError), missing
+    weights, a model that cannot load, fp16 overflow (FloatingPointError) and MemoryError;
+  * any other Exception while processing fails that image only (a failing batch is retried image
+    by image to find which); an image that cannot be read fails alone too;
+  * any Exception but MemoryError while writing an image's outputs fails that image only.
+Ctrl-C (or any other BaseException) drops the writes not yet started, lets the one under way
 finish (every file is written atomically: whole or not at all) and re-raises.
 """
 from __future__ import annotations
@@ -31,6 +35,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator
 
 from ovseg import io as _io
+from ovseg._checks import SettingError, check_output_dir
+from ovseg._weights import WeightsNotFoundError
+from ovseg.pipeline._models import ModelLoadError
+from ovseg.pipeline._records import output_status
+from ovseg.pipeline._results import RunSummary
+
+# Errors that concern every image: they stop a run (local or Ray), never fail one image alone.
+STOPS_THE_RUN = (SettingError, WeightsNotFoundError, ModelLoadError, FloatingPointError, MemoryError)
 
 _END = object()  # sentinel closing a worker's queue
 
@@ -141,6 +153,64 @@ class OrderedWorker:
         self.close(cancel=kind is not None)
 
 
+def run_batch(fn: Callable[[list], list], items: list, names: list[str]) -> list:
+    """The retry policy: fn(items) -> one result per item; on an Exception that is not in
+    `STOPS_THE_RUN`, a batch of several is retried item by item, and a single item gets the
+    message "<name>: <Error>: <text>" (a str) in place of its result. Returns the results."""
+    if not items:
+        return []
+    try:
+        return list(fn(items))
+    except STOPS_THE_RUN:
+        raise
+    except Exception as err:  # noqa: BLE001  (this image fails, the run goes on; Ctrl-C is no Exception)
+        if len(items) > 1:  # find which image of the batch it was
+            return [out for item, name in zip(items, names) for out in run_batch(fn, [item], [name])]
+        return [f"{names[0]}: {type(err).__name__}: {err}"]
+
+
+def write_one(write: Callable[[], Any], name: str) -> str | None:
+    """Write one image's outputs: None when done, else the message that fails that image alone."""
+    try:
+        write()
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001  (this image fails, the run goes on)
+        return f"{name}: cannot write outputs: {err}"
+    return None
+
+
+def process_files(segmenter, inputs, out_dir, vocab, *, overwrite: bool = False,
+                  progress: bool | None = None) -> RunSummary:
+    """`Segmenter.process_files` (documented there) with the vocabulary resolved: plan, skip the
+    current outputs (`_records.output_status`), run the rest (`run_files`)."""
+    from tqdm.auto import tqdm
+
+    segmenter.config.validate()  # before any model loads
+    check_output_dir(out_dir)
+    jobs = segmenter.plan_files(inputs, out_dir, "segment" if vocab is None else "label")
+    record = segmenter.run_record(vocab)
+    summary = RunSummary()
+    bar = tqdm(total=len(jobs), unit="img", disable=None if progress is None else not progress)
+    todo = []
+    for path, outs in jobs:
+        status = "missing" if overwrite else output_status(outs["json"], record, [outs["png"], outs["overlay"]])
+        if status == "current":
+            summary.skipped.append(path)
+            bar.update()
+            continue
+        if status == "changed":
+            summary.redone.append(path)
+        todo.append((path, outs))
+    try:  # read, process and write, overlapped when config.overlap
+        run_files(segmenter, todo, vocab, summary, bar)
+    finally:
+        bar.close()
+    done = set(summary.done)
+    summary.redone = [p for p in summary.redone if p in done]
+    return summary
+
+
 def run_files(segmenter, jobs: list, vocab, summary, bar) -> None:
     """Steps (c) process and (d) write of `Segmenter.process_files` for `jobs`, a list of
     (path, {"png", "overlay", "json": output path}) still to do; fills `summary` and `bar`."""
@@ -149,18 +219,16 @@ def run_files(segmenter, jobs: list, vocab, summary, bar) -> None:
 
     def load(job):
         array, source_size = _io.read_image(job[0], max_pixels=config.max_pixels)
-        return array, source_size, segmenter._prepare(array)
+        return array, source_size, segmenter.prepare(array)
 
     def record(entry) -> None:  # writer thread: outputs of one image, or its failure
         path, outs, result, error = entry
-        if error is None:
-            try:
-                segmenter.write_outputs(result, outs)  # the JSON last: it marks the image done
+        if error is None:  # the JSON last: it marks the image done
+            error = write_one(lambda: segmenter.write_outputs(result, outs), str(path))
+            if error is None:
                 summary.done.append(path)
-            except MemoryError:
-                raise
-            except Exception as err:  # noqa: BLE001  (this image fails, the run goes on)
-                summary.failed.append((path, f"{path}: cannot write outputs: {err}"))
+            else:
+                summary.failed.append((path, error))
         else:
             summary.failed.append((path, error))
         bar.update()
@@ -185,26 +253,14 @@ def run_files(segmenter, jobs: list, vocab, summary, bar) -> None:
 
 
 def _process(segmenter, pending: list, vocab, writer: OrderedWorker) -> None:
-    """Run the models on a batch [(path, outs, array, source_size, prepared)] and hand each result
-    (or failure) to the writer; a failing batch is retried image by image."""
-    from ovseg._checks import SettingError
-    from ovseg._weights import WeightsNotFoundError
-    from ovseg.pipeline import ModelLoadError
+    """Run the stages on a batch [(path, outs, array, source_size, prepared)] by `run_batch` and
+    hand each result (or failure message) to the writer."""
+    def fn(items):
+        return segmenter.run([p[2] for p in items], vocab, sources=[str(p[0]) for p in items],
+                             source_sizes=[p[3] for p in items], prepared=[p[4] for p in items])
 
-    if not pending:
-        return
-    try:
-        results = segmenter._run([p[2] for p in pending], vocab, [str(p[0]) for p in pending],
-                                 [p[3] for p in pending], prepared=[p[4] for p in pending])
-    except (WeightsNotFoundError, ModelLoadError, SettingError, FloatingPointError, MemoryError):
-        raise
-    except Exception as err:  # noqa: BLE001  (this image fails, the run goes on; Ctrl-C is no Exception)
-        if len(pending) > 1:  # find which image of the batch it was
-            for item in pending:
-                _process(segmenter, [item], vocab, writer)
-            return
-        path = pending[0][0]
-        writer.submit((path, pending[0][1], None, f"{path}: {type(err).__name__}: {err}"))
-        return
-    for (path, outs, *_), result in zip(pending, results):
-        writer.submit((path, outs, result, None))
+    for (path, outs, *_), out in zip(pending, run_batch(fn, pending, [str(p[0]) for p in pending])):
+        if isinstance(out, str):
+            writer.submit((path, outs, None, out))
+        else:
+            writer.submit((path, outs, out, None))

@@ -1,6 +1,6 @@
 """`SegmenterConfig`: the settings of the whole pipeline, and their checks.
 
-Each field is described where `help(ovseg.Segmenter)` shows it (the `Segmenter` docstring).
+Each field is described in the class docstring (what `help(ovseg.SegmenterConfig)` shows).
 Construction checks each value on its own; `validate()` checks, still without loading a model,
 what needs the backbone registry or torch (stride, device, dtype, weights folders). Both raise
 `SettingError(setting, message)`, a ValueError naming the setting, so the CLI can name the option.
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from ovseg import io as _io
-from ovseg._checks import (SettingError, check_device as _check_device,
-                           check_weights_path as _check_weights_path, DEVICE_PATTERN as _DEVICE)
+from ovseg import _defaults, io as _io
+from ovseg._checks import SettingError, check_weights_path as _check_weights_path, DEVICE_PATTERN as _DEVICE
+from ovseg._devices import resolve_device
 
 __all__ = ["SegmenterConfig"]
 
@@ -23,26 +23,69 @@ __all__ = ["SegmenterConfig"]
 class SegmenterConfig:
     """Settings of the whole pipeline; the defaults reproduce DiffCut's open-vocabulary demos.
 
-    Each field is described in `Segmenter`'s docstring (what `help(ovseg.Segmenter)` shows).
-    Construction checks each value on its own (ValueError); `validate()` checks what needs the
-    backbone registry or torch (stride, device, dtype, weights folders), still without a model.
+    Construction checks each value on its own (SettingError, a ValueError); `validate()` checks
+    what needs the backbone registry or torch (stride, device, dtype, weights folders), still
+    without a model.
+
+    Arguments:
+      backbone (str): feature extractor, a name of `ovseg.list_backbones()`; "ssd-1b" (the paper's).
+      weights (str | None): backbone weights: None for the official repo, another Hugging Face
+        repo id ("org/name"), or a local folder (a value that looks like a path must exist).
+      resolution (int | None): square backbone input in pixels, a multiple of the backbone's
+        stride; None: the backbone's own (1024 for ssd-1b, the paper's).
+      alpha (float): affinity exponent, W = C**alpha (paper: 10); finite and > 0.
+      tau (float | "auto"): NCut threshold in [0, 2]; a split is kept when its NCut < tau (paper:
+        0.5); "auto" picks it per image from the hierarchy (docs/random-walk.md; the JSON records
+        the chosen value as tau_chosen).
+      method (str): a cut method of `ovseg.masks.list_methods()`: "diffcut" (recursive NCut of
+        the feature affinity, the paper) or "random-walk" (NCut of the backbone's self-attention read as a random walk, seed 002).
+      walk_steps (int): random-walk only: k of the k-step walk P^k (1); larger k merges more.
+      attention_layers (tuple | None): random-walk only: self-attention layers combined (names or
+        indices); None: every layer the backbone's pass runs through (docs/random-walk.md).
+      refine (bool): refine the upsampled segments with PAMR (DiffCut's open-vocabulary setting).
+      refine_iterations (int): PAMR iterations (15, DiffCut's open-vocabulary setting).
+      refine_dilations (tuple[int, ...]): PAMR neighbourhood dilations (DiffCut's 1024 px setting).
+      refine_filter (str): 3x3 label filter after PAMR: "median" (DiffCut), "mode" (majority,
+        never invents a minority id) or "none".
+      work_aspect (str): "square": assign, refine and name segments on the backbone's res x res
+        input, as DiffCut, then map back to the image; "image": at the image's own aspect.
+      labeler (str): open_clip model naming the segments ("convnext_large_d_320", DiffCut's).
+      labeler_pretrained (str): its open_clip pretrained tag ("laion2b_s29b_b131k_ft_soup").
+      clip_weights (str | None): local folder (or repo id) of the labeler's weights.
+      clip_resolution (int | None): CLIP input short side; None: the working image as is (the
+        backbone's square by default, as DiffCut); 320 is several times faster on a CPU.
+      clip_normalize (bool): CLIP's mean/std on its input (False: raw [0, 1], as DiffCut's code).
+      clip_pooling (str): "binary" (segment masks nearest-exact on the CLIP grid, DiffCut) or
+        "area" (area-weighted masks).
+      top_k (int): alternatives kept per segment in the JSON (3).
+      device (str | None): "cpu", "cuda", "cuda:1", "mps"; None: CUDA when available, else CPU.
+      dtype (str | None): backbone precision "float32" | "float16" | "bfloat16"; None: float16
+        on CUDA, float32 on the CPU.
+      batch_size (int): images per backbone pass and dense CLIP pass (1).
+      overlap (bool): process_files decodes ahead and writes behind in background threads
+        (True); the outputs are the same bytes either way (`ovseg.pipeline._runner`).
+      max_pixels (int): inputs (files and arrays) above this many pixels are scaled down first
+        (default 2**25, about 33.5 MP; see `ovseg.io`).
+      cache (bool): keep segment maps (and class-name embeddings) on disk, keyed by pixels and
+        settings, so relabelling skips the backbone (see `ovseg._cache`).
+      cache_dir (str | None): folder of the segment cache; None: `$OVSEG_CACHE/segments`.
     """
 
     backbone: str = "ssd-1b"  # the paper's encoder: SSD-1B, a distilled SDXL UNet
     weights: str | None = None  # None: the official repo; or another repo id, or a local folder
     resolution: int | None = None  # square backbone input; None: the backbone's own (ssd-1b: 1024, the paper's)
-    alpha: float = 10.0  # affinity exponent W = C**alpha, a soft threshold (paper default)
-    tau: float | str = 0.5  # a split is kept when its NCut < tau; lower tau, fewer segments (paper);
+    alpha: float = _defaults.ALPHA  # affinity exponent W = C**alpha, a soft threshold (paper default)
+    tau: float | str = _defaults.TAU  # a split is kept when its NCut < tau; lower tau, fewer segments (paper);
     # "auto": chosen per image (widest stable tau interval, docs/random-walk.md), recorded in the JSON
-    method: str = "diffcut"  # "diffcut": NCut of the feature affinity; "random-walk": NCut of the
-    # walk on the backbone's self-attention (METHOD.md section 5, docs/random-walk.md)
+    method: str = "diffcut"  # a name of ovseg.masks.list_methods(): "diffcut": NCut of the feature
+    # affinity; "random-walk": NCut of the walk on the self-attention (METHOD.md 5, docs/random-walk.md)
     walk_steps: int = 1  # random-walk: k of P^k (1: Meila & Shi's one-step walk; the paper's k is unknown)
     attention_layers: tuple[int | str, ...] | None = None  # random-walk: indices or names of the
     # self-attention layers combined; None: every one the pass runs through (docs/random-walk.md)
     refine: bool = True  # PAMR on the upsampled segments (DiffCut's open-vocabulary setting)
-    refine_iterations: int = 15  # DiffCut's open-vocabulary evaluation (its demo notebook: 30)
-    refine_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24, 32, 64)  # DiffCut's 1024 px setting
-    refine_filter: str = "median"  # 3x3 filter after PAMR: "median" (DiffCut), "mode" (majority) or "none"
+    refine_iterations: int = _defaults.PAMR_ITERATIONS  # DiffCut's open-vocabulary evaluation (its demo notebook: 30)
+    refine_dilations: tuple[int, ...] = _defaults.PAMR_DILATIONS  # DiffCut's 1024 px setting
+    refine_filter: str = _defaults.PAMR_FILTER  # 3x3 filter after PAMR: "median" (DiffCut), "mode" (majority) or "none"
     work_aspect: str = "square"  # "square": assign/refine/name on the res x res input (DiffCut); "image": own aspect
     labeler: str = "convnext_large_d_320"  # open_clip model DiffCut named segments with
     labeler_pretrained: str = "laion2b_s29b_b131k_ft_soup"
@@ -54,7 +97,7 @@ class SegmenterConfig:
     device: str | None = None  # None: CUDA when available, else CPU
     dtype: str | None = None  # "float32" | "float16" | "bfloat16"; None: the backbone's choice
     batch_size: int = 1  # images per backbone pass (and per dense CLIP pass)
-    overlap: bool = True  # process_files: decode ahead and write behind in threads (ovseg._runner)
+    overlap: bool = True  # process_files: decode ahead and write behind in threads (ovseg.pipeline._runner)
     max_pixels: int = _io.DEFAULT_MAX_PIXELS  # larger inputs are scaled down (see ovseg.io)
     cache: bool = True  # keep segment maps on disk, keyed by pixels and settings
     cache_dir: str | None = None  # None: ovseg._paths.cache_dir("segments")
@@ -103,7 +146,7 @@ class SegmenterConfig:
             near = max(info.stride, round(res / info.stride) * info.stride)
             raise SettingError("resolution", f"resolution {res} is not a multiple of the {self.backbone} "
                                              f"backbone's stride {info.stride}; try {near}")
-        device = _check_device(self.device)
+        device = resolve_device(self.device)
         if self.dtype == "float16" and device.type == "cpu":
             raise SettingError("dtype", "dtype float16 is not supported on the CPU (slow, and some kernels "
                                         "lack it): use float32 or bfloat16, or run on a GPU")
@@ -116,15 +159,16 @@ class SegmenterConfig:
 
     def _check_method(self) -> None:
         """tau, method, walk_steps, attention_layers; random-walk: the backbone's layers, from the registry."""
-        from ovseg.masks import METHODS
+        from ovseg.masks import get_method, list_methods
 
         if isinstance(self.tau, (str, bool)):
             if self.tau != "auto":
                 raise SettingError("tau", f'tau must be a number in [0, 2] or "auto", got {self.tau!r}')
         elif not 0 <= _number(self.tau) <= 2:
             raise SettingError("tau", f"tau must lie in [0, 2] (the range of NCut), got {self.tau}")
-        if self.method not in METHODS:
-            raise SettingError("method", f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.method not in list_methods():
+            raise SettingError("method", f"method must be one of {', '.join(list_methods())}, got {self.method!r}")
+        method = get_method(self.method)
         if isinstance(self.walk_steps, bool) or _number(self.walk_steps) != self.walk_steps or self.walk_steps < 1:
             raise SettingError("walk_steps", f"walk_steps must be a positive integer, got {self.walk_steps!r}")
         layers = self.attention_layers
@@ -136,9 +180,13 @@ class SegmenterConfig:
                 raise SettingError("attention_layers", "attention_layers is empty: give at least one layer, "
                                                        "or None for all")
             object.__setattr__(self, "attention_layers", layers)
-        if self.method == "diffcut" and (layers is not None or self.walk_steps != 1):
-            raise ValueError("walk_steps and attention_layers apply to method='random-walk' only")
-        if self.method == "random-walk":  # the registry knows, before any model loads
+        others = {f for m in list_methods() for f in get_method(m).settings} - set(method.settings)
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        given = sorted(f for f in others if f in defaults and getattr(self, f) != defaults[f])
+        if given:  # a setting of another cut method
+            users = [m for m in list_methods() if given[0] in get_method(m).settings]
+            raise ValueError(f"{' and '.join(given)} apply to method={' or '.join(map(repr, users))} only")
+        if method.needs == "attention":  # the registry knows the layers, before any model loads
             from ovseg.features import check_attention_layers
 
             try:
@@ -149,13 +197,13 @@ class SegmenterConfig:
 
     def segment_settings(self) -> dict:
         """The settings that change segment maps: the cache key and the JSON record them."""
-        keys = ["backbone", "weights", "resolution", "alpha", "tau", "refine", "dtype", "method",
-                "work_aspect"]
-        out = {k: getattr(self, k) for k in keys}
-        if self.method == "random-walk":  # alpha plays no part; the attention recipe does
-            del out["alpha"]
-            out.update(walk_steps=self.walk_steps, attention_layers=(
-                "all" if self.attention_layers is None else list(self.attention_layers)))
+        from ovseg.masks import get_method
+
+        out = {k: getattr(self, k) for k in ("backbone", "weights", "resolution")}
+        out.update(self.method_settings())  # alpha and tau for DiffCut (their order in the JSON)
+        out.update({k: getattr(self, k) for k in ("refine", "dtype", "method", "work_aspect")})
+        if "attention_layers" in get_method(self.method).settings:
+            out["attention_layers"] = "all" if self.attention_layers is None else list(self.attention_layers)
         if self.resolution is None:  # the registry knows it without loading the model
             from ovseg.features import backbone_info
 
@@ -166,6 +214,26 @@ class SegmenterConfig:
         if self.weights and Path(self.weights).expanduser().is_dir():
             out["weights"] = str(Path(self.weights).expanduser().resolve())
         return out
+
+    def method_settings(self) -> dict:
+        """The cut method's own settings (`ovseg.masks.get_method(method).settings`), as
+        {field: value}: what the method's build and cut read, and the JSON records."""
+        from ovseg.masks import get_method
+
+        return {k: getattr(self, k) for k in get_method(self.method).settings}
+
+    def pamr(self):
+        """The PAMR settings of the refine stage (`ovseg.masks.PAMRConfig`), or None without refine."""
+        from ovseg.masks import PAMRConfig
+
+        if not self.refine:
+            return None
+        return PAMRConfig(iterations=self.refine_iterations, dilations=self.refine_dilations,
+                          label_filter=self.refine_filter)
+
+
+# The settings' descriptions, shown by help(ovseg.Segmenter) too
+SETTINGS_DOC = SegmenterConfig.__doc__[SegmenterConfig.__doc__.index("    Arguments:"):].rstrip()
 
 
 def _number(value) -> float:

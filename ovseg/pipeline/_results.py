@@ -14,10 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ovseg import __version__, io as _io, viz
-
-# Bump when the JSON / PNG outputs change meaning: outputs written under another version are redone
-# by `Segmenter.process_files` (see `output_status`).
-OUTPUT_FORMAT_VERSION = 2
+from ovseg.pipeline._records import _jsonable
 
 
 @dataclass
@@ -55,7 +52,7 @@ class SegmentationResult:
     source: str | None = None
     source_size: tuple[int, int] | None = None  # (H0, W0) of the file before the size guard
     settings: dict = field(default_factory=dict)
-    record: dict = field(default_factory=dict)  # what made it (see `output_status`); in the JSON
+    record: dict = field(default_factory=dict)  # what made it (`_records.output_status`); in the JSON
 
     @property
     def no_class_value(self) -> int | None:
@@ -141,50 +138,6 @@ class SegmentationResult:
 
 
 
-def output_status(json_path: str | os.PathLike, record: dict, others=()) -> str:
-    """Whether an image's outputs are up to date for a run that would write `record`.
-
-    json_path: the image's JSON output, written last (so its presence marks the image done).
-    record: what the run would record: output format version, segment settings, vocabulary
-        (names, synonyms, templates, labeler) -- `Segmenter.run_record` builds it.
-    others: the image's other outputs (PNGs), which must exist too.
-    Returns "current" (skip it), "missing" (some output is absent or unreadable: do it) or
-    "changed" (done, but with other settings, vocabulary or format: redo it).
-    """
-    json_path = Path(json_path)
-    if not json_path.is_file() or not all(Path(p).is_file() for p in others):
-        return "missing"
-    try:
-        text = json_path.read_text(encoding="utf-8")
-    except OSError:
-        return "missing"
-    return record_status(text, record)
-
-
-def record_status(json_text: str | None, record: dict) -> str:
-    """`output_status` on the text of a JSON output (None: no file), for outputs that are not local
-    files (e.g. in an object store): "current", "missing" (absent or unreadable) or "changed"."""
-    if json_text is None:
-        return "missing"
-    try:
-        data = json.loads(json_text)
-    except ValueError:
-        return "missing"
-    if not isinstance(data, dict):
-        return "missing"
-    return "current" if data.get("record") == _jsonable(record) else "changed"
-
-
-def is_up_to_date(json_path: str | os.PathLike, record: dict, others=()) -> bool:
-    """True when `output_status(json_path, record, others)` is "current": the image can be skipped."""
-    return output_status(json_path, record, others) == "current"
-
-
-def _jsonable(value):
-    """`value` as it reads back from JSON (tuples as lists, paths and other objects as strings)."""
-    return json.loads(json.dumps(value, default=str))
-
-
 def build_result(array, full, labels, names, settings, source, source_size,
                  record: dict | None = None) -> SegmentationResult:
     """array (H, W, 3) uint8; full (H, W) int32 segment ids 0..K-1; labels: id -> SegmentLabel."""
@@ -204,3 +157,15 @@ def build_result(array, full, labels, names, settings, source, source_size,
         ))
     return SegmentationResult(array, full, segments, names, source, source_size, settings,
                               _jsonable(record or {}))
+
+
+@dataclass
+class RunSummary:
+    """What `Segmenter.process_files` did, per input image: done (outputs written), skipped (outputs
+    up to date), failed (with the reason); `redone` lists the done images whose earlier outputs were
+    made with other settings, vocabulary or output format (so they were redone, not skipped)."""
+
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    redone: list[Path] = field(default_factory=list)

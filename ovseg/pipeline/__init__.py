@@ -1,0 +1,19 @@
+"""The join: image -> features -> segments -> names, as public stages and the Segmenter using them.
+
+    segmenter.py  Segmenter: settings + models; segment(), label(), process_files()
+    stages.py     prepare, extract, build_tree, cut, refine, name, assemble (public, documented)
+    _models.py    Models: backbone + labeler built once, injectable
+    _records.py   is this output current? run record, cache key settings, output status
+    _results.py   SegmentationResult, Segment, RunSummary
+    _runner.py    the file runner and the one retry policy (run_batch), for local and Ray runs
+    _config.py    SegmenterConfig
+"""
+from ovseg._checks import SettingError
+from ovseg.pipeline import stages
+from ovseg.pipeline._config import SegmenterConfig
+from ovseg.pipeline._models import ModelLoadError, Models
+from ovseg.pipeline._results import RunSummary, Segment, SegmentationResult
+from ovseg.pipeline.segmenter import Segmenter
+
+__all__ = ["ModelLoadError", "Models", "RunSummary", "Segment", "SegmentationResult", "Segmenter",
+           "SegmenterConfig", "SettingError", "stages"]

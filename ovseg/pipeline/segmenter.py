@@ -1,0 +1,197 @@
+"""`Segmenter`: settings + models, and the stages (`ovseg.pipeline.stages`) joined.
+
+    seg = ovseg.Segmenter()                                   # models load on first use, once
+    result = seg.label("examples/chelsea.png", "cat,floor,wall")
+    result.save_png("chelsea.labels.png"); result.save_overlay("chelsea.overlay.png")
+
+`Segmenter.process_files` is what `ovseg label` / `ovseg segment` run (`_runner.run_files`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ovseg import io as _io
+from ovseg.labels._classes import as_vocabulary
+from ovseg.pipeline import _records, stages
+from ovseg.pipeline._config import SETTINGS_DOC, SegmenterConfig
+from ovseg.pipeline._models import Models
+from ovseg.pipeline._results import RunSummary, SegmentationResult
+from ovseg.pipeline._runner import process_files
+
+__all__ = ["Segmenter"]
+
+
+class Segmenter:
+    """DiffCut segmentation and CLIP naming, with models loaded once on first use.
+
+    Segmenter(config) or Segmenter(**settings), e.g. Segmenter(tau=0.4, device="cuda"); the
+    settings are the fields of `SegmenterConfig`, checked on construction (SettingError, a
+    ValueError); each is described below.
+
+    models: a `Models` to use (given or shared backbone and labeler); None: built from the config
+    on first use. `seg.models.backbone` / `seg.models.labeler` load them.
+
+    Images, for `segment` and `label`: a path, a PIL image, a numpy array (H, W, 3|4) or (H, W)
+    (uint8, uint16 scaled by 1/257, or float in [0, 1]; NaN/inf refused) or a tensor (3, H, W)
+    in [0, 1]; or a list of them (then a list of results comes back).
+    """
+
+    vocabulary = staticmethod(as_vocabulary)  # classes / vocab -> Vocabulary (ovseg.labels._classes)
+
+    def __init__(self, config: SegmenterConfig | None = None, *, models: Models | None = None,
+                 **settings: Any) -> None:
+        config = config or SegmenterConfig()
+        self.config = dataclasses.replace(config, **settings) if settings else config
+        self.models = models if models is not None else Models(self.config)
+        if self.models.config is None:
+            self.models.config = self.config
+        self.cache = None  # the segment cache (`ovseg._cache.SegmentCache`), when config.cache
+        self._key_settings = None
+        if self.config.cache:
+            from ovseg._cache import SegmentCache
+
+            self.cache = SegmentCache(self.config.cache_dir)
+
+    @property
+    def device(self):
+        """torch.device of config.device (`ovseg._devices.resolve_device`)."""
+        from ovseg._devices import resolve_device
+
+        return resolve_device(self.config.device)
+
+    @property
+    def backbone(self):
+        return self.models.backbone
+
+    @property
+    def labeler(self):
+        return self.models.labeler
+
+    def segment(self, images):
+        """Class-agnostic segments. images: one image or a list (see the class docstring).
+        Returns a `SegmentationResult` (a list of them for a list): `segment_map` (H, W) int32
+        segment ids 0..K-1 at the input's resolution, `segments` (id, area, COCO bbox, mask),
+        `classes` None; `save_png`, `save_overlay`, `save_json`, `to_json` write it."""
+        many, arrays, sources, sizes = self.read_inputs(images)
+        results = self.run(arrays, None, sources=sources, source_sizes=sizes)
+        return results if many else results[0]
+
+    def label(self, images, classes=None, *, vocab=None):
+        """Named segments. images: one image or a list (see the class docstring); classes / vocab:
+        as `vocabulary` (the CLI's --classes / --vocab follow the same rule).
+        Returns a `SegmentationResult` (a list of them for a list): as `segment`, plus `classes`
+        (the vocabulary's names), and per segment `class_index`, `class_name`, `score` and the
+        top-k `alternatives`; `label_map` (H, W) int32 gives each pixel's class index."""
+        many, arrays, sources, sizes = self.read_inputs(images)
+        results = self.run(arrays, self.vocabulary(classes, vocab=vocab), sources=sources, source_sizes=sizes)
+        return results if many else results[0]
+
+    def run_record(self, vocab=None) -> dict:
+        """What outputs made now record in their JSON's "record" (`_records.run_record`)."""
+        return _records.run_record(self.config, vocab)
+
+    def cache_settings(self) -> dict:
+        """The segment cache's key settings (`_records.cache_settings`), computed once, no model."""
+        if self._key_settings is None:
+            self._key_settings = _records.cache_settings(self.config)
+        return self._key_settings
+
+    def process_files(self, inputs: str | os.PathLike | Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                      *, classes=None, vocab=None, overwrite: bool = False,
+                      progress: bool | None = None) -> RunSummary:
+        """Label (classes or vocab given) or segment every image in `inputs` (files or folders,
+        searched recursively; ovseg's own outputs are left out), writing per image
+        `<stem>.labels.png`, `.labels.overlay.png` and `.labels.json` (`segments` when segmenting)
+        into `out_dir`. An image is skipped when its outputs record the same settings, vocabulary
+        and format (`run_record`), unless `overwrite`; progress: a tqdm bar (None: on a terminal).
+        Returns a RunSummary. One retry policy (`_runner.run_batch`): an image that cannot be
+        read, processed or written fails alone; settings errors, missing weights and models that
+        cannot load stop the run."""
+        vocab = None if classes is None and vocab is None else self.vocabulary(classes, vocab=vocab)
+        return process_files(self, inputs, out_dir, vocab, overwrite=overwrite, progress=progress)
+
+    @staticmethod
+    def plan_files(inputs, out_dir: str | os.PathLike, task: str) -> list[tuple[Path, dict[str, Path]]]:
+        """(image path, its output paths {"png", "overlay", "json"}) for every image in `inputs` (a
+        file or folder, or a list of them; each must exist), in order."""
+        inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+        for item in inputs:
+            if not isinstance(item, (str, os.PathLike)):
+                raise TypeError(f"inputs must be paths of files or folders, got {type(item).__name__}")
+            if not Path(item).exists():
+                raise FileNotFoundError(f"no such file or folder: {item}")
+        paths = _io.find_images(inputs)
+        stems = _io.output_stems(paths, inputs)
+        return [(p, _io.output_paths(p, Path(out_dir), task, stem)) for p, stem in zip(paths, stems)]
+
+    @staticmethod
+    def write_outputs(result: SegmentationResult, outs: dict[str, Path]) -> None:
+        """Write one image's label PNG, overlay and JSON (the JSON last: it marks the image done)."""
+        result.save_png(outs["png"])
+        result.save_overlay(outs["overlay"])
+        result.save_json(outs["json"], label_png=outs["png"].name)
+
+    def read_inputs(self, images) -> tuple[bool, list[np.ndarray], list, list]:
+        """-> (a list was given, arrays (H, W, 3) uint8, sources (path or None), source sizes)."""
+        many = isinstance(images, (list, tuple)) or (type(images).__module__.startswith("torch") and images.ndim == 4)
+        arrays, sources, sizes = [], [], []
+        for item in list(images) if many else [images]:
+            if isinstance(item, (str, os.PathLike)):
+                array, size = _io.read_image(item, max_pixels=self.config.max_pixels)
+                sources.append(str(item))
+            else:
+                array, size = _io.as_rgb_array(item, max_pixels=self.config.max_pixels), None
+                sources.append(None)
+            arrays.append(array)
+            sizes.append(size)
+        return many, arrays, sources, sizes
+
+    def prepare(self, array: np.ndarray):
+        """`stages.prepare` with this config: (backbone input (3, res, res), working image)."""
+        return stages.prepare(array, self.config.segment_settings()["resolution"], self.config.work_aspect)
+
+    def run(self, arrays, vocab=None, *, sources=None, source_sizes=None, prepared=None) -> list[SegmentationResult]:
+        """The stages on a batch: arrays (H, W, 3) uint8; vocab: a Vocabulary or None (segment
+        only); prepared: `prepare` of each array, when done already -> one result per array."""
+        import torch
+
+        names = None if vocab is None else list(vocab.names)
+        settings, record = self.config.segment_settings(), self.run_record(vocab)
+        prepared = prepared or [self.prepare(a) for a in arrays]
+        with torch.inference_mode():
+            maps, infos = self.segment_maps(arrays, prepared)
+            labels = [{} for _ in arrays]
+            if vocab is not None:  # one dense CLIP pass per batch, text embeddings once
+                labels = stages.name(self.labeler, [work for _, work in prepared], maps, vocab,
+                                     top_k=self.config.top_k, batch_size=self.config.batch_size)
+            return [stages.assemble(array, m, labels=labels[i], names=names, settings={**settings, **infos[i]},
+                                    source=sources[i] if sources else None,
+                                    source_size=source_sizes[i] if source_sizes else None, record=record)
+                    for i, (array, m) in enumerate(zip(arrays, maps))]
+
+    def segment_maps(self, arrays: list[np.ndarray], prepared: list) -> tuple[list[np.ndarray], list[dict]]:
+        """Segment maps (h', w') int64 at the working size and per image what the JSON records
+        beyond the settings (tau="auto": tau_chosen); from the segment cache when there, else by
+        `stages.segment_batch` in batches of config.batch_size. prepared: `prepare` of each array."""
+        from ovseg._cache import cache_key
+
+        keys = [cache_key(a, self.cache_settings()) for a in arrays] if self.cache else [None] * len(arrays)
+        entries = [self.cache.load(k) if self.cache else None for k in keys]
+        maps = [None if e is None else e[0] for e in entries]
+        infos = [{} if e is None else e[1] for e in entries]
+        todo = [i for i, m in enumerate(maps) if m is None]
+        for chunk in _io.iter_batches(todo, self.config.batch_size):
+            done = stages.segment_batch(self.backbone, [prepared[i] for i in chunk], self.config, self.device)
+            for i, (m, info) in zip(chunk, done):
+                maps[i], infos[i] = m, info
+                if self.cache:
+                    self.cache.put(keys[i], m, info)
+        return maps, infos
+
+
+Segmenter.__doc__ = Segmenter.__doc__.rstrip() + "\n\n" + SETTINGS_DOC + "\n"
