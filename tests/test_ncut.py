@@ -374,6 +374,7 @@ def test_half_precision_and_config():
         segment_features(feats, config=cfg, tau=0.3)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     feats = _planted(_layout("mixed5", 24, 24), noise=0.3)
@@ -525,3 +526,49 @@ def test_public_entries_still_reject_bad_input(bad):
     asym[0, 5] += 0.5
     with pytest.raises(ValueError, match="symmetric"):
         ncut_hierarchy(asym)
+
+
+@pytest.mark.parametrize("rank", [None, 5])
+def test_lanczos_reading_betas_every_8_steps_gives_the_same_vector(rank):
+    """On accelerators the breakdown test reads the betas every 8 steps (one host sync instead of
+    8); the steps after a breakdown are dropped, so the vector is the one of the per-step test.
+    rank 5: an exactly low-rank operator, where Lanczos breaks down after 5 steps."""
+    gen = torch.Generator().manual_seed(0)
+    n = 300
+    if rank is None:
+        a = torch.rand(n, n, generator=gen, dtype=torch.float64)
+    else:
+        f = torch.rand(n, rank, generator=gen, dtype=torch.float64)
+        a = f @ f.T
+    a = (a + a.T) / 2
+    u = torch.ones(n, dtype=torch.float64) / n ** 0.5
+    start = torch.randn(n, generator=gen, dtype=torch.float64)
+    calls = []
+
+    def matvec(x):
+        calls.append(1)
+        return a @ x
+
+    kw = dict(krylov_dim=48, max_restarts=1, tol=1e-12)
+    v1, c1 = _eigen._lanczos_top(matvec, u, start, check_every=1, **kw)
+    steps_1 = len(calls)
+    v8, c8 = _eigen._lanczos_top(matvec, u, start, check_every=8, **kw)
+    assert c1 == c8 and torch.equal(v1, v8)
+    if rank is not None:  # the breakdown was found, late: up to 7 wasted steps per restart
+        assert steps_1 <= 2 * (rank + 1) and len(calls) - steps_1 <= 2 * 8
+
+
+def test_accelerator_code_path_of_the_tree_gives_the_cpu_partition(monkeypatch):
+    """The branches a CUDA tensor takes (index_select blocks, small nodes copied to the host and
+    their results moved back), run here on CPU tensors: the same tree as the CPU path's."""
+    from ovseg.masks import _ncut
+
+    feats = _planted(_layout("mixed5", 24, 24), noise=0.3)
+    want = build_hierarchy(feats)
+    monkeypatch.setattr(_ncut, "_is_host", lambda t: False)
+    got = build_hierarchy(feats)
+    assert torch.equal(got.cut(), want.cut())
+    assert [(n.cost, n.solver, n.reason) for n in got.nodes] == [(n.cost, n.solver, n.reason) for n in want.nodes]
+    assert {n.solver for n in got.nodes} >= {"lanczos", "dense"}  # both kinds of node were cut
+    # a small node cut from a small parent: the subtree kept on the host
+    assert any(n.parent is not None and got.nodes[n.parent].solver == "dense" for n in got.nodes if n.solver == "dense")

@@ -105,7 +105,7 @@ def _deflated_dense(m: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def fiedler_small(w: np.ndarray) -> np.ndarray:
-    """``fiedler_vector`` for small CPU nodes, in NumPy float64 (dense): w (n, n) -> y (n,)."""
+    """``fiedler_vector`` for small nodes (on the host whatever the device), in NumPy float64 (dense): w (n, n) -> y (n,)."""
     d = w.sum(1)
     iso = _isolated_small(w, d)
     if iso is not None:  # isolated positions: split them off (module docstring)
@@ -123,15 +123,23 @@ def fiedler_small(w: np.ndarray) -> np.ndarray:
 
 
 def _lanczos_top(
-    matvec, u: torch.Tensor, start: torch.Tensor, *, krylov_dim: int, max_restarts: int, tol: float
+    matvec, u: torch.Tensor, start: torch.Tensor, *, krylov_dim: int, max_restarts: int, tol: float,
+    check_every: int | None = None,
 ) -> tuple[torch.Tensor, bool]:
     """Largest eigenpair of a symmetric operator on u's complement: Lanczos with full
     re-orthogonalisation and explicit restarts from the best Ritz vector.
 
     Returns (unit vector, converged). The vector is the best Ritz vector even when the residual
     tolerance was not met (it is still a good cut direction); non-finite output raises SolverError.
+
+    Host syncs: on a CPU the breakdown test (beta_j ~ 0) reads each beta as it comes; on an
+    accelerator reading a value waits for the device, so the betas are read together at the Ritz
+    checks (every 8 steps): the steps after a breakdown run on garbage and are then dropped, which
+    gives the same tridiagonal, hence the same vector, as stopping at once. ``check_every``
+    overrides the steps between breakdown tests (default 1 on a CPU, 8 elsewhere).
     """
     n = start.numel()
+    every = check_every or (1 if start.device.type == "cpu" else 8)
     krylov_dim = max(2, min(krylov_dim, n - 1))
     x = start
     converged = False
@@ -156,9 +164,13 @@ def _lanczos_top(
             b = w.norm()
             k = j + 1
             betas.append(b)
-            if float(b) <= breakdown:  # invariant subspace found: the Ritz pairs are exact
-                break
-            q[j + 1] = w / b
+            if k % every == 0 or k == krylov_dim:
+                tail = torch.stack(betas[k - ((k - 1) % every) - 1:k]) <= breakdown
+                if bool(tail.any()):  # invariant subspace found: the Ritz pairs are exact
+                    k = k - tail.numel() + int(tail.nonzero()[0, 0]) + 1  # the first breakdown
+                    del alphas[k:], betas[k:]
+                    break
+            q[j + 1] = w / b  # after an unseen breakdown: garbage, dropped at the next test
             if k % 8 == 0 or k == krylov_dim:
                 x, res = _ritz(q, alphas, betas, k)
                 if res <= tol:

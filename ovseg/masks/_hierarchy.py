@@ -22,7 +22,7 @@ class HierarchyNode:
     reason: "split", "cost>=tau", "single", "uniform" or "solver-failed": why it was (not) split.
     solver: how its Fiedler vector was found: "dense", "lanczos", "dense-fallback", "none", or
         "isolated" (large nodes with isolated positions: no eigenvector, see masks/_eigen.py;
-        small CPU nodes record "dense" for the same rule).
+        small nodes (solved on the host on any device) record "dense" for the same rule).
     first: smallest member, used to order segment ids by first position in raster order.
     """
 

@@ -149,10 +149,13 @@ def ncut_tree(w: torch.Tensor, lo: float, hi: float, cfg: NCutConfig,
     Returns:
         The recursion tree, as ``ncut_hierarchy``.
     """
-    if w.device.type == "cpu":
-        with _single_threaded_blas():
-            return _ncut_tree(w, lo, hi, cfg, shape)
-    return _ncut_tree(w, lo, hi, cfg, shape)
+    with _single_threaded_blas():  # small nodes are solved by SciPy on the host, whatever w's device
+        return _ncut_tree(w, lo, hi, cfg, shape)
+
+
+def _is_host(t: torch.Tensor) -> bool:
+    """True for tensors in host memory (NumPy can read them in place)."""
+    return t.device.type == "cpu"
 
 
 def _block(source: tuple[torch.Tensor, torch.Tensor], on_cpu: bool) -> torch.Tensor:
@@ -170,7 +173,7 @@ def _ncut_tree(w: torch.Tensor, lo: float, hi: float, cfg: NCutConfig,
     n_all = w.shape[0]
     eig = dict(dense_below=cfg.dense_below, krylov_dim=cfg.krylov_dim,
                max_restarts=cfg.max_restarts, tol=cfg.tol, seed=cfg.seed)
-    on_cpu = w.device.type == "cpu"
+    on_cpu = _is_host(w)
     nodes: list[HierarchyNode | None] = []
     # queue entries: (members, parent index, depth, warm start y restricted to members, the
     # parent's affinity block and the child's positions in it: the child's block is read from
@@ -183,11 +186,13 @@ def _ncut_tree(w: torch.Tensor, lo: float, hi: float, cfg: NCutConfig,
         n = members.numel()
         cost, solver, reason, children = float("inf"), "none", "single", ()
         if n > 1:
-            small = on_cpu and n < cfg.dense_below  # NumPy float64: cheaper than torch op overhead
+            # NumPy float64 on the host, whatever w's device: cheaper than torch's per-op overhead
+            # on a CPU, and than an accelerator's small dense eigh plus ~15 host syncs per node
+            small = n < cfg.dense_below
             block = w if source is None else _block(source, on_cpu)  # == w[members][:, members]
             sub = block
             if small:
-                sub = block.detach().numpy().astype(np.float64)
+                sub = block.detach().cpu().numpy().astype(np.float64)  # <= 256 x 256 to the host
                 lo, hi = float(sub.min()), float(sub.max())
             elif n < n_all:
                 lo, hi = (float(v) for v in torch.aminmax(sub))
@@ -200,8 +205,8 @@ def _ncut_tree(w: torch.Tensor, lo: float, hi: float, cfg: NCutConfig,
                         solver = "dense"
                         cost, low_np = best_split_small(sub, y_np, split=cfg.split,
                                                         num_thresholds=cfg.num_thresholds)
-                        y = torch.from_numpy(y_np)
-                        low = None if low_np is None else torch.from_numpy(low_np)
+                        y = torch.from_numpy(y_np).to(w.device)
+                        low = None if low_np is None else torch.from_numpy(low_np).to(w.device)
                     else:
                         d = sub.sum(1)  # degrees d_i = sum_j W_ij (Shi & Malik 2000, sec. 2)
                         y, solver = fiedler_vector(sub, d, start=start, **eig)
@@ -217,8 +222,11 @@ def _ncut_tree(w: torch.Tensor, lo: float, hi: float, cfg: NCutConfig,
                     a, b = members[low], members[~low]
                     first = len(nodes) + len(queue)
                     children = (first, first + 1)
-                    queue.append((a, index, depth + 1, y[low], (block, torch.nonzero(low).flatten())))
-                    queue.append((b, index, depth + 1, y[~low], (block, torch.nonzero(~low).flatten())))
+                    parent_block, side = block, low
+                    if small and not on_cpu:  # an accelerator's small subtree stays on the host
+                        parent_block, side = torch.from_numpy(sub), torch.from_numpy(low_np)
+                    queue.append((a, index, depth + 1, y[low], (parent_block, torch.nonzero(side).flatten())))
+                    queue.append((b, index, depth + 1, y[~low], (parent_block, torch.nonzero(~side).flatten())))
                 elif reason != "solver-failed":
                     reason = "cost>=tau" if low is not None else "uniform"
         nodes[index] = HierarchyNode(index=index, parent=parent, children=children, members=members,

@@ -1,7 +1,7 @@
 """Split search of one tree node: the best threshold on the Fiedler vector, all at once.
 
 Two implementations of the same search: ``best_split`` in torch on any device (large nodes), and
-``best_split_small`` in NumPy float64 for small CPU nodes, where a handful of single-threaded
+``best_split_small`` in NumPy float64 for small nodes (on the host, whatever the device), where a handful of single-threaded
 NumPy calls beat torch's per-operation overhead (which dominates below a few hundred positions).
 Both return the paper's threshold for "grid" and the exact optimum for "exact".
 """
