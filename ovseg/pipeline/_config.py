@@ -218,7 +218,8 @@ class SegmenterConfig:
             object.__setattr__(self, "attention_layers", layers)
         others = {f for m in list_methods() for f in get_method(m).settings} - set(method.settings)
         defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
-        given = sorted(f for f in others if f in defaults and getattr(self, f) != defaults[f])
+        filled = getattr(self, "_from_backbone", frozenset())  # backbone defaults are not "given"
+        given = sorted(f for f in others if f in defaults and f not in filled and getattr(self, f) != defaults[f])
         if given:  # a setting of another cut method
             users = [m for m in list_methods() if given[0] in get_method(m).settings]
             raise ValueError(f"{' and '.join(given)} apply to method={' or '.join(map(repr, users))} only")
