@@ -135,7 +135,11 @@ def private_uses(paths) -> list[str]:
     aspect followed by a dot and a private name."""
     hits = []
     for path in paths:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):  # images, compiled files: grep skips them too
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
             if PRIVATE_USE.search(line):
                 hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     return hits
@@ -165,7 +169,8 @@ def test_no_upward_import():
 
 
 def test_no_private_names_of_a_segmenter():
-    paths = [*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py")]
+    paths = [p for p in [*PACKAGE.rglob("*"), *(ROOT / "tests").rglob("*")]  # every text file, as grep -r
+             if p.is_file() and "__pycache__" not in p.parts]
     assert private_uses(paths) == []
 
 
