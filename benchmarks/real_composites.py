@@ -15,17 +15,32 @@ nothing to the scikit-image set). The generator (``make_composite``), per compos
    background photo, j for the j-th pasted photo. A region left with < 3 % of the pixels is
    redrawn (at most 20 times).
 
-Scored: `segment`'s masks as the eval harness makes them (``ovseg.evaluation._adapter.
-sweep_predictor``: features of the S x S composite, one NCut tree per image and alpha, cut at
-every tau, concept assignment + PAMR at 128 px, 10 iterations, dilations 1-8, median filter), then
-the harness's Hungarian matching (``unsupervised_counts``) against the ground truth at 128 px
-(nearest). mIoU: per-region-slot TP/FP/FN summed over the composites (the harness's dataset
-rule); "img mIoU": the mean over composites of each composite's own mIoU. K: segments in the
-refined 128 px map. Weights: the packaged ImageNet weights ("real") and the same architecture
-with torch's default random initialisation, seed 0 ("random", ``ovseg.testing``).
+Scored: `segment`'s masks as the eval harness makes them (the maps equal
+``ovseg.evaluation._adapter.sweep_predictor``'s, tested): one backbone pass per composite
+(``stages.extract``), shared by every cut of the run; per cut setting the method's tree through
+the cut-method registry (``stages.build_tree`` + ``stages.cut``, built for that setting alone, as
+``Segmenter`` does), concept assignment + PAMR at 128 px, 10 iterations, dilations 1-8, median
+filter (``stages.refine``, ``PAMRConfig.benchmark()``), then the harness's Hungarian matching
+(``unsupervised_counts``) against the ground truth at 128 px (nearest). mIoU: per-region-slot
+TP/FP/FN summed over the composites (the harness's dataset rule); "img mIoU": the mean over
+composites of each composite's own mIoU. K: segments in the refined 128 px map (and of the cut
+on the feature grid, "cut K"). Time: seconds per image of the cut (affinity + tree or solve +
+cut) and of the refinement, after one untimed warm-up call per setting. Weights: the packaged
+ImageNet weights ("real") and the same architecture with torch's default random
+initialisation, seed 0 ("random", ``ovseg.testing``).
+
+Cut methods (``--methods``): any registered method that needs features only: diffcut (the
+recursive two-way cut) and kway (the K-way cut, docs/kway.md); random-walk needs self-attention
+maps, which a CNN does not have, and is refused. kway's K rules (``--k-rules``): "auto" (its
+default: solve at k_max 16, merge while a pair's two-way NCut is >= tau, at every tau of
+``--kway-taus``, through the registry as the pipeline runs it), "eigengap", an int (fixed K) and
+"oracle" (each composite's true number of regions: an upper reference, not a rule a user has);
+those other than "auto" go through ``ovseg.masks.kway_segments`` (same affinity and solver).
 
     flock /tmp/ovseg-heavy.lock python benchmarks/real_composites.py --jsonl docs/benchmarks-real.jsonl
     python benchmarks/real_composites.py --images 4 --alphas 4 --taus 0.5    # seconds
+    python benchmarks/real_composites.py --methods diffcut,kway --k-rules auto,eigengap,oracle \
+        --alphas 4,5,6 --taus 0.3,0.5,auto --kway-taus 0.3,0.5
 """
 from __future__ import annotations
 
@@ -126,32 +141,103 @@ def random_weights_folder(backbone: str) -> str:
     return make_tiny_backbone_weights(backbone, Path(tempfile.mkdtemp(prefix="ovseg-random-")) / backbone)
 
 
-def evaluate(composites, *, backbone: str, weights: str | None, alphas, taus, device: str = "cpu") -> list[dict]:
-    """composites: [(image, gt, names)] -> one row per (alpha, tau): mIoU (dataset rule), img mIoU,
-    mean/median/max K."""
-    from ovseg.evaluation._adapter import sweep_predictor
+def cut_settings(methods=("diffcut",), *, alphas, taus, k_rules=("auto",), kway_taus=None) -> list[dict]:
+    """The cuts one run scores: per method (a name of ``ovseg.masks.list_methods()``) and alpha,
+    every tau of ``taus``; for "kway" one setting per K rule: "auto" at every tau of ``kway_taus``
+    (default ``taus``), "eigengap", an int (fixed K), or "oracle" (each composite's true K)."""
+    from ovseg.masks import get_method
+
+    out = []
+    for method in methods:
+        get_method(method)  # an unknown name lists the registered ones
+        for alpha in alphas:
+            if method != "kway":
+                out += [dict(method=method, k_rule=None, alpha=alpha, tau=t) for t in taus]
+                continue
+            for rule in k_rules:
+                if rule == "auto":
+                    out += [dict(method=method, k_rule="auto", alpha=alpha, tau=t) for t in (kway_taus or taus)]
+                else:
+                    out.append(dict(method=method, k_rule=rule, alpha=alpha, tau=None))
+    return out
+
+
+def extract_all(composites, *, backbone: str, weights: str | None, device: str = "cpu") -> list:
+    """One backbone pass per composite (``stages.extract``): [features (1, C, h, w) float32]; every
+    cut of a run reads these same features."""
+    import ovseg
+    from ovseg.pipeline import stages
+
+    model = ovseg.create_backbone(backbone, weights=weights, device=device)
+    model = model.eval() if hasattr(model, "eval") else model
+    with torch.no_grad():
+        return [stages.extract(model, _to_tensor(image)[None].to(device))[0] for image, _, _ in composites]
+
+
+@torch.no_grad()
+def low_res_cut(feats: torch.Tensor, setting: dict, true_k: int) -> torch.Tensor:
+    """feats (1, C, h, w) -> segments (h, w) int64 at one setting of ``cut_settings``.
+
+    A tau setting goes through the cut-method registry as ``Segmenter`` does (``stages.build_tree``
+    with the method's options, then ``stages.cut``: the tree built for that tau alone, so the time
+    is the pipeline's). The K-way cut's other K rules are not a tau: they go through
+    ``ovseg.masks.kway_segments`` with ``KWayConfig(k=...)`` (same affinity, same solver)."""
+    from ovseg.masks import KWayConfig, get_method, kway_segments
+    from ovseg.pipeline import stages
+
+    method, rule = setting["method"], setting["k_rule"]
+    if rule in (None, "auto"):
+        given = {"alpha": setting["alpha"]}
+        options = {k: given[k] for k in get_method(method).options if k in given}
+        tree = stages.build_tree(feats, None, method=method, **options)[0]
+        return stages.cut(tree, setting["tau"])[0]
+    k = true_k if rule == "oracle" else rule
+    return kway_segments(feats[0], KWayConfig(alpha=setting["alpha"], k=k))[0]
+
+
+def evaluate(composites, *, backbone: str, weights: str | None, alphas, taus, device: str = "cpu",
+             methods=("diffcut",), k_rules=("auto",), kway_taus=None) -> list[dict]:
+    """composites: [(image, gt, names)] -> one row per setting of ``cut_settings``: mIoU (dataset
+    rule), img mIoU (+ its std and the per-composite values), K of the refined map and of the cut
+    (mean / median / max), seconds per image of the cut (affinity + tree or solve + cut) and of
+    the refinement (concept assignment + PAMR at 128 px). The features are extracted once."""
+    import torch.nn.functional as F
+
     from ovseg.evaluation._matching import unsupervised_counts
     from ovseg.evaluation._metrics import mean_iou
+    from ovseg.masks import PAMRConfig
+    from ovseg.pipeline import stages
 
-    rows = []
     classes = 1 + max(int(gt.max()) for _, gt, _ in composites)
     gts = [_score_gt(gt) for _, gt, _ in composites]
-    for alpha in alphas:
-        predict = sweep_predictor(taus=taus, backbone=backbone, weights=weights, device=device, alpha=alpha)
-        t0 = time.perf_counter()
-        per_tau: dict[str, list] = {}
-        for (image, _, _), gt in zip(composites, gts):
-            for key, seg in predict(_to_tensor(image)).items():
-                seg = seg.numpy()
-                per_tau.setdefault(key, []).append((unsupervised_counts(gt, seg, classes), len(np.unique(seg))))
-        seconds = time.perf_counter() - t0
-        for key, items in per_tau.items():
-            counts = sum(c for c, _ in items)
-            ks = [k for _, k in items]
-            rows.append(dict(alpha=alpha, tau=key.split("=")[1], miou=mean_iou(counts),
-                             img_miou=float(np.mean([mean_iou(c) for c, _ in items])),
-                             k_mean=float(np.mean(ks)), k_median=float(np.median(ks)), k_max=int(max(ks)),
-                             seconds_all_taus=round(seconds, 2)))
+    feats_all = extract_all(composites, backbone=backbone, weights=weights, device=device)
+    smalls = [F.interpolate(_to_tensor(image)[None], size=(SCORE, SCORE), mode="bilinear",
+                            align_corners=False)[0].to(device) for image, _, _ in composites]
+    pamr = PAMRConfig.benchmark()  # as sweep_predictor: 10 iterations, dilations 1-8, median filter
+    settings = cut_settings(methods, alphas=alphas, taus=taus, k_rules=k_rules, kway_taus=kway_taus)
+    for setting in settings:  # warm-up, untimed: first calls of each code path pay one-off costs
+        stages.refine(feats_all[0][0], low_res_cut(feats_all[0], setting, int(gts[0].max()) + 1), smalls[0], pamr)
+    rows = []
+    for setting in settings:
+        counts, ks, k_cuts, t_cut, t_refine = [], [], [], [], []
+        for feats, small, gt in zip(feats_all, smalls, gts):
+            t0 = time.perf_counter()
+            low = low_res_cut(feats, setting, int(gt.max()) + 1)
+            t1 = time.perf_counter()
+            seg = stages.refine(feats[0], low, small, pamr, compact=False)
+            t_cut.append(t1 - t0), t_refine.append(time.perf_counter() - t1)
+            counts.append(unsupervised_counts(gt, seg, classes))
+            ks.append(len(np.unique(seg))), k_cuts.append(int(low.max()) + 1)
+        per_image = [mean_iou(c) for c in counts]
+        tau = setting["tau"]
+        rows.append(dict(method=setting["method"], k_rule=setting["k_rule"], alpha=setting["alpha"],
+                         tau=None if tau is None else (tau if isinstance(tau, str) else f"{tau:g}"),
+                         miou=mean_iou(sum(counts)), img_miou=float(np.mean(per_image)),
+                         img_miou_std=float(np.std(per_image)), per_image=[round(float(v), 4) for v in per_image],
+                         k_mean=float(np.mean(ks)), k_median=float(np.median(ks)), k_max=int(max(ks)),
+                         k_cut_mean=float(np.mean(k_cuts)), k_cut_median=float(np.median(k_cuts)),
+                         cut_s=float(np.mean(t_cut)), cut_s_median=float(np.median(t_cut)),
+                         refine_s=float(np.mean(t_refine))))
     return rows
 
 
@@ -166,6 +252,23 @@ def photo_counts(photos: dict[str, np.ndarray], *, backbone: str, weights: str |
         square = np.array(Image.fromarray(photo).resize((size, size), Image.BILINEAR))
         out[name] = {k.split("=")[1]: int(len(np.unique(v.numpy()))) for k, v in predict(_to_tensor(square)).items()}
     return out
+
+
+def _check_methods(methods: list[str], backbone: str) -> list[str]:
+    """The cut methods, checked against the registry and the backbone: a method that needs
+    self-attention maps (random-walk) does not apply to a backbone without them (a CNN)."""
+    from ovseg.features import backbone_info
+    from ovseg.masks import get_method
+
+    for m in methods:
+        try:
+            get_method(m)
+        except ValueError as e:
+            raise SystemExit(f"--methods: {e}") from None
+        if get_method(m).needs == "attention" and backbone_info(backbone).attention_layers is None:
+            raise SystemExit(f"--methods {m}: {m!r} needs self-attention maps and {backbone} has none "
+                             "(a CNN); use diffcut or kway")
+    return methods
 
 
 def _parse_taus(text: str) -> list:
@@ -183,6 +286,11 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--alphas", default="1,2,3,4,6,10")
     ap.add_argument("--taus", default="0.1,0.2,0.3,0.4,0.5,0.7,auto")
     ap.add_argument("--weights", default="real,random", help="real, random or both")
+    ap.add_argument("--methods", default="diffcut",
+                    help="cut methods (ovseg.masks.list_methods()) that need features only: diffcut, kway")
+    ap.add_argument("--k-rules", default="auto",
+                    help="kway's K rules: auto (merge at each --kway-taus), eigengap, an int, oracle (true K)")
+    ap.add_argument("--kway-taus", default=None, help="kway auto's merge thresholds (default: --taus)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--example-photos", action="store_true",
                     help="also K per examples/ photo at the backbone's default alpha (default tau, 0.5, auto)")
@@ -195,6 +303,9 @@ def main(argv=None) -> list[dict]:
                   for i in range(args.images)]
     alphas = [float(a) for a in args.alphas.split(",")]
     taus = _parse_taus(args.taus)
+    methods = _check_methods(args.methods.split(","), args.backbone)
+    k_rules = [int(r) if r.isdigit() else r for r in args.k_rules.split(",")]
+    kway_taus = _parse_taus(args.kway_taus) if args.kway_taus else None
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     meta = dict(backbone=args.backbone, photos=args.photos, images=args.images, seed=args.seed, size=args.size,
@@ -202,12 +313,18 @@ def main(argv=None) -> list[dict]:
     rows = []
     for kind in args.weights.split(","):
         weights = None if kind == "real" else random_weights_folder(args.backbone)
-        for row in evaluate(composites, backbone=args.backbone, weights=weights, alphas=alphas, taus=taus):
-            rows.append({**meta, "weights": kind, "method": "diffcut", **row})
+        t0 = time.perf_counter()
+        for row in evaluate(composites, backbone=args.backbone, weights=weights, alphas=alphas, taus=taus,
+                            methods=methods, k_rules=k_rules, kway_taus=kway_taus):
+            rows.append({**meta, "weights": kind, **row})
             r = rows[-1]
-            print(f"{kind:6s} alpha {r['alpha']:g} tau {r['tau']:>4s}: mIoU {r['miou']:.3f} "
-                  f"img {r['img_miou']:.3f} K mean {r['k_mean']:.1f} median {r['k_median']:g} max {r['k_max']}",
+            rule = "" if r["k_rule"] is None else f" K {r['k_rule']}"
+            print(f"{kind:6s} {r['method']}{rule} alpha {r['alpha']:g} tau {r['tau'] or '-':>4s}: "
+                  f"mIoU {r['miou']:.3f} img {r['img_miou']:.3f} (std {r['img_miou_std']:.3f}) "
+                  f"K mean {r['k_mean']:.1f} median {r['k_median']:g} max {r['k_max']} "
+                  f"cut K {r['k_cut_mean']:.1f} cut {r['cut_s']:.3f} s/img refine {r['refine_s']:.3f} s/img",
                   flush=True)
+        print(f"{kind}: {time.perf_counter() - t0:.0f} s", flush=True)
     if args.example_photos:  # item: what K the real features give on whole photos
         from ovseg.features import backbone_info
 
