@@ -155,7 +155,9 @@ class DemoSession:
                 labels = self._labels(state, leaves, work, vocabulary)
             record = seg.run_record(vocabulary)  # as `Segmenter.label` at this tau would record
             record["settings"][self._method().setting] = tau
-            result = stages.assemble(state.array, work, labels=labels, names=names, settings=record["settings"],
+            info = state.work_maps[leaves].get("info") or {}  # what the cut reported (kway: k_chosen)
+            result = stages.assemble(state.array, work, labels=labels, names=names,
+                                     settings={**record["settings"], **info},
                                      source=state.source, source_size=state.source_size, record=record)
             if chosen is not None:
                 result.auto_vocabulary = {"bank": vocabulary.bank.name, "max_classes": vocabulary.config.max_classes,
@@ -183,9 +185,9 @@ class DemoSession:
         """-> (the cut's leaves, its refined map (h', w') int32 at the working size)."""
         leaves = tuple(state.tree.leaves(tau))  # the cut is identified by its leaves
         if leaves not in state.work_maps:
-            low, _ = stages.cut(state.tree, tau)  # pruning of the kept tree (Hierarchy.cut)
+            low, info = stages.cut(state.tree, tau)  # pruning of the kept tree (Hierarchy.cut)
             work = stages.refine(state.feats, low, state.work, self.segmenter.config.pamr()).astype(np.int32)
-            state.work_maps[leaves] = {"work": work}
+            state.work_maps[leaves] = {"work": work, "info": info}
             while len(state.work_maps) > self.max_cuts:
                 state.work_maps.popitem(last=False)
         state.work_maps.move_to_end(leaves)

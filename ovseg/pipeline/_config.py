@@ -214,7 +214,7 @@ class SegmenterConfig:
             if self.k not in K_RULES:
                 raise SettingError("k", f"k must be a number of segments (an int >= 1) or one of "
                                         f"{', '.join(K_RULES)}, got {self.k!r}")
-        elif isinstance(self.k, bool) or _number(self.k) != self.k or self.k < 1:
+        elif isinstance(self.k, bool) or not math.isfinite(_number(self.k)) or int(self.k) != self.k or self.k < 1:
             raise SettingError("k", f"k must be a number of segments (an int >= 1) or one of "
                                     f"{', '.join(K_RULES)}, got {self.k!r}")
         else:
