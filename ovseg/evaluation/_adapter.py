@@ -62,7 +62,7 @@ def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", we
         head = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in combo.items() if len(swept[k]) > 1]
         cuts = fixed + (["auto"] if auto else [])
         if entry.setting in entry.ignores(opts):  # e.g. kway with a fixed k: one cut, named by k
-            head = head or [f"{k}={v}" for k, v in combo.items()] or [f"{entry.setting}=any"]
+            head = head or [f"{k}={opts[k]}" for k in _causes(entry, opts)]
             plans.append((opts, [(",".join(head), cuts[0])]))
             continue
         plans.append((opts, [(",".join(head + [f"{entry.setting}=auto" if t == "auto" else f"{entry.setting}={t:g}"]), t)
@@ -85,6 +85,17 @@ def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", we
         return out
 
     return predict
+
+
+def _causes(entry, opts: dict) -> list[str]:
+    """The options that make `entry` ignore its setting (each one's SegmenterConfig default would not)."""
+    from dataclasses import fields
+
+    from ovseg.pipeline import SegmenterConfig
+
+    defaults = {f.name: f.default for f in fields(SegmenterConfig)}
+    return [k for k in opts if k in defaults
+            and entry.setting not in entry.ignores({**opts, k: defaults[k]})] or list(opts)
 
 
 def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", weights: str | None = None,
