@@ -64,13 +64,14 @@ K_HELP = ("kway: a number of segments, or auto: K chosen per image by merging th
           "K chosen (k_chosen).")
 
 
-def method_option(**kwargs):
+def method_option(*, needs: str | None = None, **kwargs):
     """``--method``: the registry's methods (`ovseg._cut_methods`, torch-free), help from each
-    method's own description."""
-    from ovseg._cut_methods import list_methods, method_help
+    method's own description; needs="features": only the methods that cut features alone."""
+    from ovseg._cut_methods import get_method, list_methods, method_help
 
-    help_text = kwargs.pop("help", None) or method_help()
-    return click.option("--method", type=click.Choice(list_methods()), default="diffcut", show_default=True,
+    names = [m for m in list_methods() if needs is None or get_method(m).needs == needs]
+    help_text = kwargs.pop("help", None) or method_help(names)
+    return click.option("--method", type=click.Choice(names), default="diffcut", show_default=True,
                         help=help_text, **kwargs)
 
 

@@ -116,9 +116,10 @@ def list_methods() -> list[str]:
     return list(_METHODS)
 
 
-def method_help() -> str:
-    """``--method``'s help: each method's own description, from the registry."""
-    return "; ".join(f"{m}: {_METHODS[m].description}" for m in _METHODS if _METHODS[m].description) + "."
+def method_help(names=None) -> str:
+    """``--method``'s help: each method's own description (of `names`, default all), from the registry."""
+    names = list(_METHODS) if names is None else list(names)
+    return "; ".join(f"{m}: {_METHODS[m].description}" for m in names if _METHODS[m].description) + "."
 
 
 def _kway_ignores(values: dict) -> dict:

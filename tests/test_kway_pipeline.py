@@ -153,9 +153,10 @@ def test_method_choices_and_help_come_from_the_registry():
     assert "kway" in list_methods()
     for command in commands:
         option = next(p for p in command.params if p.name == "method")
-        assert list(option.type.choices) == list_methods(), command.name
+        names = [m for m in list_methods() if command is not coherence_command or get_method(m).needs == "features"]
+        assert list(option.type.choices) == names and "kway" in names, command.name
         text = " ".join(option.help.split())
-        for name in list_methods():
+        for name in names:
             assert " ".join(get_method(name).description.split()) in text, (command.name, name)
         k = next(p for p in command.params if p.name == "k")
         assert "a number of segments, or auto" in k.help

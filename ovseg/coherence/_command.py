@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ovseg._click_types import K_HELP, KParam, check_method_options, method_option
-from ovseg._cut_methods import method_help
+from ovseg._cut_methods import get_method, list_methods, method_help
 
 
 def _parse_weights(values: tuple[str, ...]) -> dict[str, str]:
@@ -152,8 +152,8 @@ def _check_weights(names: list[str], weights: dict) -> None:
 @click.option("--max-images", type=click.IntRange(min=1), help="Score mode: use the first N pairs.")
 @click.option("--miou/--no-miou", default=True, show_default=True,
               help="Score mode: also measure the unsupervised mIoU through the cut.")
-@method_option(help="Score mode, the cut behind mIoU: " + method_help() + " Methods that need the "
-                    "self-attention (random-walk) are not available here.")
+@method_option(needs="features", help="Score mode, the cut behind mIoU (the methods that cut features): "
+                                      + method_help([m for m in list_methods() if get_method(m).needs == "features"]))
 @click.option("--k", "k", type=KParam(), default="auto", show_default=True, help="Cut: " + K_HELP)
 @click.option("--alpha", default=None, type=float,
               help="Cut: affinity exponent [default: each backbone's; 10 for ssd-1b].")
@@ -189,12 +189,11 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
     names = _check_settings(backbones, weights_map, resolution, device, alpha)
     ctx = click.get_current_context()
     check_method_options(ctx, method, {"k": k})  # another method's options (or ignored ones): exit 2
-    from ovseg._cut_methods import get_method
-
     if get_method(method).needs != "features":
         raise click.UsageError(f"--method {method} needs the backbone's self-attention; coherence scores "
                                "feature maps only", ctx)
-    cut_options = {"k": k} if "k" in get_method(method).options else {}
+    cut_options = {n: ctx.params[n] for n in get_method(method).options  # the method's own options, by name
+                   if n in ctx.params and n != "alpha" and ctx.params[n] is not None}
     if (dataset is None) != (data_root is None):
         raise click.UsageError("--dataset and --root go together")
     if pairs is not None or dataset is not None:
