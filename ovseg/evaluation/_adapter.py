@@ -32,7 +32,8 @@ def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", we
     then a 3x3 median filter on the labels (`PAMRConfig.benchmark()`). The same public stages as
     `Segmenter` (`ovseg.pipeline.stages`: extract, build_tree, cut, refine); method: a name of
     `ovseg.masks.list_methods()`; options: SegmenterConfig fields (alpha=, walk_steps=, k=, ...),
-    of which the method's own (`get_method(method).options`) are used, the others ignored.
+    of which the method's own (`get_method(method).options`) are used, the others ignored; one
+    not given (or None) is the backbone's default (alpha) or SegmenterConfig's.
     An option given as a list is swept: one tree per value (no new backbone pass), variants
     "k=4,tau=0.5" (kway: "k=4" alone, as a fixed K ignores tau). A tau of "auto" ("tau=auto") is
     ``auto_tau`` on the same tree (built up to tau = 1 then). The runner records each variant's
@@ -53,7 +54,10 @@ def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", we
     fixed = sorted({float(t) for t in taus if t != "auto"})
     auto = any(t == "auto" for t in taus)
     top = max(fixed + ([AUTO_TAU_MAX] if auto else []))  # auto reads the tree up to tau = 1
-    mine = {k: v for k, v in options.items() if k in entry.options and v is not None}
+    from ovseg.pipeline import SegmenterConfig  # options not given: as label/segment fill them
+
+    base = SegmenterConfig(backbone=backbone, method=method, attention_layers=attention_layers).method_settings()
+    mine = {k: options[k] if options.get(k) is not None else base[k] for k in entry.options}
     swept = {k: list(dict.fromkeys(v)) for k, v in mine.items() if isinstance(v, list)}
     combos = [dict(zip(swept, values)) for values in itertools.product(*swept.values())] or [{}]
     plans = []  # (build options, [(variant name, tau)])

@@ -45,7 +45,8 @@ class SegmenterConfig:
         read as a random walk, seed 002) or "kway" (discrete K-way NCut, docs/kway.md).
       k (int | str): kway only: the number of segments (an int >= 1; clusters that empty are
         dropped), or a rule: "auto" (solve at 16, merge while a pair's two-way NCut is >= tau),
-        "eigengap" or "tree" (docs/kway.md). The JSON records it and the K chosen (k_chosen).
+        "eigengap" or "tree" (docs/kway.md); with any k but "auto" tau plays no part. The JSON
+        and the cache key record it, and the JSON the K chosen (k_chosen).
       walk_steps (int): random-walk only: k of the k-step walk P^k (1); larger k merges more.
       attention_layers (tuple | None): random-walk only: self-attention layers combined (names or
         indices); None: every layer the backbone's pass runs through (docs/random-walk.md).
