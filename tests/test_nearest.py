@@ -90,7 +90,8 @@ def test_the_direct_ops_are_f_interpolate():
             x = torch.arange(int(n_in), dtype=torch.float32)[None, None]
             assert torch.equal(_torch_1d(x, int(n_out)), F.interpolate(x, size=int(n_out), mode="nearest-exact"))
             x = x[..., None]
-            assert torch.equal(_torch_2d(x, (int(n_out), 1)), F.interpolate(x, size=(int(n_out), 1), mode="nearest-exact"))
+            size = (int(n_out), 1)
+            assert torch.equal(_torch_2d(x, size), F.interpolate(x, size=size, mode="nearest-exact"))
 
 
 def test_torch_2d_columns_follow_the_same_property():
