@@ -38,7 +38,7 @@ def _raise_if_not_finite(feats: torch.Tensor, name: str = "feats") -> None:
         )
 
 
-def gram(x: torch.Tensor) -> torch.Tensor:
+def gram(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """x @ x.T for (N, C) rows, computing only the blocks on and above the diagonal.
 
     The lower blocks are the transposes of the upper ones, so the result is exactly symmetric and
@@ -48,8 +48,9 @@ def gram(x: torch.Tensor) -> torch.Tensor:
     N = x.shape[0]
     blocks = max(1, min(8, N // 128))
     if blocks == 1:
-        return x @ x.T
-    out = torch.empty(N, N, dtype=x.dtype, device=x.device)
+        return x @ x.T if out is None else torch.mm(x, x.T, out=out)
+    if out is None:
+        out = torch.empty(N, N, dtype=x.dtype, device=x.device)
     edges = [N * i // blocks for i in range(blocks + 1)]
     for a, b in zip(edges[:-1], edges[1:]):
         band = x[a:b] @ x[a:].T  # rows a:b against every row from a on
@@ -82,12 +83,15 @@ def affinity(feats: torch.Tensor, *, alpha: float = 10.0) -> torch.Tensor:
     return affinity_checked(feats, alpha)[0]
 
 
-def affinity_checked(feats: torch.Tensor, alpha: float) -> tuple[torch.Tensor, float, float]:
+def affinity_checked(feats: torch.Tensor, alpha: float, *,
+                     out: torch.Tensor | None = None) -> tuple[torch.Tensor, float, float]:
     """``affinity`` without input validation, for callers that validated once at their entry.
 
     Args:
         feats: (C, h, w) or (N, C) floating tensor already passed through ``check_features``.
         alpha: positive finite exponent.
+        out: a contiguous (N, N) tensor of the result's dtype and device to build W in (a batch's
+            slice: no copy of W into a stacked batch); the same values as without it.
 
     Returns:
         (W, lo, hi): W as ``affinity`` returns it, and bounds of its entries known by
@@ -105,14 +109,14 @@ def affinity_checked(feats: torch.Tensor, alpha: float) -> tuple[torch.Tensor, f
         x = (cols / (cols * cols).sum(0).sqrt_().clamp_min_(1e-12)).T  # F.normalize over C
     else:
         x = F.normalize(feats, dim=1)  # L2-normalise each position; zero rows stay zero
-    cos = gram(x)  # cosine similarity, (N, N), exactly symmetric
+    cos = gram(x, out)  # cosine similarity, (N, N), exactly symmetric
     lo, hi = (float(v) for v in torch.aminmax(cos))
     if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN/inf in a feature vector: NaN cosines
         _raise_if_not_finite(feats)
         raise ValueError("the cosine matrix holds non-finite values; the normalized cut needs finite features")
     span = hi - lo
     if span <= 1e-6 * max(1.0, abs(hi)):
-        return torch.ones_like(cos), 1.0, 1.0
+        return (torch.ones_like(cos) if out is None else cos.fill_(1.0)), 1.0, 1.0
     # min-max over the whole matrix (METHOD.md 2), then W = C ** alpha, a soft threshold; in place
     # (one N x N buffer), chunk by chunk so the four passes run in cache. The minimum entry maps to
     # (lo - lo) / span = 0 exactly, 0 ** alpha = 0; every entry <= 1
