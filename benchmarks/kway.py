@@ -45,8 +45,11 @@ from ovseg.masks._ncut import ncut_tree  # noqa: E402
 from ovseg.testing import PLANTED_SET, planted_case, planted_miou  # noqa: E402
 
 
-def timed(fn, repeat):
-    times, out = [], None
+def timed(fn, repeat, warmup=True):
+    """(median, min, max, result) of ``repeat`` timed calls after one untimed warm-up call (it
+    absorbs the other thread pools' spin-down after switching methods, and first-touch costs)."""
+    out = fn() if warmup else None
+    times = []
     for _ in range(repeat):
         t = time.perf_counter()
         out = fn()
@@ -76,7 +79,7 @@ def speed(args) -> None:
                     f"recursive {tr_lo:.3f}, ratio {tr_lo / tk_lo:.2f}x, bound {tr_lo / ta_lo:.2f}x, cuts {tkc_lo:.3f} "
                     f"vs {trc_lo:.3f} ({trc_lo / tkc_lo:.2f}x)")
             if B == 1 and side <= args.paper_max_side:
-                tp, *_, pap = timed(lambda: paper_ncut(affinity(feats[0]), tau=0.5), 1)
+                tp, *_, pap = timed(lambda: paper_ncut(affinity(feats[0]), tau=0.5), 1, warmup=False)
                 row["paper"] = (float(ncut_value(W, pap[None])), planted_miou(pap.view(side, side), lab[0]),
                                 [int(pap.max()) + 1])
                 line += f" | paper {tp:.3f} s, ratio paper/kway {tp / tk:.1f}x"
