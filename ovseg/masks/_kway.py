@@ -19,8 +19,9 @@ association and NCut(X) = K' - f(X) (K' non-empty clusters). The solver maximise
 
 Batched: B images x R restarts in one call; the restarts of an image are concatenated along K, so
 one (B, N, N) x (B, N, R K) product per iteration reads W once for all of them. The loop has no
-per-image Python code and no host sync per iteration (``check_every`` iterations between the
-"all converged?" reads).
+per-image Python code and, on CUDA, no host sync per iteration (``check_every`` iterations between
+the "all converged?" reads). On the CPU, where a host read costs nothing, it stops at the first
+step without a move, and a step that moves few rows updates G = W X from those rows of W only.
 """
 from __future__ import annotations
 
