@@ -39,6 +39,12 @@ def test_default_k_rule_recovers_the_planted_set_32():
     assert len(worst) == len(PLANTED_SET) and min(worst)[0] >= 0.99, min(worst)
 
 
+@pytest.mark.slow
+def test_default_k_rule_recovers_the_planted_set_64():
+    worst = _recovery(64, PLANTED_SET)  # 24 maps, W 64 MiB each (batches of 8: 512 MiB)
+    assert len(worst) == len(PLANTED_SET) and min(worst)[0] >= 0.99, min(worst)
+
+
 @pytest.mark.parametrize("name,noise,common", [("voronoi7", 0.5, 0.0), ("bench8", 0.45, 1.5), ("tiny3", 0.4, 0.0)])
 def test_default_k_rule_recovers_planted_maps_64(name, noise, common):
     feats, lab = planted_case(name, noise, common, 64)
