@@ -166,3 +166,19 @@ def test_registered_method_cuts_like_kway_segments():
         assert torch.equal(seg, kway_segments(f)[0]) and info == {"k_chosen": int(lab.max()) + 1}
         assert cut.num_segments(0.5) == info["k_chosen"] and cut.num_segments(0.0) == 1
         assert cut.cut(0.0)[1] == {"k_chosen": 1} and cut.num_cuts() >= info["k_chosen"]
+
+
+def test_sparse_step_update_matches_the_full_product(monkeypatch):
+    import ovseg.masks._kway as kw
+
+    f, _ = planted_case("voronoi7", 0.9, 0.0, 20)
+    W = affinity(f)[None]
+    runs = []
+    for share in (1, 10**9):  # every step from the moved rows of W / every step a full W X
+        monkeypatch.setattr(kw, "_SPARSE_SHARE", share)
+        runs.append(solve(W, 6, config=SolverConfig(restarts=2), generator=torch.Generator().manual_seed(0)))
+    sparse, full = runs
+    assert int(sparse.iterations) > 1 and torch.equal(sparse.labels, full.labels)
+    assert float(sparse.f) == pytest.approx(float(full.f), abs=1e-5)
+    assert float(ncut_value(W, sparse.labels)) == pytest.approx(float(sparse.ncut), abs=1e-5)
+    assert bool((sparse.history.diff(dim=1) >= 0).all())
