@@ -73,6 +73,8 @@ def build_kway(feats: torch.Tensor, transitions=None, *, top: float | None = Non
     gen = torch.Generator(device="cpu").manual_seed(config.seed)
     st = solve(W, config.k_max, config=replace(config.solver, max_iter=config.presolve_iter), generator=gen)
     kk = max(1, min(config.k_max, W.shape[1]))
-    a, b, v = merge_sequence(W, st.labels, kk)
-    return [KWayCut(KWayTree(W[i:i + 1], st.labels[i:i + 1], (a[i:i + 1], b[i:i + 1], v[i:i + 1]), config, shape),
+    a, b, v = merge_sequence(W, st.labels, kk, product=st.product)  # W X of the solve: no extra product
+    P = st.product if st.product is not None and st.product.shape[-1] == kk else None
+    return [KWayCut(KWayTree(W[i:i + 1], st.labels[i:i + 1], (a[i:i + 1], b[i:i + 1], v[i:i + 1]), config, shape,
+                             product=None if P is None else P[i:i + 1]),
                     feats.device, default_tau=config.tau) for i in range(B)]
