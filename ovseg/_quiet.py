@@ -8,6 +8,7 @@ while models load (`quiet_loading`): the accelerate advice and loading bars are 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -28,11 +29,13 @@ def quiet_third_party() -> None:
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"(%s)(\.|$)" % "|".join(THIRD_PARTY + ("torch",)))
+    # import_module, not attribute access: these packages load their submodules lazily, so
+    # `huggingface_hub.utils` may not be an attribute yet even though the package is imported.
     if "huggingface_hub" in sys.modules:
-        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+        importlib.import_module("huggingface_hub.utils").disable_progress_bars()
     for lib in ("transformers", "diffusers"):
         if lib in sys.modules:
-            log = sys.modules[lib].utils.logging
+            log = importlib.import_module(f"{lib}.utils.logging")
             log.set_verbosity_error()
             log.disable_progress_bar()
 
@@ -48,9 +51,7 @@ def quiet_loading() -> Iterator[None]:
         logger = logging.getLogger(lib)
         if os.environ.get(f"{lib.upper()}_VERBOSITY") or logger.level not in (logging.NOTSET, logging.WARNING):
             continue
-        if lib not in sys.modules:
-            __import__(lib)
-        log = sys.modules[lib].utils.logging
+        log = importlib.import_module(f"{lib}.utils.logging")
         saved.append((logger, logger.level, log, log.is_progress_bar_enabled()))
         logger.setLevel(logging.ERROR)
         log.disable_progress_bar()

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from ovseg import __version__, _edge
-from ovseg._click_types import LayersParam, TauParam
+from ovseg._click_types import K_HELP, KParam, LayersParam, TauParam, check_method_options, method_option
 
 _MAX_PIXELS = 2**25  # ovseg.io.DEFAULT_MAX_PIXELS, repeated here so --help imports nothing
 
@@ -54,14 +54,12 @@ def _pipeline_options(f):
         click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Affinity exponent W = C**alpha [default: the backbone's; 10 for ssd-1b, "
                           "as in the paper; `ovseg backbones` lists them]."),
-        click.option("--method", type=click.Choice(["diffcut", "random-walk", "kway"]), default="diffcut",
-                     show_default=True, help="diffcut: NCut of the feature affinity; random-walk: NCut "
-                     "of a walk on the backbone's self-attention (docs/random-walk.md); kway: discrete "
-                     "K-way NCut of the feature affinity, K by merging at tau (docs/kway.md)."),
+        method_option(),
         click.option("--tau", type=TauParam(), default=None,
                      help="NCut threshold in [0, 2]: lower gives fewer, larger segments; auto: chosen "
                           "per image (recorded in the JSON as tau_chosen) [default: the backbone's; "
-                          "0.5 for ssd-1b, as in the paper]."),
+                          "0.5 for ssd-1b, as in the paper]; kway: the merge threshold of --k auto."),
+        click.option("--k", "k", type=KParam(), default="auto", show_default=True, help=K_HELP),
         click.option("--walk-steps", type=click.IntRange(min=1), default=1, show_default=True,
                      help="random-walk: k-step walks P^k (larger merges more)."),
         click.option("--attention-layers", type=LayersParam(), default="all", show_default=True,
@@ -149,13 +147,7 @@ def _config(out_dir, **kw):
 
     kw["dtype"] = None if kw["dtype"] == "auto" else kw["dtype"]
     kw["weights"] = None if kw["weights"] is None else str(kw["weights"])
-    if kw.get("method") == "diffcut":  # random-walk options given with diffcut are refused below
-        from click.core import ParameterSource
-
-        ctx = click.get_current_context()
-        for name in ("walk_steps", "attention_layers"):
-            if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
-                raise click.UsageError(f"--{name.replace('_', '-')} applies to --method random-walk only")
+    check_method_options(click.get_current_context(), kw["method"], kw)  # another method's options: exit 2
     try:
         config = SegmenterConfig(**kw)
         if not (isinstance(out_dir, str) and "://" in out_dir):  # a URI is written by --engine ray
@@ -255,6 +247,7 @@ def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, 
     ovseg label examples/chelsea.png --classes "cat,floor,wall" --out out/
     ovseg label photos/ --vocab voc --out out/ --device cuda --batch-size 4
     ovseg label photo.jpg -c "cat,sofa" --method random-walk --tau auto --walk-steps 2
+    ovseg label photo.jpg -c "cat,sofa" --method kway --k auto --tau 0.4
     HF_HUB_OFFLINE=1 ovseg label a.jpg -c "dog,grass" --weights ./ssd-1b --clip-weights ./clip
     ovseg label s3://bkt/photos/ --vocab voc --engine ray --ray-address auto --workers 8 \\
         --format parquet --out s3://bkt/labels/      (pip install "ovseg[ray]"; docs/scale-out.md)
@@ -302,6 +295,7 @@ def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
     ovseg segment photo.jpg --out masks/
     ovseg segment photos/ --tau 0.4 --no-refine --out masks/
     ovseg segment photo.jpg --method random-walk --tau auto --out masks/
+    ovseg segment photo.jpg --method kway --k 6 --out masks/     (K-way cut, six segments)
     """
     _edge.start(verbose)
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}

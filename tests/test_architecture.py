@@ -112,10 +112,14 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def layer(name: str) -> int | None:
-    """The index in LAYERS of module `name` (None: not layered, e.g. ovseg.testing, ovseg.__main__)."""
+    """The index in LAYERS of module `name` (None: not layered, e.g. ovseg.testing, ovseg.__main__).
+    A top-level private module (ovseg/_x.py) not listed elsewhere is a shared helper (layer 0), so a
+    new one is checked without an edit here."""
     for i, packages in enumerate(LAYERS):
         if any(name == p or name.startswith(p + ".") for p in packages):
             return i
+    if name.count(".") == 1 and name.startswith("ovseg._") and not name.startswith("ovseg.__"):
+        return 0
     return None
 
 

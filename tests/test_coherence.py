@@ -438,3 +438,41 @@ def test_pairs_ignore_exif_orientation_as_labels_and_evaluation_do(tmp_path):
         score = coherence_scores(pairs, [OneHotBackbone()], num_pairs=200, segment_fn=segment,
                                  counts_fn=agreement_counts, **kw)[0]
         assert score.auc == 1.0 and score.miou == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------- the cut method (registry)
+
+def test_kway_cut_through_the_registry_records_method_and_k():
+    """method="kway" in the mIoU path: the registry's K-way cut on the one-hot features finds the
+    classes (4 + the ignore colour) with K chosen by its rule, or exactly K with a fixed k; each
+    score records the cut's method, k and the K chosen."""
+    rng = np.random.default_rng(5)
+    small = [make_scene(rng, cells=8) for _ in range(2)]
+    auto, = coherence_scores(small, [OneHotBackbone()], num_pairs=200, method="kway")
+    assert auto.miou == pytest.approx(1.0)
+    assert auto.cut["method"] == "kway" and auto.cut["k"] == "auto" and auto.cut["alpha"] == 10.0
+    assert auto.cut["k_chosen_mean"] == auto.cut["segments_mean"] >= 4
+    fixed, = coherence_scores(small, [OneHotBackbone()], num_pairs=200, method="kway", method_options={"k": 2})
+    assert fixed.cut["k"] == 2 and fixed.cut["k_chosen_mean"] == 2.0 and fixed.miou < auto.miou
+    diffcut, = coherence_scores(small, [OneHotBackbone()], num_pairs=200)
+    assert diffcut.cut["method"] == "diffcut" and "k" not in diffcut.cut and diffcut.miou == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="self-attention"):
+        coherence_scores(small, [OneHotBackbone()], method="random-walk")
+
+
+def test_cli_scores_kway_records_k(fake_factory, pairs_dir, tmp_path):
+    result = CliRunner().invoke(coherence_command, [
+        "--pairs", str(pairs_dir), "-b", "onehot", "--num-pairs", "300", "--method", "kway", "--k", "3",
+        "--out", str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "res" / "coherence.json").read_text())
+    assert data["settings"]["method"] == "kway" and data["settings"]["k"] == 3
+    cut = data["scores"][0]["cut"]
+    assert cut["method"] == "kway" and cut["k"] == 3 and cut["k_chosen_mean"] == 3.0
+    for argv, message in [(["--method", "random-walk"], "is not one of"), (["--k", "3"], "--method kway"),
+                          (["--method", "kway", "--k", "3", "--tau", "0.4"], "--tau"),
+                          (["--method", "kway", "--k", "0"], "number of segments")]:
+        bad = CliRunner().invoke(coherence_command, ["--pairs", str(pairs_dir), "-b", "onehot", *argv,
+                                                     "--out", str(tmp_path / "bad")])
+        assert bad.exit_code == 2 and message in bad.output, (argv, bad.output)
+    assert not (tmp_path / "bad").exists()

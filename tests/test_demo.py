@@ -118,6 +118,52 @@ def test_session_recut_equals_a_fresh_run(tiny_weights):
         session.result(state, 1.5)
 
 
+def test_kway_slider_moves_the_merge_threshold_without_backbone_pass(tiny_weights, monkeypatch):
+    """method="kway" in the demo: the slider moves the K-way cut's merge threshold tau (its label
+    says so), each move recuts the kept `KWayTree` with no backbone pass, and every cut equals a
+    fresh `Segmenter` run at that tau, the method, k and the K chosen recorded; a fixed K freezes
+    the slider."""
+    from ovseg import Segmenter
+    from ovseg.demo import DemoSession, build_app
+    from ovseg.pipeline import stages
+
+    segmenter = Segmenter(**SETTINGS, **tiny_weights, method="kway")
+    calls = []
+    extract = stages.extract
+
+    def counted(backbone, inputs, **kw):
+        if backbone is segmenter.models.loaded().get("backbone"):
+            calls.append(len(inputs))
+        return extract(backbone, inputs, **kw)
+
+    monkeypatch.setattr(stages, "extract", counted)
+    session = DemoSession(segmenter, max_tau=1.0)
+    label, moves = session.slider()
+    assert moves and "merge threshold" in label
+    state = session.prepare(str(CHELSEA))
+    got = {tau: session.result(state, tau) for tau in (0.05, 0.3, 0.6, 0.95, 0.3)}
+    assert calls == [1], "a slider move must not run the backbone"
+    for tau, result in got.items():
+        s = result.settings
+        assert (s["method"], s["k"], s["tau"]) == ("kway", "auto", tau) and s["k_chosen"] >= 1
+        want = Segmenter(segmenter.config, tau=tau).segment(str(CHELSEA))
+        np.testing.assert_array_equal(result.segment_map, want.segment_map)
+        assert want.settings["k_chosen"] == s["k_chosen"]
+    ks = [got[t].settings["k_chosen"] for t in (0.05, 0.3, 0.6, 0.95)]
+    assert ks == sorted(ks) and ks[0] < ks[-1]  # lower merge threshold: fewer segments
+    assert calls == [1]
+    app = build_app(segmenter)
+    slider = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "ovseg-tau")
+    assert "merge threshold" in slider.label and "kway" in slider.label and slider.interactive is not False
+    fixed = DemoSession(Segmenter(segmenter.config, k=3, models=segmenter.models))
+    label, moves = fixed.slider()
+    assert not moves and "k=3 fixes K" in label
+    state = fixed.prepare(str(CHELSEA))
+    a, b = fixed.result(state, 0.1), fixed.result(state, 0.9)
+    np.testing.assert_array_equal(a.segment_map, b.segment_map)
+    assert a.settings["k"] == 3 and a.settings["k_chosen"] == b.settings["k_chosen"] == 3
+
+
 @pytest.mark.parametrize("path, classes, message", [
     ("examples/README.md", CLASSES, "not an image file"),
     ("examples/chelsea.png", " , ", "classes is empty"),

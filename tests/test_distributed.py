@@ -399,3 +399,35 @@ def test_uri_and_bytes_inputs_decode_as_read_image(images):
                 assert np.array_equal(got, want) and got_size == size
             else:  # max_pixels=1000: scaled down by read_image's rule, source size kept
                 assert got.shape[0] * got.shape[1] <= 1000 and got_size == size
+
+
+def test_kway_on_ray_records_method_and_k(ray_local, images, config, tmp_path):
+    """method="kway" with a fixed K on the Ray engine: Parquet rows and the files written from
+    them record the method, k and the K chosen, and equal the local engine's segments."""
+    import dataclasses
+
+    import pyarrow.parquet as pq
+    import torch
+
+    from ovseg.distributed import segment_dataset
+    from ovseg.pipeline import Segmenter
+
+    kway = dataclasses.replace(config, method="kway", k=3)
+    table_dir = tmp_path / "table"
+    segment_dataset([images], out=table_dir, config=kway, format="parquet", workers=1)
+    rows = {Path(r["path"]).name: r for r in pq.read_table(table_dir).to_pylist()}
+    local = tmp_path / "local"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the CPU actor (see local_out)
+    try:
+        Segmenter(kway).process_files([images], local, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    done = [name for name, row in rows.items() if row["error"] is None]
+    assert len(done) == 5
+    for name in done:
+        settings = json.loads(rows[name]["settings"])
+        assert settings["method"] == "kway" and settings["k"] == 3 and 1 <= settings["k_chosen"] <= 3
+        ref = json.loads((local / f"{Path(name).stem}.segments.json").read_text())
+        assert settings == ref["settings"]
+        assert [s["rle_counts"] for s in rows[name]["segments"]] == [s["segmentation"]["counts"] for s in ref["segments"]]

@@ -491,3 +491,71 @@ def test_cli_end_to_end_with_tiny_weights(tmp_path, roots, tiny_weights):
     data = json.loads((out / "results.json").read_text())
     assert [d["settings"]["variant"] for d in data] == ["tau=0.3", "tau=0.6"]
     assert all(d["num_images"] == 1 and 0 <= d["miou"] <= 1 for d in data)
+
+
+# -- defaults from the backbone, and method="kway" with its K sweep (issues 19, 20) ----------------
+@pytest.mark.parametrize("backbone, alpha, tau", [("efficientnet-lite0", 5.0, 0.5), ("ssd-1b", 10.0, 0.5)])
+def test_eval_alpha_and_tau_default_to_the_backbones(tmp_path, roots, monkeypatch, backbone, alpha, tau):
+    """`ovseg eval` without --alpha/--tau uses the backbone's registry defaults (as label/segment)
+    and records them; efficientnet-lite0's alpha is 5, not the paper's 10."""
+    from ovseg.evaluation import _adapter
+    from ovseg.evaluation._command import eval_command
+    from ovseg.features import backbone_info
+
+    assert (backbone_info(backbone).alpha, backbone_info(backbone).tau) == (alpha, tau)
+    seen = {}
+
+    def fake(protocol, **kw):
+        seen.update(kw)
+        oracle = colour_oracle()
+        return lambda image: {f"tau={t:g}": oracle(image) for t in kw["taus"]}
+
+    monkeypatch.setattr(_adapter, "make_predictor", fake)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(eval_command, ["--dataset", "voc", "--root", str(roots["voc"][0]), "--out", str(out),
+                                            "--limit", "1", "--backbone", backbone, "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert seen["alpha"] == alpha and seen["taus"] == (tau,) and "k" not in seen
+    settings = json.loads((out / "results.json").read_text())[0]["settings"]
+    assert settings["alpha"] == alpha and settings["taus"] == [tau] and settings["method"] == "diffcut"
+
+
+@pytest.fixture(scope="module")
+def lite0_weights(tmp_path_factory):
+    from ovseg.testing import make_tiny_backbone_weights
+
+    return make_tiny_backbone_weights("efficientnet-lite0", tmp_path_factory.mktemp("lite0"))
+
+
+def test_eval_kway_k_and_tau_sweep_tiny_checkpoint(tmp_path, roots, lite0_weights):
+    """`ovseg eval --method kway` end to end on a tiny efficientnet-lite0 checkpoint (random weights,
+    1024 px -> 64 x 64 features): one backbone pass per image, variants per K and per tau of the
+    auto rule, the method, k and the backbone's alpha in the settings, k_chosen per variant in the
+    report and per image in per_image.jsonl; a rerun resumes from it."""
+    from ovseg.evaluation._command import eval_command
+
+    out = tmp_path / "out"
+    argv = ["--dataset", "voc", "--root", str(roots["voc"][0]), "--out", str(out), "--limit", "2",
+            "--backbone", "efficientnet-lite0", "--weights", lite0_weights, "--device", "cpu", "--method", "kway",
+            "--k", "3", "--k", "auto", "--tau", "0.3", "--tau", "0.6", "--no-refine", "--no-progress"]
+    res = CliRunner().invoke(eval_command, argv)
+    assert res.exit_code == 0, res.output
+    results = {r["settings"]["variant"]: r for r in json.loads((out / "results.json").read_text())}
+    assert sorted(results) == ["k=3", "k=auto,tau=0.3", "k=auto,tau=0.6"]
+    for variant, r in results.items():
+        s = r["settings"]
+        assert s["method"] == "kway" and s["k"] == [3, "auto"] and s["alpha"] == 5.0 and s["taus"] == [0.3, 0.6]
+        assert s["k_chosen"]["images"] == 2 and 1 <= s["k_chosen"]["min"] <= s["k_chosen"]["max"] <= 16
+    assert results["k=3"]["settings"]["k_chosen"]["max"] <= 3
+    low, high = (results[f"k=auto,tau={t}"]["settings"]["k_chosen"]["mean"] for t in (0.3, 0.6))
+    assert low <= high  # a lower merge threshold merges more: fewer segments
+    assert "k_chosen, mean" in (out / "results.md").read_text()
+    lines = [json.loads(x) for x in (out / RESULTS_FILE).read_text().splitlines()]
+    assert len(lines) == 2 and all(set(x["info"]) == set(results) for x in lines)
+    again = CliRunner().invoke(eval_command, argv)  # resumed: the same report, from per_image.jsonl
+    assert again.exit_code == 0 and len((out / RESULTS_FILE).read_text().splitlines()) == 2
+    assert {r["settings"]["variant"]: r["settings"]["k_chosen"] for r in json.loads((out / "results.json").read_text())} \
+        == {v: r["settings"]["k_chosen"] for v, r in results.items()}
+    fixed = CliRunner().invoke(eval_command, argv[:-10] + ["--k", "2", "--no-refine", "--no-progress"])
+    assert fixed.exit_code == 0, fixed.output  # a fixed K: one variant named by it, tau plays no part
+    assert [r["settings"]["variant"] for r in json.loads((out / "results.json").read_text())] == ["k=2"]

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from ovseg._click_types import K_HELP, KParam, check_method_options, method_option
+from ovseg._cut_methods import get_method, list_methods, method_help
+
 
 def _parse_weights(values: tuple[str, ...]) -> dict[str, str]:
     weights = {}
@@ -149,13 +152,19 @@ def _check_weights(names: list[str], weights: dict) -> None:
 @click.option("--max-images", type=click.IntRange(min=1), help="Score mode: use the first N pairs.")
 @click.option("--miou/--no-miou", default=True, show_default=True,
               help="Score mode: also measure the unsupervised mIoU through the cut.")
-@click.option("--alpha", default=10.0, show_default=True, type=float, help="Cut: affinity exponent.")
-@click.option("--tau", default=0.5, show_default=True, type=click.FloatRange(0, 2), help="Cut: NCut threshold.")
+@method_option(needs="features", help="Score mode, the cut behind mIoU (the methods that cut features): "
+                                      + method_help([m for m in list_methods() if get_method(m).needs == "features"]))
+@click.option("--k", "k", type=KParam(), default="auto", show_default=True, help="Cut: " + K_HELP)
+@click.option("--alpha", default=None, type=float,
+              help="Cut: affinity exponent [default: each backbone's; 10 for ssd-1b].")
+@click.option("--tau", default=None, type=click.FloatRange(0, 2),
+              help="Cut: NCut threshold (kway: the merge threshold of --k auto) [default: each backbone's; "
+                   "0.5 for ssd-1b].")
 @click.option("--verbose", "-v", is_flag=True,
               help="Show the warnings, logs and progress bars of the libraries loading models.")
 def coherence_command(ref_image, target_image, backbones, point, out, pairs, dataset, data_root,
                       image_list, weights, resolution, device, num_pairs, seed, ignore_index,
-                      max_images, miou, alpha, tau, verbose) -> None:
+                      max_images, miou, method, k, alpha, tau, verbose) -> None:
     """Compare backbones on semantic coherence.
 
     Heatmaps: for each backbone, the cosine similarity between the patch under --point in
@@ -171,12 +180,20 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
     ovseg coherence dog.jpg --point 320,200 -b ssd-1b,dinov2-b -w ssd-1b=/models/SSD-1B --out c.png
     ovseg coherence --pairs my_pairs/ -b ssd-1b,dinov2-b,clip-b16 --out results/
     ovseg coherence --dataset voc --root data/VOCdevkit --max-images 200 --out results/
+    ovseg coherence --pairs my_pairs/ -b ssd-1b --method kway --k 6 --out results/
     """
     from ovseg import _edge
 
     _edge.start(verbose)
     weights_map = _parse_weights(weights)
     names = _check_settings(backbones, weights_map, resolution, device, alpha)
+    ctx = click.get_current_context()
+    check_method_options(ctx, method, {"k": k})  # another method's options (or ignored ones): exit 2
+    if get_method(method).needs != "features":
+        raise click.UsageError(f"--method {method} needs the backbone's self-attention; coherence scores "
+                               "feature maps only", ctx)
+    cut_options = {n: ctx.params[n] for n in get_method(method).options  # the method's own options, by name
+                   if n in ctx.params and n != "alpha" and ctx.params[n] is not None}
     if (dataset is None) != (data_root is None):
         raise click.UsageError("--dataset and --root go together")
     if pairs is not None or dataset is not None:
@@ -185,7 +202,7 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
         if pairs is not None and dataset is not None:
             raise click.UsageError("give --pairs DIR or --dataset NAME, not both")
         _score(pairs, dataset, data_root, image_list, backbones, out, weights_map, resolution,
-               device, num_pairs, seed, ignore_index, max_images, miou, alpha, tau)
+               device, num_pairs, seed, ignore_index, max_images, miou, alpha, tau, method, cut_options)
         return
     if ref_image is None:
         raise click.UsageError("give REF_IMAGE (heatmaps), or --pairs DIR or --dataset NAME (scores)")
@@ -210,7 +227,8 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
 
 
 def _score(folder, dataset, data_root, image_list, backbones, out, weights, resolution, device,
-           num_pairs, seed, ignore_index, max_images, miou, alpha, tau) -> None:
+           num_pairs, seed, ignore_index, max_images, miou, alpha, tau, method="diffcut",
+           cut_options=None) -> None:
     from ovseg._weights import WeightsNotFoundError
     from ovseg.coherence import coherence_scores, dataset_pairs, format_table, read_pairs, save_scores
 
@@ -229,7 +247,7 @@ def _score(folder, dataset, data_root, image_list, backbones, out, weights, reso
     try:
         scores = coherence_scores(
             items, backbones, num_pairs=num_pairs, seed=seed, resolution=resolution, miou=miou,
-            alpha=alpha, tau=tau, weights=weights, device=device,
+            alpha=alpha, tau=tau, method=method, method_options=cut_options, weights=weights, device=device,
             progress=lambda msg: click.echo(msg, err=True), **options,
         )
     except (ValueError, TypeError, FileNotFoundError, WeightsNotFoundError) as error:
@@ -237,6 +255,7 @@ def _score(folder, dataset, data_root, image_list, backbones, out, weights, reso
     settings = {"source": str(folder or f"{dataset}:{data_root}"), "images": len(items),
                 "backbones": backbones, "num_pairs": num_pairs, "seed": seed,
                 "ignore_index": options["ignore_index"], "resolution": resolution,
+                "method": method, **(cut_options or {}),  # alpha/tau None: each backbone's (scores' "cut")
                 "alpha": alpha, "tau": tau}
     paths = save_scores(scores, out, meta=settings)
     click.echo(format_table(scores))

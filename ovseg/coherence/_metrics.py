@@ -41,6 +41,7 @@ class CoherenceScore:
     negative_pairs: int      # sampled other-class pairs
     mean_positive: float     # mean cosine similarity of same-class pairs
     mean_negative: float     # mean cosine similarity of other-class pairs
+    cut: dict | None = None  # the cut behind miou: method, alpha, tau (k), segments_mean, k_chosen_mean
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,14 +133,63 @@ def pair_similarities(
     return sims, labels[a] == labels_b[b]
 
 
-def _default_segment(alpha: float | None, tau: float | None) -> Callable:
+def _default_segment(method: str, alpha: float | None, tau: float | str | None, options: dict,
+                     backbone: Any = None) -> Callable:
+    """feats (1, C, h, w) -> (h, w) ids by the registered cut `method` (`ovseg.masks.get_method`);
+    alpha / tau None: `backbone`'s registry defaults (`backbone_info(name)`, as `ovseg label`),
+    or the paper's 10 and 0.5 for an unregistered backbone object."""
+    from ovseg._cut_methods import get_method
+    from ovseg._defaults import ALPHA, TAU
+
+    entry = get_method(method)
+    if entry.needs != "features":
+        raise ValueError(f"method {method!r} needs the backbone's self-attention; coherence scores feature "
+                         f"maps only: use a method that cuts features ({', '.join(_feature_methods())})")
+    name = backbone if isinstance(backbone, str) else getattr(backbone, "name", None)
+    info = None
+    if name is not None:
+        from ovseg.features import backbone_info
+
+        try:
+            info = backbone_info(name)
+        except ValueError:  # not a registered backbone: the paper's defaults
+            info = None
+    alpha = alpha if alpha is not None else float(info.alpha) if info else ALPHA
+    tau = tau if tau is not None else float(info.tau) if info else TAU
+    from dataclasses import fields
+
+    from ovseg.pipeline._config import SegmenterConfig  # the other options' defaults, as `ovseg label`
+
+    given = {**{f.name: f.default for f in fields(SegmenterConfig)}, "alpha": alpha, **options}
+    build_options = {k: given[k] for k in entry.options if k in given}
+
     def segment(feats):
-        from ovseg.masks import segment_features
+        tree = entry.build(feats, None, **build_options)[0]  # the cut's tree, then its cut at tau
+        seg, info = tree.cut(tau)
+        segment.infos.append(info)
+        return seg
 
-        options = {k: v for k, v in {"alpha": alpha, "tau": tau}.items() if v is not None}
-        return segment_features(feats, **options)  # None: the cut's own (paper) defaults
-
+    segment.settings = {"method": method, **build_options, entry.setting: tau}
+    segment.infos = []  # per image, what the cut reported (kway: {"k_chosen": K})
     return segment
+
+
+def _cut_record(cut: Callable, chosen: list[int]) -> dict | None:
+    """The cut's settings, the mean number of segments per image and the mean of what the cut
+    reported (k_chosen, tau_chosen); None for a cut of the caller's own (segment_fn)."""
+    if not hasattr(cut, "settings"):
+        return None
+    out = {**cut.settings, "segments_mean": float(np.mean(chosen)) if chosen else None}
+    for key in dict.fromkeys(k for info in cut.infos for k in info):
+        values = [float(info[key]) for info in cut.infos if key in info]
+        out[f"{key}_mean"] = float(np.mean(values))
+    return out
+
+
+def _feature_methods() -> list[str]:
+    from ovseg._cut_methods import get_method, list_methods
+
+    return [m for m in list_methods() if get_method(m).needs == "features"]
 
 
 def _default_counts(num_classes: int | None, background: int | None) -> Callable:
@@ -178,6 +228,8 @@ def coherence_scores(
     miou: bool = True,
     alpha: float | None = None,
     tau: float | None = None,
+    method: str = "diffcut",
+    method_options: Mapping[str, Any] | None = None,
     num_classes: int | None = None,
     background: int | None = None,
     read_mask: Callable[[Any], np.ndarray] = load_mask,
@@ -196,9 +248,12 @@ def coherence_scores(
     num_pairs: cell pairs drawn within each image, and as many between each image and the one
         before it (cross-image pairs), with `numpy.random.default_rng([seed, image index])`, so
         backbones with the same feature grid see the same pairs.
-    miou: also run the cut (`ovseg.masks.segment_features(feats, alpha=, tau=)`; None = the
-        paper's 10 and 0.5), upsample its segments to the mask by nearest cell, and score them by
-        the evaluation's per-image Hungarian matching, counts summed over images, then mIoU.
+    miou: also run the cut (the registered cut `method`, "diffcut" by default, or "kway", with
+        alpha, tau and `method_options` such as {"k": 6}; alpha / tau None = each backbone's
+        registry defaults, as `ovseg label`), upsample its segments to the mask by nearest cell,
+        and score them by the evaluation's per-image Hungarian matching, counts summed over images,
+        then mIoU. Each score's `cut` records the cut's settings (method, alpha, tau, k) and, when
+        the cut reports one, the mean K chosen (k_chosen).
     num_classes, background: for the matching (background: the class that absorbs unmatched
         segments, as on VOC); num_classes None = the largest class id seen + 1.
     read_mask: reads a mask item into (H, W) int64 (e.g. a dataset's `read_label`).
@@ -210,10 +265,13 @@ def coherence_scores(
         raise ValueError("no (image, mask) pairs to score")
     if num_pairs < 1:
         raise ValueError(f"num_pairs must be positive, got {num_pairs}")
-    segment_fn = segment_fn or _default_segment(alpha, tau)
+    if miou and segment_fn is None:
+        _default_segment(method, alpha, tau, dict(method_options or {}))  # a bad method fails before any model
     counts_fn = counts_fn or _default_counts(num_classes, background)
     results = []
     for label, backbone in iter_backbones(backbones, weights=weights, device=device, dtype=dtype):
+        cut = segment_fn or _default_segment(method, alpha, tau, dict(method_options or {}), backbone)
+        chosen = []  # what the cut reported per image (kway: K)
         sims, same, cross_sims, cross_same = [], [], [], []
         counts, previous = None, None
         for index, (image_spec, mask_spec) in enumerate(pairs):
@@ -237,7 +295,8 @@ def coherence_scores(
                 cross_same.append(p)
             previous = (feats, labels)
             if miou:
-                segments = np.asarray(segment_fn(feats[None])).reshape(grid)
+                segments = np.asarray(cut(feats[None])).reshape(grid)
+                chosen.append(int(segments.max()) + 1)
                 scored = mask if ignore_index is None else np.where(mask == ignore_index, -1, mask)
                 # nearest cell by exact integer arithmetic (grid_cells = ovseg.io.resize_nearest
                 # mode "floor", as for patch_labels); the evaluation's mode "torch" rounds the
@@ -257,6 +316,7 @@ def coherence_scores(
             negative_pairs=int((~same).sum()),
             mean_positive=float(sims[same].mean()) if same.any() else float("nan"),
             mean_negative=float(sims[~same].mean()) if (~same).any() else float("nan"),
+            cut=_cut_record(cut, chosen) if miou else None,
         ))
     return results
 

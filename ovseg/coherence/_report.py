@@ -75,7 +75,8 @@ def save_scores(scores: Sequence[CoherenceScore], out_dir: str | os.PathLike,
     writer = csv.DictWriter(handle, fieldnames=names)
     writer.writeheader()
     for s in scores:
-        writer.writerow({k: ("" if v is None else v) for k, v in s.to_dict().items()})
+        writer.writerow({k: ("" if v is None else json.dumps(v) if isinstance(v, dict) else v)
+                         for k, v in s.to_dict().items()})
     atomic_write(paths["csv"], lambda f: f.write(handle.getvalue().encode("utf-8")))
     payload = {"scores": [_json_safe(s.to_dict()) for s in scores], "settings": meta or {}}
     text = json.dumps(payload, indent=2) + "\n"

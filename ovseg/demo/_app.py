@@ -166,7 +166,7 @@ class DemoApp:
                     raise ValueError("classes is empty: give comma-separated names or a shipped "
                                      "vocabulary name such as voc")
                 vocabulary = Segmenter.vocabulary(classes)  # as Segmenter.label reads it
-            tau = self.session.segmenter.config.tau if tau is None else float(tau)
+            tau = self.session.start_tau if tau is None else float(tau)
             result, _ = self.compute(image, vocabulary, tau)
             return self.overlay(result), result.to_json()
         except Exception as err:  # noqa: BLE001
@@ -200,10 +200,11 @@ def build_app(segmenter, *, max_tau: float = 1.0) -> gr.Blocks:
                                     label="or a shipped vocabulary", elem_id="ovseg-vocab")
                 segments_only = gr.Checkbox(False, label="Segments only (no names)",
                                             elem_id="ovseg-segments-only")
-                # The method (diffcut / random-walk) is chosen per process: `ovseg demo --method`.
+                # The method (a name of ovseg.masks.list_methods()) is chosen per process: `ovseg demo --method`.
                 run = gr.Button("Run", variant="primary", elem_id="ovseg-run")
-                tau = gr.Slider(0.0, demo.session.max_tau, value=cfg.tau, step=0.01,
-                                label="tau: NCut threshold (lower: fewer, larger segments)",
+                slider_label, moves = demo.session.slider()  # what the method's slider moves
+                tau = gr.Slider(0.0, demo.session.max_tau, value=demo.session.start_tau, step=0.01,
+                                label=f"{slider_label} · method {cfg.method}", interactive=moves,
                                 elem_id="ovseg-tau")
             with gr.Column(scale=2):
                 overlay = gr.Image(label="Overlay", type="pil", format="png", interactive=False,
@@ -226,7 +227,7 @@ def build_app(segmenter, *, max_tau: float = 1.0) -> gr.Blocks:
         with gr.Column(visible=False):  # the named endpoints for scripts
             api_image = gr.File(type="filepath", label="image")
             api_classes = gr.Textbox(label="classes")
-            api_tau = gr.Number(cfg.tau, label="tau", minimum=0, maximum=demo.session.max_tau)
+            api_tau = gr.Number(demo.session.start_tau, label="tau", minimum=0, maximum=demo.session.max_tau)
             api_overlay = gr.Image(type="pil", format="png", label="overlay")
             api_json = gr.JSON(label="result")
             label_btn, segment_btn = gr.Button("label"), gr.Button("segment")

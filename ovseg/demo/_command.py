@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import click
 
+from ovseg._click_types import K_HELP, KParam, check_method_options, method_option
+from ovseg._cut_methods import method_help
+from ovseg._defaults import PAMR_ITERATIONS
+
 INSTALL_HINT = 'the demo needs gradio: pip install "ovseg[demo]"'
 
 
@@ -21,11 +25,12 @@ INSTALL_HINT = 'the demo needs gradio: pip install "ovseg[demo]"'
               help="The slider's starting NCut threshold [default: the backbone's; 0.5 for ssd-1b].")
 @click.option("--max-tau", type=click.FloatRange(0, 2, min_open=True), default=1.0,
               show_default=True, help="Top of the slider: each image's tree is built there once.")
-@click.option("--refine-iterations", type=click.IntRange(min=0), default=15, show_default=True,
+@click.option("--refine-iterations", type=click.IntRange(min=0), default=PAMR_ITERATIONS, show_default=True,
               help="PAMR iterations (0: no refinement); 15 is DiffCut's open-vocabulary setting.")
-@click.option("--method", type=click.Choice(["diffcut", "random-walk"]), default="diffcut",
-              show_default=True, help="diffcut: NCut of the feature affinity; random-walk: NCut of a "
-              "walk on the backbone's self-attention (docs/random-walk.md). The slider recuts either tree.")
+@method_option(help=method_help().rstrip(".") + ". The slider recuts the method's tree (kway: the "
+                                                 "merge threshold of --k auto).")
+@click.option("--k", "k", type=KParam(), default="auto", show_default=True,
+              help=K_HELP + " A fixed K freezes the slider.")
 @click.option("--walk-steps", type=click.IntRange(min=1), default=1, show_default=True,
               help="random-walk: k-step walks P^k.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ... [default: cuda if available]")
@@ -46,6 +51,7 @@ def demo_command(host, port, share, max_tau, refine_iterations, verbose, **kw) -
     ovseg demo
     ovseg demo --device cuda --port 8080
     ovseg demo --method random-walk
+    ovseg demo --method kway              (the slider moves the K-way cut's merge threshold)
     HF_HUB_OFFLINE=1 ovseg demo --weights ./ssd-1b --clip-weights ./clip
     """
     import importlib.util
@@ -55,6 +61,7 @@ def demo_command(host, port, share, max_tau, refine_iterations, verbose, **kw) -
     if importlib.util.find_spec("gradio") is None:  # without importing it (seconds)
         raise click.ClickException(INSTALL_HINT)
     _edge.start(verbose)
+    check_method_options(click.get_current_context(), kw["method"], kw)  # another method's options: exit 2
     from ovseg.pipeline import Segmenter, SegmenterConfig
 
     try:  # settings (exit 2), device, then every model's weights (exit 1): before gradio loads

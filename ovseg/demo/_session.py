@@ -1,8 +1,9 @@
 """Segment once, recut cheaply: what the demo page keeps per image (no gradio in this module).
 
-The expensive passes run once per image: the backbone (features), the recursive normalized cut
-(kept whole as a `Hierarchy`, built at the slider's top tau) and, when naming, the CLIP dense
-features. A slider move at any tau <= that top is then a pruning of the tree
+The expensive passes run once per image: the backbone (features), the cut method's tree (the
+recursive normalized cut kept whole as a `Hierarchy`, built at the slider's top tau; for "kway"
+the k_max solution and its merge order, a `KWayTree`, recut at any merge threshold tau) and,
+when naming, the CLIP dense features. A slider move at any tau <= that top is then a pruning of the tree
 (`Hierarchy.cut`, no recomputation), followed by the cheap steps the pipeline runs after the
 cut: concept assignment and PAMR at the working size (`stages.refine`), CLIP mask pooling on
 the cached dense map, and the full-resolution result. The refined map of each distinct cut is
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ovseg import io as _io
+from ovseg._defaults import TAU
 from ovseg.pipeline import stages
 from ovseg.pipeline._results import SegmentationResult
 
@@ -70,6 +72,7 @@ class DemoSession:
         self.segmenter = segmenter
         tau = segmenter.config.tau
         self.max_tau = float(max_tau) if tau == "auto" else max(float(max_tau), float(tau))
+        self.start_tau = min(TAU, self.max_tau) if tau == "auto" else float(tau)  # the slider's first value
         self.max_images, self.max_cuts = max_images, max_cuts
         self._images: OrderedDict[str, ImageState] = OrderedDict()
         self._lock = threading.RLock()
@@ -152,7 +155,9 @@ class DemoSession:
                 labels = self._labels(state, leaves, work, vocabulary)
             record = seg.run_record(vocabulary)  # as `Segmenter.label` at this tau would record
             record["settings"][self._method().setting] = tau
-            result = stages.assemble(state.array, work, labels=labels, names=names, settings=record["settings"],
+            info = state.work_maps[leaves].get("info") or {}  # what the cut reported (kway: k_chosen)
+            result = stages.assemble(state.array, work, labels=labels, names=names,
+                                     settings={**record["settings"], **info},
                                      source=state.source, source_size=state.source_size, record=record)
             if chosen is not None:
                 result.auto_vocabulary = {"bank": vocabulary.bank.name, "max_classes": vocabulary.config.max_classes,
@@ -180,9 +185,9 @@ class DemoSession:
         """-> (the cut's leaves, its refined map (h', w') int32 at the working size)."""
         leaves = tuple(state.tree.leaves(tau))  # the cut is identified by its leaves
         if leaves not in state.work_maps:
-            low, _ = stages.cut(state.tree, tau)  # pruning of the kept tree (Hierarchy.cut)
+            low, info = stages.cut(state.tree, tau)  # pruning of the kept tree (Hierarchy.cut)
             work = stages.refine(state.feats, low, state.work, self.segmenter.config.pamr()).astype(np.int32)
-            state.work_maps[leaves] = {"work": work}
+            state.work_maps[leaves] = {"work": work, "info": info}
             while len(state.work_maps) > self.max_cuts:
                 state.work_maps.popitem(last=False)
         state.work_maps.move_to_end(leaves)
@@ -214,6 +219,16 @@ class DemoSession:
         return get_method(self.segmenter.config.method)
 
     def _tree_settings(self) -> tuple:
-        c = self.segmenter.config
-        return (c.backbone, c.weights, c.resolution, c.alpha, c.dtype, c.method, c.walk_steps,
-                c.attention_layers, c.work_aspect)
+        """The settings that shape features and tree: all segment settings but the slider's own."""
+        settings = dict(self.segmenter.config.segment_settings())
+        settings.pop(self._method().setting, None)
+        return tuple(sorted((k, repr(v)) for k, v in settings.items()))
+
+    def slider(self) -> tuple[str, bool]:
+        """(the slider's label, whether it moves anything): from the cut method's registry entry;
+        a setting the method ignores for this config (kway with a fixed k ignores tau) freezes it."""
+        method = self._method()
+        ignored = method.ignores(self.segmenter.config.method_settings())
+        if method.setting in ignored:
+            return f"{method.setting}: no effect here ({ignored[method.setting]})", False
+        return method.slider, True

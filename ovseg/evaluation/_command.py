@@ -7,7 +7,7 @@ from typing import Iterator
 
 import click
 
-from ovseg._click_types import LayersParam, TauParam
+from ovseg._click_types import K_HELP, KParam, LayersParam, TauParam, method_option
 from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
 
 
@@ -43,15 +43,14 @@ def _check_protocol_options(ctx: click.Context, protocol: str) -> None:
             raise click.UsageError(f"{flag} applies to the {wanted} protocol only, not to {protocol}", ctx)
 
 
-def _check_method_options(ctx: click.Context, method: str, backbone: str, layers) -> None:
-    """Random-walk options with diffcut, or a backbone/layers the registry refuses: usage errors,
-    before any model loads."""
-    from click.core import ParameterSource
+def _check_method_options(ctx: click.Context, method: str, backbone: str, layers, ks) -> None:
+    """Another cut method's options (or ones this method ignores, as --tau with kway's fixed --k),
+    or a backbone/layers the registry refuses: usage errors, before any model loads."""
+    from ovseg._click_types import check_method_options
+    from ovseg._cut_methods import get_method
 
-    if method == "diffcut":
-        for name in ("walk_steps", "attention_layers"):
-            if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
-                raise click.UsageError(f"--{name.replace('_', '-')} applies to --method random-walk only", ctx)
+    check_method_options(ctx, method, {"k": "auto" if not ks or "auto" in ks else ks[0]})
+    if get_method(method).needs != "attention":
         return
     from ovseg.features import check_attention_layers
 
@@ -61,8 +60,36 @@ def _check_method_options(ctx: click.Context, method: str, backbone: str, layers
         raise click.UsageError(str(err), ctx) from err
 
 
+def _method_options(ctx: click.Context, backbone: str, method: str, layers) -> tuple[dict, dict]:
+    """The cut method's options from the command line, defaults filled as label/segment fill them
+    (`SegmenterConfig`: alpha and tau from the backbone) -> (options for the predictor, a repeated
+    option as a list: swept; the settings the results record: `SegmenterConfig.method_settings`)."""
+    from ovseg import _edge
+    from ovseg.masks import get_method
+    from ovseg.pipeline import SegmenterConfig
+
+    entry = get_method(method)
+    names = [n for n in entry.options if n in ctx.params]
+    multi = {n: list(dict.fromkeys(ctx.params[n])) for n in names if isinstance(ctx.params[n], tuple)}
+    single = {n: ctx.params[n] for n in names if n not in multi and ctx.params[n] is not None}
+    with _edge.settings_checked():  # each value checked as label/segment check it: exit 2
+        config = SegmenterConfig(backbone=backbone, method=method, attention_layers=layers, **single,
+                                 **{n: v[0] for n, v in multi.items() if v})
+        for n, values in multi.items():
+            for v in values[1:]:
+                SegmenterConfig(backbone=backbone, method=method, attention_layers=layers, **{n: v})
+    recorded = config.method_settings()
+    options = {n: recorded[n] for n in entry.options}
+    for n, values in multi.items():
+        if len(values) > 1:
+            options[n] = recorded[n] = values
+    if "attention_layers" in recorded:
+        recorded["attention_layers"] = "all" if layers is None else list(layers)
+    return options, recorded
+
+
 def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alpha, weights,
-                    clip_weights, vocabulary, device):
+                    clip_weights, vocabulary, device, ks=()):
     """Every setting, before any data or model is read (`ovseg._edge`): exit 2 naming the option.
     Returns the dataset's spec."""
     from ovseg import _edge
@@ -70,16 +97,19 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
     from ovseg.evaluation._datasets import get_dataset
 
     with _edge.settings_checked():
-        _edge.check_finite("alpha", alpha, positive=True)
+        if alpha is not None:
+            _edge.check_finite("alpha", alpha, positive=True)
         _edge.check_resolution(backbone, None)  # an unknown backbone, named with the valid ones
-        _check_method_options(ctx, method, backbone, layers)
+        _check_method_options(ctx, method, backbone, layers, ks)
         check_weights_path("weights", weights)
         check_weights_path("clip_weights", clip_weights)
         _edge.check_device(device)
     spec = get_dataset(dataset)
     if protocol == "open-vocabulary":
-        if len(set(taus)) != 1:
+        if len(set(taus)) > 1:
             raise click.UsageError("the open-vocabulary protocol takes a single --tau", ctx)
+        if len(set(ks)) > 1:
+            raise click.UsageError("the open-vocabulary protocol takes a single --k", ctx)
         if vocabulary is None and spec.vocabulary is None:
             raise click.UsageError("this dataset has no shipped vocabulary: pass --vocabulary FILE "
                                    "(one class per line, in the dataset's class order)", ctx)
@@ -100,17 +130,20 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
               help="File of image ids; required for COCO (Coco164kFull_Stuff_Coarse_7.txt, 2,175 images).")
 @click.option("--protocol", type=click.Choice(["unsupervised", "open-vocabulary"]), default="unsupervised",
               show_default=True, help="Hungarian-matched segments, or named classes (the labeler).")
-@click.option("--tau", type=TauParam(), multiple=True, default=[0.5], show_default=True,
+@click.option("--tau", type=TauParam(), multiple=True,
               help="NCut threshold, or auto (per image); repeat (--tau 0.3 --tau 0.5 --tau auto) to "
-                   "sweep, one hierarchy per image.")
-@click.option("--method", type=click.Choice(["diffcut", "random-walk"]), default="diffcut", show_default=True,
-              help="diffcut: NCut of the feature affinity; random-walk: of the self-attention walk.")
+                   "sweep, one hierarchy per image; kway: the merge threshold of --k auto "
+                   "[default: the backbone's; 0.5 for ssd-1b].")
+@method_option()
+@click.option("--k", "k", type=KParam(), multiple=True,
+              help=K_HELP.replace("The JSON records", "Repeat (--k 4 --k 8 --k auto) to sweep, one affinity per "
+                                  "image; the report records") + " [default: auto]")
 @click.option("--walk-steps", type=click.IntRange(min=1), default=1, show_default=True,
               help="random-walk: k-step walks P^k.")
 @click.option("--attention-layers", type=LayersParam(), default="all", show_default=True,
               help="random-walk: self-attention layers (indices or names, comma-separated), or all.")
-@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="Affinity exponent.")
+@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Affinity exponent [default: the backbone's; 10 for ssd-1b].")
 @click.option("--backbone", default="ssd-1b", show_default=True, help="Feature extractor (ovseg backbones).")
 @click.option("--weights", default=None, help="Backbone weights: hub id or local folder.")
 @click.option("--clip-weights", default=None, help="Labeler (CLIP) weights, open-vocabulary protocol.")
@@ -133,7 +166,7 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.option("--verbose", "-v", is_flag=True,
               help="Show the warnings, logs and progress bars of the libraries loading models.")
-def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, attention_layers, alpha, backbone,
+def eval_command(dataset, root, image_list, protocol, tau, method, k, walk_steps, attention_layers, alpha, backbone,
                  weights, clip_weights, vocabulary, matching, recipe, refine, device, limit, out, progress,
                  verbose):
     """Score ovseg on a segmentation benchmark; write a table, CSV, JSON and a bar chart.
@@ -143,6 +176,7 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
     ovseg eval --dataset cocostuff27 --root data/coco --image-list Coco164kFull_Stuff_Coarse_7.txt
     ovseg eval --dataset ade20k --root data/ADEChallengeData2016 --limit 50 --tau 0.3 --tau 0.5
     ovseg eval --dataset voc --root data --method random-walk --tau auto --tau 0.3
+    ovseg eval --dataset voc --root data --method kway --k 4 --k 8 --k auto --tau 0.4 --tau 0.5
     ovseg eval --dataset voc --root data --recipe published   # the published rules, eval/voc-published
     ovseg eval --dataset ade20k --root data/ADEChallengeData2016 --protocol open-vocabulary --vocab auto
     """
@@ -152,7 +186,7 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
     ctx = click.get_current_context()
     _check_protocol_options(ctx, protocol)
     spec = _check_settings(ctx, dataset, protocol, tau, method, backbone, attention_layers, alpha,
-                           weights, clip_weights, vocabulary, device)
+                           weights, clip_weights, vocabulary, device, k)
     from ovseg.evaluation import _adapter
     from ovseg.evaluation._report import markdown_table, write_report
     from ovseg.evaluation._runner import evaluate
@@ -160,7 +194,9 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
     device, dtype = _device_dtype(device)
     out = out or Path("eval") / ((dataset if protocol == "unsupervised" else f"{dataset}-{protocol}")
                                  + ("-published" if recipe == "published" else ""))
-    taus = tuple(dict.fromkeys(tau))
+    options, method_settings = _method_options(ctx, backbone, method, attention_layers)
+    taus = tuple(dict.fromkeys(tau)) or (method_settings.pop("tau"),)  # None: the backbone's
+    method_settings.pop("tau", None)  # recorded as taus
     auto = vocabulary == "auto"  # automatic names, scored through the dataset's own vocabulary
     if auto and protocol != "open-vocabulary":
         raise click.UsageError("--vocabulary auto applies to --protocol open-vocabulary")
@@ -175,16 +211,12 @@ def eval_command(dataset, root, image_list, protocol, tau, method, walk_steps, a
     with _clean_errors():
         predictor = _adapter.make_predictor(
             protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,
-            weights=weights, clip_weights=clip_weights, device=device, alpha=alpha, refine=refine,
-            method=method, walk_steps=walk_steps, attention_layers=attention_layers,
-            dataset=dataset, recipe=recipe, **({"auto_names": True} if auto else {}))
-    settings = {"backbone": backbone, "weights": weights, "alpha": alpha, "refine": refine,
+            weights=weights, clip_weights=clip_weights, device=device, refine=refine,
+            method=method, attention_layers=attention_layers, dataset=dataset, recipe=recipe,
+            **options, **({"auto_names": True} if auto else {}))
+    settings = {"backbone": backbone, "weights": weights, "refine": refine,
                 "taus": list(taus), "device": device, "dtype": dtype,  # fp16 vs fp32 results never mix
-                "method": method}
-    if method == "random-walk":  # alpha plays no part; the attention recipe does
-        del settings["alpha"]
-        settings.update(walk_steps=walk_steps,
-                        attention_layers="all" if attention_layers is None else list(attention_layers))
+                "method": method, **method_settings}  # the method's own (random-walk: no alpha; kway: k)
     if protocol == "open-vocabulary":
         settings.update(vocabulary="auto" if auto else vocabulary, clip_weights=clip_weights)
     with _clean_errors():

@@ -36,7 +36,17 @@ def markdown_table(results: EvaluationResult | Mapping[str, EvaluationResult]) -
     for i, name in enumerate(first.classes):
         lines.append(f"| {name} | " + " | ".join(_pct(iou[i]) for iou in ious) + " |")
     lines.append("| **mIoU** | " + " | ".join(f"**{_pct(r.miou)}**" for r in results.values()) + " |")
+    for key in ("k_chosen", "tau_chosen"):  # what the cut chose per image (kway's K, tau=auto's tau)
+        if any(key in r.settings for r in results.values()):
+            lines.append(f"| *{key}, mean [min-max]* | " + " | ".join(_chosen(r.settings.get(key)) for r in results.values())
+                         + " |")
     return "\n".join(lines) + "\n"
+
+
+def _chosen(summary) -> str:
+    if not summary:
+        return ""
+    return f"{summary['mean']:.3g} [{summary['min']:g}-{summary['max']:g}]"
 
 
 def _slug(variant: str) -> str:

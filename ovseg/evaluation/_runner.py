@@ -74,7 +74,8 @@ def settings_key(spec: DatasetSpec, protocol: str, image_size: int, score_size: 
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def _load_done(path: Path, key: str) -> dict[str, dict]:
+def _load_done(path: Path, key: str, infos: dict | None = None) -> dict[str, dict]:
+    """Counts per image id of the records under `key`; their cut info goes into `infos`."""
     done: dict[str, dict] = {}
     if not path.is_file():
         return done
@@ -85,7 +86,24 @@ def _load_done(path: Path, key: str) -> dict[str, dict]:
             continue
         if record.get("settings") == key:
             done[record["image"]] = record["counts"]
+            if infos is not None and record.get("info"):
+                infos[record["image"]] = record["info"]
     return done
+
+
+def _numbers(info) -> dict:
+    """The numeric entries of a cut's info ({"k_chosen": 5, "tau_chosen": 0.41}), JSON-safe."""
+    return {k: float(v) if isinstance(v, float) else int(v) for k, v in (info or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def chosen_summary(infos: list[dict]) -> dict:
+    """Per info key (k_chosen, tau_chosen) over images: {"mean", "min", "max", "images"}."""
+    out = {}
+    for key in dict.fromkeys(k for info in infos for k in info):
+        values = [info[key] for info in infos if key in info]
+        out[key] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values), "images": len(values)}
+    return out
 
 
 def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Path | None = None,
@@ -143,10 +161,11 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
 
     results_path = None
     done: dict[str, dict] = {}
+    infos: dict[str, dict] = {}  # image id -> {variant: what its cut reported (k_chosen, tau_chosen)}
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         results_path = Path(out) / RESULTS_FILE
-        done = _load_done(results_path, key)
+        done = _load_done(results_path, key, infos)
 
     from tqdm.auto import tqdm
 
@@ -171,8 +190,12 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
                     c = open_vocabulary_counts(labels, pred, spec.num_classes)
                 counts[str(variant)] = c.tolist()
             done[sample.id] = counts
+            info = {str(v): _numbers(i) for v, i in (getattr(prediction, "info", None) or {}).items() if _numbers(i)}
+            if info:
+                infos[sample.id] = info
             if handle:
-                handle.write(json.dumps({"settings": key, "image": sample.id, "counts": counts}) + "\n")
+                handle.write(json.dumps({"settings": key, "image": sample.id, "counts": counts,
+                                         **({"info": info} if info else {})}) + "\n")
                 handle.flush()
             bar.update(1)
     finally:
@@ -189,9 +212,11 @@ def evaluate(dataset: str | DatasetSpec, predictor: Predictor, *, root: str | Pa
             images[variant] = images.get(variant, 0) + 1
             per_image.setdefault(variant, []).append(_published.image_jaccard(c))
     by_image = recipe == "published" and protocol == "open-vocabulary"  # torchmetrics per image, averaged
+    chosen = {variant: chosen_summary([infos[s.id][variant] for s in samples
+                                       if variant in infos.get(s.id, {})]) for variant in totals}
     results = {
         variant: EvaluationResult(spec.name, protocol, spec.classes, totals[variant], images[variant],
-                                  {**settings, **({"variant": variant} if variant else {})},
+                                  {**settings, **({"variant": variant} if variant else {}), **chosen[variant]},
                                   image_miou=float(np.nanmean(per_image[variant])) if by_image else None)
         for variant in totals
     }

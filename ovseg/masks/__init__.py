@@ -3,8 +3,8 @@ the full-resolution concept assignment and PAMR refinement (section 4), and rand
 self-attention (section 5), and the discrete K-way cut (section 9).
 
 Cut methods are chosen by name through the registry (`get_method`, `list_methods`,
-`register_method`, in _methods.py): a new method is one module plus one registration, imported
-below."""
+`register_method`; ovseg/_cut_methods.py, torch-free): a new method is one module (its builder)
+plus one registration there."""
 from ovseg.masks._affinity import affinity
 from ovseg.masks._hierarchy import Hierarchy, HierarchyNode
 from ovseg._defaults import ALPHA, TAU
@@ -12,7 +12,6 @@ from ovseg.masks._methods import CutMethod, get_method, list_methods, register_m
 from ovseg.masks._method import AttentionCombiner, NCutTree, capture_transitions, hierarchy_builder, segment_image
 from ovseg.masks._kway import SolverConfig, ncut_value
 from ovseg.masks._kway_select import KWayConfig, KWayTree, kway_affinity_cut, kway_segments, kway_tree
-from ovseg.masks import _kway_method  # noqa: F401  (registers the "kway" cut method)
 from ovseg.masks._ncut import NCutConfig, ncut_hierarchy
 from ovseg.masks._pamr import PAMRConfig, pamr
 from ovseg.masks._random_walk import (

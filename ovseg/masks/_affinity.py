@@ -38,24 +38,36 @@ def _raise_if_not_finite(feats: torch.Tensor, name: str = "feats") -> None:
         )
 
 
-def gram(x: torch.Tensor) -> torch.Tensor:
+def gram(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """x @ x.T for (N, C) rows, computing only the blocks on and above the diagonal.
 
     The lower blocks are the transposes of the upper ones, so the result is exactly symmetric and
     the multiply costs about (1 + 1/b) / 2 of the full product (b row blocks; timings in
     docs/benchmarks-ncut.md, "Symmetric Gram").
     """
-    N = x.shape[0]
-    blocks = max(1, min(8, N // 128))
-    if blocks == 1:
-        return x @ x.T
-    out = torch.empty(N, N, dtype=x.dtype, device=x.device)
-    edges = [N * i // blocks for i in range(blocks + 1)]
+    out, edges = _gram_upper(x, out)
     for a, b in zip(edges[:-1], edges[1:]):
-        band = x[a:b] @ x[a:].T  # rows a:b against every row from a on
-        out[a:b, a:] = band
-        out[b:, a:b] = band[:, b - a:].T
+        out[b:, a:b] = out[a:b, b:].T
     return out
+
+
+def _edges(N: int) -> list[int]:
+    blocks = max(1, min(8, N // 128))
+    return [N * i // blocks for i in range(blocks + 1)]
+
+
+def _gram_upper(x: torch.Tensor, out: torch.Tensor | None) -> tuple[torch.Tensor, list[int]]:
+    """The row bands out[a:b, a:] of x @ x.T (the blocks on and above the diagonal; below them
+    ``out`` is left unwritten when there is more than one band) and the band edges."""
+    N = x.shape[0]
+    edges = _edges(N)
+    if len(edges) == 2:
+        return (x @ x.T if out is None else torch.mm(x, x.T, out=out)), edges
+    if out is None:
+        out = torch.empty(N, N, dtype=x.dtype, device=x.device)
+    for a, b in zip(edges[:-1], edges[1:]):
+        torch.mm(x[a:b], x[a:].T, out=out[a:b, a:])  # rows a:b against every row from a on
+    return out, edges
 
 
 def affinity(feats: torch.Tensor, *, alpha: float = 10.0) -> torch.Tensor:
@@ -82,12 +94,15 @@ def affinity(feats: torch.Tensor, *, alpha: float = 10.0) -> torch.Tensor:
     return affinity_checked(feats, alpha)[0]
 
 
-def affinity_checked(feats: torch.Tensor, alpha: float) -> tuple[torch.Tensor, float, float]:
+def affinity_checked(feats: torch.Tensor, alpha: float, *,
+                     out: torch.Tensor | None = None) -> tuple[torch.Tensor, float, float]:
     """``affinity`` without input validation, for callers that validated once at their entry.
 
     Args:
         feats: (C, h, w) or (N, C) floating tensor already passed through ``check_features``.
         alpha: positive finite exponent.
+        out: a contiguous (N, N) tensor of the result's dtype and device to build W in (a batch's
+            slice: no copy of W into a stacked batch); the same values as without it.
 
     Returns:
         (W, lo, hi): W as ``affinity`` returns it, and bounds of its entries known by
@@ -105,32 +120,51 @@ def affinity_checked(feats: torch.Tensor, alpha: float) -> tuple[torch.Tensor, f
         x = (cols / (cols * cols).sum(0).sqrt_().clamp_min_(1e-12)).T  # F.normalize over C
     else:
         x = F.normalize(feats, dim=1)  # L2-normalise each position; zero rows stay zero
-    cos = gram(x)  # cosine similarity, (N, N), exactly symmetric
-    lo, hi = (float(v) for v in torch.aminmax(cos))
+    cos, edges = _gram_upper(x, out)  # cosine similarity: the upper row bands (symmetric)
+    bands = [cos[a:b, a:] for a, b in zip(edges[:-1], edges[1:])]  # hold every entry, by symmetry
+    ext = [torch.aminmax(band) for band in bands]
+    lo, hi = float(min(e.min for e in ext)), float(max(e.max for e in ext))
     if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN/inf in a feature vector: NaN cosines
         _raise_if_not_finite(feats)
         raise ValueError("the cosine matrix holds non-finite values; the normalized cut needs finite features")
     span = hi - lo
     if span <= 1e-6 * max(1.0, abs(hi)):
-        return torch.ones_like(cos), 1.0, 1.0
-    # min-max over the whole matrix (METHOD.md 2), then W = C ** alpha, a soft threshold; in place
-    # (one N x N buffer), chunk by chunk so the four passes run in cache. The minimum entry maps to
+        return (torch.ones_like(cos) if out is None else cos.fill_(1.0)), 1.0, 1.0
+    # min-max over the whole matrix (METHOD.md 2), then W = C ** alpha, a soft threshold; in place,
+    # chunk by chunk so the passes run in cache, on the upper bands only, each band then mirrored
+    # below the diagonal (an element-wise map of a symmetric matrix: the same values as mapping
+    # every entry, at about half the element-wise work). The minimum entry maps to
     # (lo - lo) / span = 0 exactly, 0 ** alpha = 0; every entry <= 1
-    flat = cos.view(-1)
-    chunk = _CHUNK if flat.device.type == "cpu" else flat.numel()  # a GPU: one launch per pass
-    for start in range(0, flat.numel(), chunk):
-        _power(flat[start:start + chunk].sub_(lo).div_(span).clamp_(0.0, 1.0), alpha)
+    cpu = cos.device.type == "cpu"
+    if not _whole(alpha):  # pow_'s result can depend on the memory layout: map the full matrix
+        for a, b in zip(edges[:-1], edges[1:]):
+            cos[b:, a:b] = cos[a:b, b:].T
+        flat = cos.view(-1)
+        chunk = _CHUNK if cpu else flat.numel()  # a GPU: one launch per pass
+        for start in range(0, flat.numel(), chunk):
+            _power(flat[start:start + chunk].sub_(lo).div_(span).clamp_(0.0, 1.0), alpha)
+        return cos, 0.0, 1.0
+    for (a, b), band in zip(zip(edges[:-1], edges[1:]), bands):  # only IEEE sub, div, clamp, mul
+        rows = max(1, _CHUNK // band.shape[1]) if cpu else band.shape[0]  # a GPU: one launch per band
+        for r in range(0, band.shape[0], rows):
+            _power(band[r:r + rows].sub_(lo).div_(span).clamp_(0.0, 1.0), alpha)
+        cos[b:, a:b] = cos[a:b, b:].T
     return cos, 0.0, 1.0
 
 
 _CHUNK = 1 << 17  # values per chunk of the affinity's element-wise passes (512 KiB of float32)
 
 
+def _whole(alpha: float) -> bool:
+    """alpha is computed by repeated squaring (exact IEEE multiplies, layout-independent)."""
+    return alpha == int(alpha) and 1 <= alpha <= 64
+
+
 def _power(x: torch.Tensor, alpha: float) -> torch.Tensor:
     """x ** alpha in place. A whole alpha from 1 to 64 by repeated squaring (alpha = 10: four
     multiplies, within ~5 ulp of pow; torch's pow for a general exponent cost 60 % of the affinity's
     element-wise time at N = 4096), any other alpha by ``pow_``."""
-    if alpha != int(alpha) or not 1 <= alpha <= 64:
+    if not _whole(alpha):
         return x.pow_(alpha)
     e, acc, base = int(alpha), None, x
     while True:

@@ -19,8 +19,9 @@ association and NCut(X) = K' - f(X) (K' non-empty clusters). The solver maximise
 
 Batched: B images x R restarts in one call; the restarts of an image are concatenated along K, so
 one (B, N, N) x (B, N, R K) product per iteration reads W once for all of them. The loop has no
-per-image Python code and no host sync per iteration (``check_every`` iterations between the
-"all converged?" reads).
+per-image Python code and, on CUDA, no host sync per iteration (``check_every`` iterations between
+the "all converged?" reads). On the CPU, where a host read costs nothing, it stops at the first
+step without a move, and a step that moves few rows updates G = W X from those rows of W only.
 """
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ class KWayState:
     accepted: torch.Tensor
     converged: torch.Tensor
     history: torch.Tensor
+    product: torch.Tensor | None = None  # (B, N, K) float G = W X of ``labels`` (reused by the K rules)
 
 
 def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -130,6 +132,33 @@ def _product(W: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     return torch.bmm(W, X.reshape(B, N, R * K)).view(B, N, R, K)
 
 
+_SPARSE_SHARE = 8  # a step moving at most N / 8 rows updates G from those rows of W only
+
+
+def _moved_product(W: torch.Tensor, G: torch.Tensor, labels: torch.Tensor, new: torch.Tensor,
+                   move: torch.Tensor) -> torch.Tensor:
+    """G_new = W X_new from G = W X when only the rows ``move`` (B, N, R) changed (CPU).
+
+    W X_new = W X + W (X_new - X), and X_new - X is zero outside the m moved rows, so the update
+    reads those m rows of W (W is symmetric: its rows are its columns) instead of all N:
+    one (B, N, m) x (B, m, R K) product. When more than N / _SPARSE_SHARE rows moved, the full
+    product is cheaper. (Reads the move count on the host: free on the CPU, so CUDA keeps the
+    full product and its sync-free loop.)
+    """
+    B, N, R, K = G.shape
+    rows = move.any(2)  # (B, N) a row moved in some restart
+    m = int(rows.sum(1).max())
+    if m == 0:
+        return G
+    if m * _SPARSE_SHARE > N:
+        return _product(W, _one_hot(new, K, W.dtype))
+    idx = torch.argsort((~rows).to(torch.uint8), dim=1, stable=True)[:, :m]  # moved rows first; pad: unmoved
+    sel = idx[:, :, None].expand(B, m, R)
+    delta = _one_hot(new.gather(1, sel), K, W.dtype) - _one_hot(labels.gather(1, sel), K, W.dtype)
+    Wm = W.gather(1, idx[:, :, None].expand(B, m, N))  # (B, m, N) the moved rows of W
+    return torch.baddbmm(G.reshape(B, N, R * K), Wm.transpose(1, 2), delta.reshape(B, m, R * K)).view(B, N, R, K)
+
+
 def kmeans_pp(W: torch.Tensor, K: int, R: int, generator: torch.Generator | None, sketch: int = 64) -> torch.Tensor:
     """k-means++ starts (B, N, R) int64 on sketched affinity profiles (ours).
 
@@ -171,7 +200,7 @@ def _draw(generator: torch.Generator | None, like: torch.Tensor, fn) -> torch.Te
 
 
 def solve(W: torch.Tensor, K: int, *, config: SolverConfig = SolverConfig(), init: torch.Tensor | None = None,
-          generator: torch.Generator | None = None) -> KWayState:
+          generator: torch.Generator | None = None, product: torch.Tensor | None = None) -> KWayState:
     """Maximise f(X) = sum_k q_k / v_k over one-hot X (B images at once).
 
     Args:
@@ -182,6 +211,8 @@ def solve(W: torch.Tensor, K: int, *, config: SolverConfig = SolverConfig(), ini
             used; (B, N) is one restart).
         generator: torch.Generator for the starts (the only randomness): same generator state,
             same result.
+        product: W X of ``init`` ((B, N, K) or (B, N, R, K) float, K the labels' range), when the
+            caller has it (the "auto" rule merges columns of the presolve's G): saves one read of W.
 
     Returns:
         KWayState of the best restart per image (largest f).
@@ -201,7 +232,11 @@ def solve(W: torch.Tensor, K: int, *, config: SolverConfig = SolverConfig(), ini
         labels = labels.expand(B, N, config.restarts)
     R = labels.shape[2]
     X = _one_hot(labels, K, W.dtype)
-    G = _product(W, X)
+    if product is not None and init is not None and product.shape[-1] == K:
+        G = product.to(W.dtype).reshape(B, N, R, K)
+    else:
+        G = _product(W, X)
+    host = W.device.type == "cpu"  # host reads cost nothing on the CPU: stop at once, move sparsely
     q, v, n, f = _stats(G, X, d)
     gamma = torch.zeros(B, R, dtype=torch.float64, device=W.device)
     done = torch.zeros(B, R, dtype=torch.bool, device=W.device)
@@ -214,12 +249,15 @@ def solve(W: torch.Tensor, K: int, *, config: SolverConfig = SolverConfig(), ini
         gain = (best - s.gather(3, labels[..., None])[..., 0]).double()  # over staying, >= 0
         gmax, top = gain.max(1)  # (B, R): the best single row
         active = ~done & (gmax > config.tol)
+        if host and not bool(active.any()):  # every restart is at a single-move optimum: done
+            done |= ~active
+            break
         move = (gain > gamma[:, None]) & (gain > config.tol)
         move.scatter_(1, top[:, None], True)  # the best row always takes part (ours)
         move &= active[:, None]
         new = torch.where(move, target, labels)
         X_new = _one_hot(new, K, W.dtype)
-        G_new = _product(W, X_new)
+        G_new = _moved_product(W, G, labels, new, move) if host else _product(W, X_new)
         q2, v2, n2, f2 = _stats(G_new, X_new, d)
         moved = move.sum(1).double()
         g_eff = torch.minimum(gamma, gmax)
@@ -250,7 +288,7 @@ def solve(W: torch.Tensor, K: int, *, config: SolverConfig = SolverConfig(), ini
     f_best = f[rows, pick]
     return KWayState(labels=labels[rows, :, pick], f=f_best, ncut=k_alive.double() - f_best, k=k_alive,
                      iterations=iters[rows, pick], accepted=accepted[rows, pick],
-                     converged=converged[rows, pick], history=hist)
+                     converged=converged[rows, pick], history=hist, product=G[rows, :, pick])
 
 
 def ncut_value(W: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -60,16 +60,19 @@ def relabel(labels: torch.Tensor) -> torch.Tensor:
     return rank.gather(1, labels)
 
 
-def merge_sequence(W: torch.Tensor, labels: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def merge_sequence(W: torch.Tensor, labels: torch.Tensor, K: int, *,
+                   product: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Greedy merge order of the clusters of labels (B, N) in [0, K) on W (B, N, N).
 
     At each step the live pair with the largest two-way NCut inside their union (Shi & Malik 2000,
     eq. 2, on the sub-graph a u b) is merged; ties go to the lowest (a, b). Returns (a, b, value),
     each (B, K - 1): b merged into a at that step, value its NCut (-inf once one cluster is left).
-    Works on the (B, K, K) inter-cluster association matrix only.
+    Works on the (B, K, K) inter-cluster association matrix only; ``product`` (B, N, K) = W X of
+    labels, when the caller has it (the solver returns it), saves the read of W.
     """
     X = _one_hot(labels[..., None], K, W.dtype)
-    A = torch.einsum("bnk,bnj->bkj", X[:, :, 0].double(), _product(W, X)[:, :, 0].double())  # X^T W X
+    G = product if product is not None and product.shape[-1] == K else _product(W, X)[:, :, 0]
+    A = torch.bmm(X[:, :, 0].transpose(1, 2).double(), G.double())  # X^T W X (K x K)
     alive = X[:, :, 0].sum(1) > 0
     B = W.shape[0]
     rows = torch.arange(B, device=W.device)
@@ -103,13 +106,31 @@ def _ratio(num, den):
 
 def apply_merges(labels: torch.Tensor, a: torch.Tensor, b: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     """labels (B, N) after the first ``count`` (B,) merges of (a, b) (B, S); batched."""
-    K = int(labels.max()) + 1
-    B = labels.shape[0]
-    target = torch.arange(K, device=labels.device).expand(B, K).clone()
+    return merge_map(int(labels.max()) + 1, a, b, count).gather(1, labels)
+
+
+def merge_map(K: int, a: torch.Tensor, b: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """(B, K) cluster -> cluster it is merged into after the first ``count`` merges of (a, b)."""
+    B = a.shape[0]
+    target = torch.arange(K, device=a.device).expand(B, K).clone()
     for j in range(a.shape[1]):
         on = (j < count)[:, None] & (target == b[:, j:j + 1])
         target = torch.where(on, a[:, j:j + 1], target)
-    return target.gather(1, labels)
+    return target
+
+
+def merged_start(labels: torch.Tensor, product: torch.Tensor | None, a, b, count, K: int):
+    """The partition (B, N) after the first ``count`` merges, relabelled, and its W X (B, N, K')
+    summed from the presolve's G = W X (B, N, K) column by column (W X is linear in X, so no read
+    of W; equal to the product up to float rounding), or None without ``product``."""
+    merged = relabel(merge_map(K, a, b, count).gather(1, labels))
+    if product is None:
+        return merged, None
+    B, N = labels.shape
+    # the merged id of each presolve cluster (an empty one has a zero column: any id will do)
+    col = torch.zeros(B, K, dtype=torch.int64, device=labels.device).scatter_(1, labels, merged)
+    G = torch.zeros(B, N, int(merged.max()) + 1, dtype=product.dtype, device=product.device)
+    return merged, G.scatter_add_(2, col[:, None, :].expand(B, N, K), product)
 
 
 def merges_at(values: torch.Tensor, tau: float) -> torch.Tensor:
@@ -128,8 +149,14 @@ def eigengap_k(W: torch.Tensor, k_max: int) -> torch.Tensor:
 
 
 def batch_affinity(feats: torch.Tensor, alpha: float) -> torch.Tensor:
-    """(B, C, h, w) validated features -> W (B, N, N), DiffCut's affinity per image (section 2)."""
-    return torch.stack([affinity_checked(f, alpha)[0] for f in feats])
+    """(B, C, h, w) validated features -> W (B, N, N), DiffCut's affinity per image (section 2),
+    each built in its slice of the batch (no stacking copy)."""
+    B, N = feats.shape[0], feats.shape[2] * feats.shape[3]
+    dtype = feats.dtype if feats.dtype in (torch.float32, torch.float64) else torch.float32
+    W = torch.empty(B, N, N, dtype=dtype, device=feats.device)
+    for f, w in zip(feats, W):
+        affinity_checked(f, alpha, out=w)
+    return W
 
 
 def kway_affinity_cut(W: torch.Tensor, config: KWayConfig = KWayConfig(), *,
@@ -150,16 +177,17 @@ def kway_affinity_cut(W: torch.Tensor, config: KWayConfig = KWayConfig(), *,
         st = _solve_each_k(W, ks, config, gen)
     elif config.k == "auto":
         st = solve(W, config.k_max, config=replace(config.solver, max_iter=config.presolve_iter), generator=gen)
-        a, b, vals = merge_sequence(W, st.labels, max(1, min(config.k_max, N)))
+        k = max(1, min(config.k_max, N))
+        a, b, vals = merge_sequence(W, st.labels, k, product=st.product)
         count = merges_at(vals, config.tau)
-        merged = relabel(apply_merges(st.labels, a, b, count))
+        merged, G = merged_start(st.labels, st.product, a, b, count, k)
         info["merges"] = count
         if config.refine:
-            st2 = solve(W, 1, config=replace(config.solver, restarts=1), init=merged)
+            st2 = solve(W, 1, config=replace(config.solver, restarts=1), init=merged, product=G)
             st2.iterations = st2.iterations + st.iterations
             st = st2
         else:
-            st = replace(st, labels=merged)
+            st = replace(st, labels=merged, product=None)
             from ovseg.masks._kway import ncut_value
 
             st.ncut = ncut_value(W, merged)
@@ -230,10 +258,12 @@ class KWayTree:
     """
 
     def __init__(self, W: torch.Tensor, labels: torch.Tensor, merges, config: KWayConfig,
-                 shape: tuple[int, int] | None):
+                 shape: tuple[int, int] | None, product: torch.Tensor | None = None):
         self.W, self.labels, self.config, self.shape = W, labels, config, shape
         self.a, self.b, self.values = merges
         self.k_top = int(labels.max()) + 1
+        self.k_merge = self.a.shape[1] + 1  # the clusters the merge order is over (k_max)
+        self._product = product  # W X of labels (B, N, k_merge), made on the first refined cut
 
     def __repr__(self) -> str:
         return f"KWayTree(positions={self.labels.shape[1]}, k_top={self.k_top}, k_at_tau={self.num_segments()})"
@@ -257,9 +287,14 @@ class KWayTree:
         merge threshold tau (default: the config's) when k is None."""
         k = self.num_segments(tau) if k is None else max(1, min(int(k), self.k_top))
         count = torch.tensor([self.k_top - k], device=self.W.device)
-        merged = relabel(apply_merges(self.labels, self.a, self.b, count))
-        if self.config.refine and k > 1:
-            merged = relabel(solve(self.W, 1, config=replace(self.config.solver, restarts=1), init=merged).labels)
+        if not (self.config.refine and k > 1):
+            merged = relabel(apply_merges(self.labels, self.a, self.b, count))
+        else:
+            if self._product is None or self._product.shape[-1] != self.k_merge:
+                self._product = _product(self.W, _one_hot(self.labels[..., None], self.k_merge, self.W.dtype))[:, :, 0]
+            merged, G = merged_start(self.labels, self._product, self.a, self.b, count, self.k_merge)
+            st = solve(self.W, 1, config=replace(self.config.solver, restarts=1), init=merged, product=G)
+            merged = relabel(st.labels)
         return merged[0].view(self.shape) if self.shape is not None else merged[0]
 
 
@@ -274,4 +309,5 @@ def kway_tree(feats: torch.Tensor, config: KWayConfig = KWayConfig(), *,
     gen = generator if generator is not None else torch.Generator(device="cpu").manual_seed(config.seed)
     st = solve(W, config.k_max, config=replace(config.solver, max_iter=config.presolve_iter), generator=gen)
     k = max(1, min(config.k_max, W.shape[1]))
-    return KWayTree(W, st.labels, merge_sequence(W, st.labels, k), config, tuple(feats.shape[1:]))
+    return KWayTree(W, st.labels, merge_sequence(W, st.labels, k, product=st.product), config,
+                    tuple(feats.shape[1:]), product=st.product)

@@ -1,4 +1,4 @@
-"""The two recursive-NCut methods, registered in the cut-method registry (``_methods.py``).
+"""The builders of the two recursive-NCut methods of the cut-method registry (``ovseg/_cut_methods.py``).
 
 * ``"diffcut"`` (METHOD.md sections 2-3): recursive NCut of the feature affinity W = C**alpha.
 * ``"random-walk"`` (METHOD.md section 5): recursive NCut of the random-walk affinity of the
@@ -18,7 +18,7 @@ import torch
 
 from ovseg._defaults import ALPHA, TAU
 from ovseg.masks._hierarchy import Hierarchy
-from ovseg.masks._methods import get_method, register_method
+from ovseg.masks._methods import get_method
 from ovseg.masks._random_walk import (AUTO_TAU_MAX, AttentionCombiner, auto_tau, check_transition, cut_auto,
                                       random_walk_affinity)
 
@@ -105,7 +105,6 @@ def _grid(feats: torch.Tensor) -> tuple[int, int]:
     return tuple(feats.shape[2:])
 
 
-@register_method("diffcut", options=("alpha",), info=("tau_chosen",))
 def build_diffcut(feats: torch.Tensor, transitions=None, *, top: float | None = None, alpha: float = ALPHA,
                   **solver_options) -> list[NCutTree]:
     """DiffCut: per image, the recursive NCut of W = C**alpha (METHOD.md 2-3).
@@ -117,7 +116,6 @@ def build_diffcut(feats: torch.Tensor, transitions=None, *, top: float | None = 
             for f in feats]
 
 
-@register_method("random-walk", needs="attention", options=("walk_steps",), info=("tau_chosen",))
 def build_random_walk(feats: torch.Tensor, transitions: torch.Tensor | None, *, top: float | None = None,
                       walk_steps: int = 1, **solver_options) -> list[NCutTree]:
     """Random-walk NCut: per image, the NCut of the walk's affinity (Pi P^k + (P^k)^T Pi) / 2

@@ -41,7 +41,12 @@ class SegmenterConfig:
         (docs/random-walk.md; the JSON records the chosen value as tau_chosen). The JSON records
         the values used.
       method (str): a cut method of `ovseg.masks.list_methods()`: "diffcut" (recursive NCut of
-        the feature affinity, the paper) or "random-walk" (NCut of the backbone's self-attention read as a random walk, seed 002).
+        the feature affinity, the paper), "random-walk" (NCut of the backbone's self-attention
+        read as a random walk, seed 002) or "kway" (discrete K-way NCut, docs/kway.md).
+      k (int | str): kway only: the number of segments (an int >= 1; clusters that empty are
+        dropped), or a rule: "auto" (solve at 16, merge while a pair's two-way NCut is >= tau),
+        "eigengap" or "tree" (docs/kway.md); with any k but "auto" tau plays no part. The JSON
+        and the cache key record it, and the JSON the K chosen (k_chosen).
       walk_steps (int): random-walk only: k of the k-step walk P^k (1); larger k merges more.
       attention_layers (tuple | None): random-walk only: self-attention layers combined (names or
         indices); None: every layer the backbone's pass runs through (docs/random-walk.md).
@@ -88,6 +93,7 @@ class SegmenterConfig:
     # (widest stable tau interval, docs/random-walk.md), recorded in the JSON
     method: str = "diffcut"  # a name of ovseg.masks.list_methods(): "diffcut": NCut of the feature
     # affinity; "random-walk": NCut of the walk on the self-attention (METHOD.md 5, docs/random-walk.md)
+    k: int | str = "auto"  # kway: segments, or a K rule ("auto": merge at tau; "eigengap"; "tree")
     walk_steps: int = 1  # random-walk: k of P^k (1: Meila & Shi's one-step walk; the paper's k is unknown)
     attention_layers: tuple[int | str, ...] | None = None  # random-walk: indices or names of the
     # self-attention layers combined; None: every one the pass runs through (docs/random-walk.md)
@@ -194,8 +200,8 @@ class SegmenterConfig:
             object.__setattr__(self, "tau", float(info.tau))
 
     def _check_method(self) -> None:
-        """tau, method, walk_steps, attention_layers; random-walk: the backbone's layers, from the registry."""
-        from ovseg.masks import get_method, list_methods
+        """tau, method, k, walk_steps, attention_layers; random-walk: the backbone's layers, from the registry."""
+        from ovseg._cut_methods import K_RULES, get_method, list_methods
 
         if isinstance(self.tau, (str, bool)):
             if self.tau != "auto":
@@ -205,6 +211,15 @@ class SegmenterConfig:
         if self.method not in list_methods():
             raise SettingError("method", f"method must be one of {', '.join(list_methods())}, got {self.method!r}")
         method = get_method(self.method)
+        if isinstance(self.k, str):
+            if self.k not in K_RULES:
+                raise SettingError("k", f"k must be a number of segments (an int >= 1) or one of "
+                                        f"{', '.join(K_RULES)}, got {self.k!r}")
+        elif isinstance(self.k, bool) or not math.isfinite(_number(self.k)) or int(self.k) != self.k or self.k < 1:
+            raise SettingError("k", f"k must be a number of segments (an int >= 1) or one of "
+                                    f"{', '.join(K_RULES)}, got {self.k!r}")
+        else:
+            object.__setattr__(self, "k", int(self.k))
         if isinstance(self.walk_steps, bool) or _number(self.walk_steps) != self.walk_steps or self.walk_steps < 1:
             raise SettingError("walk_steps", f"walk_steps must be a positive integer, got {self.walk_steps!r}")
         layers = self.attention_layers
@@ -234,7 +249,7 @@ class SegmenterConfig:
 
     def segment_settings(self) -> dict:
         """The settings that change segment maps: the cache key and the JSON record them."""
-        from ovseg.masks import get_method
+        from ovseg._cut_methods import get_method
 
         out = {k: getattr(self, k) for k in ("backbone", "weights", "resolution")}
         out.update(self.method_settings())  # alpha and tau for DiffCut (their order in the JSON)
@@ -255,7 +270,7 @@ class SegmenterConfig:
     def method_settings(self) -> dict:
         """The cut method's own settings (`ovseg.masks.get_method(method).settings`), as
         {field: value}: what the method's build and cut read, and the JSON records."""
-        from ovseg.masks import get_method
+        from ovseg._cut_methods import get_method
 
         return {k: getattr(self, k) for k in get_method(self.method).settings}
 
