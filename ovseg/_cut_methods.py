@@ -124,9 +124,13 @@ def method_help(names=None) -> str:
 
 def _kway_ignores(values: dict) -> dict:
     k = values.get("k", "auto")
-    if k == "auto":
-        return {}
-    return {"tau": f"k={k} fixes K, so tau (the merge threshold of k=auto) plays no part"}
+    tau = values.get("tau")
+    taus = tau if isinstance(tau, (list, tuple)) else [tau]
+    if k != "auto":
+        return {"tau": f"k={k} fixes K, so tau (the merge threshold of k=auto) plays no part"}
+    if "auto" in taus:  # DiffCut's per-image threshold search has no K-way counterpart
+        return {"tau": "kway has no automatic tau: k=auto already chooses K by merging at tau; give a number"}
+    return {}
 
 
 # The built-in methods (their builders live in ovseg/masks/; METHOD.md sections 2-5 and 9)

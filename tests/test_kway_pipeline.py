@@ -127,12 +127,15 @@ def no_models(monkeypatch):
     (["--method", "kway", "--k", "six"], "number of segments"),
     (["--k", "4"], "--k applies to --method kway only"),
     (["--method", "kway", "--k", "4", "--tau", "0.3"], "--tau: k=4 fixes K"),
+    (["--method", "kway", "--tau", "auto"], "kway has no automatic tau"),
     (["--method", "kway", "--walk-steps", "2"], "--walk-steps applies to --method random-walk only"),
 ])
 def test_cli_k_checked_before_any_model(no_models, tmp_path, command, args, message):
     Image.fromarray(_picture()).save(tmp_path / "a.png")
     if command == "coherence" and "--walk-steps" in args:
         pytest.skip("coherence has no --walk-steps (its methods cut features)")
+    if command in ("demo", "coherence") and "auto" in args:
+        message = "not a valid float range"  # their --tau takes numbers only (a slider / a fixed cut)
     head = {"segment": ["segment", str(tmp_path / "a.png"), "--out", str(tmp_path / "o")],
             "label": ["label", str(tmp_path / "a.png"), "-c", "cat,dog", "--out", str(tmp_path / "o")],
             "eval": ["eval", "--dataset", "voc", "--root", str(tmp_path)],

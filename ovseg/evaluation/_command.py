@@ -49,7 +49,8 @@ def _check_method_options(ctx: click.Context, method: str, backbone: str, layers
     from ovseg._click_types import check_method_options
     from ovseg._cut_methods import get_method
 
-    check_method_options(ctx, method, {"k": "auto" if not ks or "auto" in ks else ks[0]})
+    check_method_options(ctx, method, {"k": "auto" if not ks or "auto" in ks else ks[0],
+                                        "tau": list(ctx.params.get("tau") or ())})
     if get_method(method).needs != "attention":
         return
     from ovseg.features import check_attention_layers
