@@ -53,12 +53,10 @@ def _check_method_options(ctx: click.Context, method: str, backbone: str, layers
             if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
                 raise click.UsageError(f"--{name.replace('_', '-')} applies to --method random-walk only", ctx)
         return
-    from ovseg.features import check_attention_layers
+    from ovseg import _edge
 
-    try:
-        check_attention_layers(backbone, layers)
-    except ValueError as err:
-        raise click.UsageError(str(err), ctx) from err
+    with _edge.settings_checked():  # torch-free for all layers (ovseg._catalog)
+        _edge.check_method(method, backbone, layers)
 
 
 def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alpha, weights,
