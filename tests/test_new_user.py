@@ -494,6 +494,26 @@ def test_no_usable_image_is_a_usage_error(tmp_path, no_models, command):
     assert "no image files" in result.output and "0 image(s)" not in result.output
 
 
+def test_python_process_files_warns_on_inputs_without_images(tmp_path):
+    """The API's side of item 11: no exception (a folder may legitimately be empty), but not
+    silent either: one warning naming the inputs, and an empty summary."""
+    import warnings
+
+    from ovseg import Segmenter
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no image here")
+    seg = Segmenter(cache=False, resolution=64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = seg.process_files(tmp_path / "in", tmp_path / "o")
+    ours = [w for w in caught if "no image files" in str(w.message)]
+    assert len(ours) == 1 and str(tmp_path / "in") in str(ours[0].message), [str(w.message) for w in caught]
+    assert ours[0].filename == __file__  # pointed at the caller's line
+    assert (summary.done, summary.failed, summary.skipped) == ([], [], [])
+    assert seg.models.loaded() == {"backbone": None, "labeler": None}
+
+
 # -- 12. one synonym syntax everywhere --------------------------------------------------------------
 def test_semicolon_synonyms_in_files_and_on_the_command_line(tmp_path, monkeypatch):
     from ovseg.labels import Vocabulary
