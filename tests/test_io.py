@@ -250,3 +250,19 @@ def test_find_images_takes_a_string_and_skips_ovseg_outputs(tmp_path):
     (tmp_path / "a.labels.json").write_text("{}")
     assert find_images(str(tmp_path)) == [tmp_path / "a.png", tmp_path / "b.segments.png"]
     assert find_images(tmp_path / "a.labels.png") == [tmp_path / "a.labels.png"]  # named directly: kept
+
+
+def test_io_keeps_every_public_name_after_the_split():
+    """ovseg.io re-exports the names of its job modules (issue 19 item 8): the same objects."""
+    from ovseg import _atomic, _images, _nearest, _outputs
+    from ovseg import io as ovio
+
+    homes = {_images: ["IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "ImageReadError", "find_images", "read_image",
+                       "open_image", "to_rgb", "as_rgb_array"],
+             _outputs: ["OUTPUT_KINDS", "is_ovseg_output", "output_paths", "output_stems", "stale_outputs",
+                        "remove_outputs", "rle_encode", "rle_decode", "bbox_of"],
+             _atomic: ["atomic_write"], _nearest: ["NEAREST_MODES", "nearest_indices", "resize_nearest"]}
+    for module, names in homes.items():
+        for name in names:
+            assert getattr(ovio, name) is getattr(module, name), name
+    assert callable(ovio.iter_batches)

@@ -21,6 +21,7 @@ import dataclasses
 
 import numpy as np
 
+from ovseg._nearest import resize_nearest
 from ovseg.evaluation._datasets import IGNORE, DatasetSpec
 
 RECIPES = ("ovseg", "published")
@@ -41,19 +42,17 @@ def published_side(height: int, width: int) -> int:
 
 
 def nearest_exact(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """labels (H, W) -> (h, w), source pixel floor((i + 0.5) * H / h) (mode "nearest-exact")."""
-    H, W = labels.shape
-    rows = np.minimum(np.floor((np.arange(size[0]) + 0.5) * (H / size[0])).astype(np.int64), H - 1)
-    cols = np.minimum(np.floor((np.arange(size[1]) + 0.5) * (W / size[1])).astype(np.int64), W - 1)
-    return labels[rows[:, None], cols[None, :]]
+    """labels (H, W) -> (h, w) by nearest-exact (torchvision `Resize(NEAREST_EXACT)`, which calls
+    torch's "nearest-exact"): ovseg's one rule, `ovseg._nearest.nearest_exact_index`. At the
+    published sizes (1024 and 2048, powers of two) torch's float32 arithmetic is exact for sides
+    up to 4096, so this equals the published loader (tests/test_nearest.py)."""
+    return resize_nearest(labels, size, mode="center")
 
 
 def nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """labels (H, W) -> (h, w), source pixel floor(i * H / h) (F.interpolate's default "nearest")."""
-    H, W = labels.shape
-    rows = np.minimum(np.floor(np.arange(size[0]) * (H / size[0])).astype(np.int64), H - 1)
-    cols = np.minimum(np.floor(np.arange(size[1]) * (W / size[1])).astype(np.int64), W - 1)
-    return labels[rows[:, None], cols[None, :]]
+    """labels (H, W) -> (h, w) by F.interpolate's default "nearest", bit for bit
+    (`ovseg._nearest.torch_nearest_index`): the published unsupervised script's label resize."""
+    return resize_nearest(labels, size, mode="torch")
 
 
 def published_spec(spec: DatasetSpec) -> DatasetSpec:

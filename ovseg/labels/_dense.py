@@ -23,6 +23,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ovseg import _nearest
+
 
 def tower_kind(visual: torch.nn.Module) -> str:
     """"timm" or "vit" for the supported open_clip vision towers; an error naming it otherwise."""
@@ -123,17 +125,18 @@ def segment_weights(segments: torch.Tensor, grid: tuple[int, int]) -> tuple[torc
 
 
 def nearest_exact_index(n_in: int, n_out: int, device=None) -> torch.Tensor:
-    """(n_out,) source indices of `F.interpolate(mode="nearest-exact")`: floor((i + 0.5) * n_in / n_out)."""
-    i = torch.arange(n_out, device=device, dtype=torch.float64)
-    return ((i + 0.5) * (n_in / n_out)).floor().long().clamp_(max=n_in - 1)
+    """(n_out,) int64 source indices of a nearest-exact resize n_in -> n_out, on `device`: ovseg's
+    one rule (`ovseg._nearest.nearest_exact_index`, exact integers)."""
+    return torch.from_numpy(_nearest.nearest_exact_index(n_in, n_out)).to(device)
 
 
 def binary_segment_masks(segments: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Binary masks of each segment on the feature grid, as DiffCut's mask pooling (METHOD.md 6).
 
     segments (H, W) int64, ids >= 0 (negative = ignored). Each segment's binary mask is resized to
-    `grid` by nearest-exact sampling (one source pixel per cell; equal to F.interpolate(mask,
-    mode="nearest-exact")), so a cell belongs to exactly one segment.
+    `grid` by nearest-exact sampling (one source pixel per cell, the one that holds the cell's
+    centre: `ovseg._nearest`; torch's float32 `F.interpolate(mask, mode="nearest-exact")` equals it
+    except where a centre falls exactly on a pixel boundary), so a cell belongs to exactly one segment.
     Returns (ids (K,) int64, masks (K, h, w) float32 in {0, 1}).
 
     Departure from the published code (a defect fix, docs/fidelity.md): a segment that no grid cell

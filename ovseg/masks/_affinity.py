@@ -42,8 +42,8 @@ def gram(x: torch.Tensor) -> torch.Tensor:
     """x @ x.T for (N, C) rows, computing only the blocks on and above the diagonal.
 
     The lower blocks are the transposes of the upper ones, so the result is exactly symmetric and
-    the multiply costs about (1 + 1/b) / 2 of the full product (b row blocks): 312 ms instead of 432
-    ms for N = 4096, C = 1280 on the 2-core development CPU (docs/benchmarks-ncut.md).
+    the multiply costs about (1 + 1/b) / 2 of the full product (b row blocks; timings in
+    docs/benchmarks-ncut.md, "Symmetric Gram").
     """
     N = x.shape[0]
     blocks = max(1, min(8, N // 128))
@@ -101,7 +101,7 @@ def affinity_checked(feats: torch.Tensor, alpha: float) -> tuple[torch.Tensor, f
         feats = feats.float()  # fp16/bf16 features are cast to fp32 before the cut (METHOD.md 1)
     if feats.ndim == 3:  # (C, h, w): normalise each position's column, then (N, C) rows, raster order
         cols = feats.flatten(1)
-        # column norms as a plain sum of squares: torch's norm over the outer dim was 14x slower
+        # column norms as a plain sum of squares: torch's norm over the outer dim is slower (docs/benchmarks-ncut.md)
         x = (cols / (cols * cols).sum(0).sqrt_().clamp_min_(1e-12)).T  # F.normalize over C
     else:
         x = F.normalize(feats, dim=1)  # L2-normalise each position; zero rows stay zero

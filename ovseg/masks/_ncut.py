@@ -128,9 +128,9 @@ def _single_threaded_blas():
     """NumPy/SciPy's BLAS limited to one thread for the duration of a CPU cut.
 
     The small nodes are solved by SciPy (LAPACK, n < 256), the large ones by torch. OpenBLAS's
-    worker threads keep spinning after each small call and take the cores from torch's threads:
-    on the 2-core development CPU this made a 32x32 cut ~1.5x and ``segment_features`` ~2x
-    slower (docs/benchmarks-ncut.md). Matrices below 256 rows gain nothing from BLAS threads.
+    worker threads keep spinning after each small call and take the cores from torch's threads
+    (the cost: docs/benchmarks-ncut.md, "One BLAS thread during the cut"). Matrices below 256
+    rows gain nothing from BLAS threads.
     """
     controller = _blas_controller()
     return contextlib.nullcontext() if controller is None else controller.limit(limits=1, user_api="blas")
@@ -159,8 +159,8 @@ def _is_host(t: torch.Tensor) -> bool:
 
 
 def _block(source: tuple[torch.Tensor, torch.Tensor], on_cpu: bool) -> torch.Tensor:
-    """Rows and columns ``idx`` of the parent's block ``mat``: NumPy's ``take`` on CPU (row copies;
-    1.8x faster than torch's ``index_select`` there), ``index_select`` elsewhere."""
+    """Rows and columns ``idx`` of the parent's block ``mat``: NumPy's ``take`` on CPU (row copies,
+    faster than torch's ``index_select`` there: docs/benchmarks-ncut.md), ``index_select`` elsewhere."""
     mat, idx = source
     if on_cpu:
         i = idx.numpy()

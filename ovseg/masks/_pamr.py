@@ -26,8 +26,8 @@ D = 8). ``propagate`` does the same multiply-adds in the same order per pixel, i
 
 * on CPU, by default, a fused Numba kernel (``_pamr_kernel``): per output row and four masks at a
   time the accumulator stays in L1 and each pass over it adds two neighbours, so the memory
-  operations per multiply-add fall from about four to about two. Compiled once per machine (about
-  5 s, then loaded from Numba's disk cache in ~0.3 s); without Numba, or if it fails to compile,
+  operations per multiply-add fall from about four to about two. Compiled once per machine, then
+  loaded from Numba's disk cache by every later process; without Numba, or if it fails to compile,
   the torch path below runs and one warning says so. ``OVSEG_PAMR_KERNEL=torch`` forces it;
 * the torch path (GPUs, and CPUs without Numba): two padded buffers allocated once and swapped
   (no per-step padding copy, the border refreshed by four broadcast copies); on CPU the output is
@@ -38,17 +38,16 @@ D = 8). ``propagate`` does the same multiply-adds in the same order per pixel, i
 reference's (neighbour 0, 1, ..., 8D-1), so the torch path is *bit-identical* to the reference
 (tested for all filters, blockings and thread counts), and so is the Numba kernel on the
 development CPU (its test allows float rounding, since another compiler or CPU may fuse a
-multiply-add differently). Evaluated and not used: ``torch.compile`` of one step (first compile +
-call took 600 s at 256x192 on the loaded 2-core machine); an (H, W, K) layout; gathering the 8D
+multiply-add differently). Evaluated and not used: ``torch.compile`` of one step (a compile of
+minutes for every new image size, and gcc at run time); an (H, W, K) layout; gathering the 8D
 neighbours and reducing with a matmul (changes the summation order, 8D times the memory); Numba
-kernels that keep a pixel's sums in registers across all 8D neighbours (0.24-0.5 s per step at
-1024x768: they stream 17 rows x 4 masks at once, more than the prefetchers follow).
+kernels that keep a pixel's sums in registers across all 8D neighbours (slower than the row-wise
+kernel: they stream 17 rows x 4 masks at once, more than the prefetchers follow).
 
 Cost: time iterations * 8 * D * K * H * W multiply-adds (20 GMAC at 1024x768, K = 20, demo);
 memory: affinities 8*D*H*W floats plus two padded mask buffers 2 * K*(H+2p)*(W+2p) floats (p =
-max dilation), i.e. O(K H W). Measured (benchmarks/pamr.py, docs/benchmarks-pamr.md, quiet 2-core
-CPU, 1024x768, K = 20, demo setting): 45.7 s old vs 3.47 s with the Numba kernel (13.2x) and
-5.72 s on the torch path (8.0x), all bit-identical.
+max dilation), i.e. O(K H W). Timings of both paths against the reference, and of the variants
+named above: docs/benchmarks-pamr.md (benchmarks/pamr.py).
 
 Everything runs on the device of ``image``.
 """
@@ -277,10 +276,8 @@ def _blocks(K: int, H: int, W: int, device: torch.device, block_rows: int | None
 
 # Output values per CPU block (2 MiB of float32): a block's accumulator and the source rows its
 # 8D neighbour passes read stay in L2/L3, and each op is large enough for torch's own threads
-# (one op per block and neighbour: ~1.5k ops per step at 1024x768, not ~50k). Measured on the
-# quiet 2-core machine, 1024x768, K = 20, demo setting (docs/benchmarks-pamr.md): 32-row blocks
-# 0.18 s/step, 8 rows 0.27, 96 rows 0.19, the whole map 0.51, one row (< torch's grain size,
-# Python threads sharing the blocks) 1.4.
+# (one op per block and neighbour: ~1.5k ops per step at 1024x768, not ~50k). Smaller and larger
+# blocks were slower (docs/benchmarks-pamr.md: "Block size, measured on the propagation alone").
 _BLOCK_VALUES = 1 << 19
 
 

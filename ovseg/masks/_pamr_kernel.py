@@ -14,8 +14,8 @@ differently).
 Numba is a dependency, but optional at run time: without it (or if compilation fails) PAMR uses
 the torch path and warns once. ``OVSEG_PAMR_KERNEL=torch`` forces the torch path. The compiled
 code is cached on disk (Numba's cache: ``__pycache__`` beside this file, or
-``$NUMBA_CACHE_DIR``), so only the first call on a machine pays the compile (4-6 s on the 2-core
-development CPU; loading it from the cache 0.3-0.5 s; docs/benchmarks-pamr.md). Float32 masks only
+``$NUMBA_CACHE_DIR``), so only the first call on a machine pays the compile (seconds; compile and
+cache-load times in docs/benchmarks-pamr.md). Float32 masks only
 (others take the torch path).
 """
 from __future__ import annotations

@@ -37,7 +37,7 @@ def best_split(w: torch.Tensor, y: torch.Tensor, *, split: str = "grid",
         _, bins = torch.unique(y, sorted=True, return_inverse=True)  # threshold between values
         nbins = int(bins.max()) + 1
     # E = B^T W B (B: one-hot bins), rows first: adding whole rows of W into their bin's row is
-    # ~2.5x faster on CPU than scattering its columns (no symmetry of W assumed)
+    # faster on CPU than scattering its columns (docs/benchmarks-ncut.md; no symmetry of W assumed)
     r = torch.zeros(nbins, n, dtype=w.dtype, device=w.device).index_add_(0, bins, w)
     e = torch.zeros(nbins, nbins, dtype=torch.float64, device=w.device).index_add_(1, bins, r.double())
     deg = e.sum(1)  # assoc(bin, V)
@@ -72,7 +72,7 @@ def best_split_small(w: np.ndarray, y: np.ndarray, *, split: str = "grid",
     n = y.size
     order = np.argsort(y, kind="stable")
     ys = y[order]
-    ws = w.take(order, 0).take(order, 1)  # == w[np.ix_(order, order)], ~2x faster
+    ws = w.take(order, 0).take(order, 1)  # == w[np.ix_(order, order)], faster (docs/benchmarks-ncut.md)
     lower = np.tril(ws, -1).sum(1)
     upper = np.triu(ws, 1).sum(1)
     cut = np.cumsum(upper - lower)[:-1].clip(min=0.0)  # cut(A_k, B_k), k = 1..n-1, eq. (1)

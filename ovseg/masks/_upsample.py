@@ -14,8 +14,8 @@ exactly the weights ``F.interpolate(mode="bilinear", align_corners=False)`` uses
 the (C, H, W) upsampled feature tensor: memory is O(K * rows * W) per chunk of output rows, and
 compute is O(K*C*h*w + K*H*w*h + K*H*W*w). For 2048x2048, C=1280, K=30, 32x32 features the full
 upsampled features would be 20 GiB in fp32; here the peak is about K * chunk_rows * W * 4 bytes
-(30 * 256 * 2048 * 4 = 63 MiB with the default chunk). Measured (CPU, 1 thread, shared machine):
-32x32x1280 features, K = 20, output 2048x2048: 7.1 s, peak RSS +170 MB over the process baseline.
+(30 * 256 * 2048 * 4 = 63 MiB with the default chunk). Time and memory at that size:
+docs/benchmarks-upsample.md.
 
 Ids: output ids are the *input* ids (not relabelled). A small segment can lose every pixel at high
 resolution (another concept wins everywhere it was), so an id present in ``segments`` may be

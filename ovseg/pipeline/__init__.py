@@ -3,6 +3,8 @@
     segmenter.py  Segmenter: settings + models; segment(), label(), process_files()
     stages.py     prepare, extract, build_tree, cut, refine, name, assemble (public, documented)
     _models.py    Models: backbone + labeler built once, injectable
+    _vocab.py     which names: a class list or automatic names (the one place that tells them apart)
+    _files.py     images in, files out: read_inputs, plan_files, write_outputs
     _records.py   is this output current? run record, cache key settings, output status
     _results.py   SegmentationResult, Segment, RunSummary
     _runner.py    the file runner and the one retry policy (run_batch), for local and Ray runs

@@ -7,10 +7,9 @@
 With `SegmenterConfig.overlap` (the default) the next images are decoded and resized
 (`Segmenter.prepare`) in reader threads while the models run, and finished images are encoded
 and written by one writer thread, both through bounded queues, so memory stays at a few batches.
-On the 2-core development CPU (full-size models, docs/benchmarks-pipeline.md) it measured x0.93 to
-x1.08 of the serial path's speed in four runs (mean x1.02): decode and write are a few per cent of
-an image's time there, and the models already use both cores. It is meant for GPUs and larger
-CPUs, where decoding large photos and encoding full-size PNGs would otherwise wait for the models.
+It is meant for GPUs and larger CPUs, where decoding large photos and encoding full-size PNGs
+would otherwise wait for the models; on a small CPU, where the models already use every core, it
+gains little (overlapped against serial: docs/benchmarks-pipeline.md).
 Results are written, and recorded in the RunSummary, in input order. With overlap off the same
 functions run inline, one after the other: the outputs are the same bytes either way (the same
 code computes them; only the thread it runs in changes).

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ovseg import io as _io
 from ovseg.labels._classes import as_vocabulary
-from ovseg.pipeline import _records, stages
+from ovseg.pipeline import _files, _records, _vocab, stages
 from ovseg.pipeline._config import SETTINGS_DOC, SegmenterConfig
 from ovseg.pipeline._models import Models
 from ovseg.pipeline._results import RunSummary, SegmentationResult
@@ -101,7 +100,8 @@ class Segmenter:
         (the vocabulary's names), and per segment `class_index`, `class_name`, `score` and the
         top-k `alternatives`; `label_map` (H, W) int32 gives each pixel's class index."""
         many, arrays, sources, sizes = self.read_inputs(images)
-        results = self.run(arrays, self._vocabulary(classes, vocab), sources=sources, source_sizes=sizes)
+        vocab = _vocab.resolve(classes, vocab, self.auto_vocabulary)
+        results = self.run(arrays, vocab, sources=sources, source_sizes=sizes)
         return results if many else results[0]
 
     def auto_vocabulary(self):
@@ -112,16 +112,6 @@ class Segmenter:
 
             self._auto = auto_vocabulary(self.config.bank, max_classes=self.config.max_classes)
         return self._auto
-
-    def _vocabulary(self, classes, vocab):
-        """`vocabulary`, or automatic names (neither given, vocab="auto", or an AutoVocabulary)."""
-        from ovseg.labels._auto import AutoVocabulary
-
-        if isinstance(classes, AutoVocabulary) or isinstance(vocab, AutoVocabulary):
-            return classes or vocab
-        if classes is None and (vocab is None or (isinstance(vocab, str) and vocab == "auto")):
-            return self.auto_vocabulary()
-        return self.vocabulary(classes, vocab=vocab)
 
     def run_record(self, vocab=None) -> dict:
         """What outputs made now record in their JSON's "record" (`_records.run_record`)."""
@@ -144,88 +134,44 @@ class Segmenter:
         Returns a RunSummary. One retry policy (`_runner.run_batch`): an image that cannot be
         read, processed or written fails alone; settings errors, missing weights and models that
         cannot load stop the run."""
-        from ovseg.labels._auto import AutoVocabulary, bank_text
-
-        vocab = None if classes is None and vocab is None else self._vocabulary(classes, vocab)
-        if isinstance(vocab, AutoVocabulary):  # the bank's text embeddings: once, or from the cache
-            self.config.validate()  # bad settings stop before the labeler loads
-            bank_text(self.labeler, vocab.bank, vocab.config, progress=progress)
+        vocab = None if classes is None and vocab is None else _vocab.resolve(classes, vocab, self.auto_vocabulary)
+        _vocab.load_bank_text(self, vocab, progress=progress)  # automatic names: the bank's embeddings
         return process_files(self, inputs, out_dir, vocab, overwrite=overwrite, progress=progress)
 
-    @staticmethod
-    def plan_files(inputs, out_dir: str | os.PathLike, task: str) -> list[tuple[Path, dict[str, Path]]]:
-        """(image path, its output paths {"png", "overlay", "json"}) for every image in `inputs` (a
-        file or folder, or a list of them; each must exist), in order."""
-        inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-        for item in inputs:
-            if not isinstance(item, (str, os.PathLike)):
-                raise TypeError(f"inputs must be paths of files or folders, got {type(item).__name__}")
-            if not Path(item).exists():
-                raise FileNotFoundError(f"no such file or folder: {item}")
-        paths = _io.find_images(inputs)
-        stems = _io.output_stems(paths, inputs)
-        return [(p, _io.output_paths(p, Path(out_dir), task, stem)) for p, stem in zip(paths, stems)]
-
-    @staticmethod
-    def write_outputs(result: SegmentationResult, outs: dict[str, Path]) -> None:
-        """Write one image's label PNG, overlay and JSON (the JSON last: it marks the image done)."""
-        result.save_png(outs["png"])
-        result.save_overlay(outs["overlay"])
-        result.save_json(outs["json"], label_png=outs["png"].name)
+    plan_files = staticmethod(_files.plan_files)  # (image path, {"png", "overlay", "json"}) per image
+    write_outputs = staticmethod(_files.write_outputs)  # one image's PNGs and JSON (the JSON last)
 
     def read_inputs(self, images) -> tuple[bool, list[np.ndarray], list, list]:
         """-> (a list was given, arrays (H, W, 3) uint8, sources (path or None), source sizes)."""
-        many = isinstance(images, (list, tuple)) or (type(images).__module__.startswith("torch") and images.ndim == 4)
-        arrays, sources, sizes = [], [], []
-        for item in list(images) if many else [images]:
-            if isinstance(item, (str, os.PathLike)):
-                array, size = _io.read_image(item, max_pixels=self.config.max_pixels)
-                sources.append(str(item))
-            else:
-                array, size = _io.as_rgb_array(item, max_pixels=self.config.max_pixels), None
-                sources.append(None)
-            arrays.append(array)
-            sizes.append(size)
-        return many, arrays, sources, sizes
+        return _files.read_inputs(images, self.config.max_pixels)
 
     def prepare(self, array: np.ndarray):
         """`stages.prepare` with this config: (backbone input (3, res, res), working image)."""
         return stages.prepare(array, self.config.segment_settings()["resolution"], self.config.work_aspect)
 
     def run(self, arrays, vocab=None, *, sources=None, source_sizes=None, prepared=None) -> list[SegmentationResult]:
-        """The stages on a batch: arrays (H, W, 3) uint8; vocab: a Vocabulary or None (segment
-        only); prepared: `prepare` of each array, when done already -> one result per array."""
+        """The stages on a batch: arrays (H, W, 3) uint8; vocab: a Vocabulary, an AutoVocabulary
+        or None (segment only); prepared: `prepare` of each array, when done already -> one result per array."""
         import torch
 
         if not self._validated:  # stride, device, dtype, weights folders: before any model loads
             self.config.validate()
             self._validated = True
-        if vocab is not None:  # the labeler first: missing CLIP weights stop a run in seconds,
-            self.labeler  # noqa: B018  (before the backbone has run, not after the first batch)
-        from ovseg.labels._auto import AutoVocabulary
-
-        auto = isinstance(vocab, AutoVocabulary)
-        names = None if vocab is None or auto else list(vocab.names)
+        # the labeler first: missing CLIP weights stop a run in seconds, before the backbone runs
+        labeler = None if vocab is None else self.labeler
         settings, record = self.config.segment_settings(), self.run_record(vocab)
         prepared = prepared or [self.prepare(a) for a in arrays]
         with torch.inference_mode():
             maps, infos = self.segment_maps(arrays, prepared)
-            labels, chosen = [{} for _ in arrays], [None for _ in arrays]
-            if auto:  # names chosen per image from the bank
-                labels, chosen = stages.name_auto(self.labeler, [work for _, work in prepared], maps, vocab,
-                                                  top_k=self.config.top_k, batch_size=self.config.batch_size)
-            elif vocab is not None:  # one dense CLIP pass per batch, text embeddings once
-                labels = stages.name(self.labeler, [work for _, work in prepared], maps, vocab,
-                                     top_k=self.config.top_k, batch_size=self.config.batch_size)
-            results = [stages.assemble(array, m, labels=labels[i],
-                                       names=names if chosen[i] is None else [c.name for c in chosen[i]],
-                                       settings={**settings, **infos[i]}, source=sources[i] if sources else None,
+            labels, names, autos = _vocab.name_images(labeler, [work for _, work in prepared], maps, vocab,
+                                                      top_k=self.config.top_k, batch_size=self.config.batch_size)
+            results = [stages.assemble(array, m, labels=labels[i], names=names[i], settings={**settings, **infos[i]},
+                                       source=sources[i] if sources else None,
                                        source_size=source_sizes[i] if source_sizes else None, record=record)
                        for i, (array, m) in enumerate(zip(arrays, maps))]
-        for result, names_i in zip(results, chosen):
-            if names_i is not None:
-                result.auto_vocabulary = {"bank": vocab.bank.name, "max_classes": vocab.config.max_classes,
-                                          "chosen": [c.to_json() for c in names_i]}
+        for result, auto in zip(results, autos):
+            if auto is not None:  # automatic names: the bank, the rule and each image's chosen names
+                result.auto_vocabulary = auto
         return results
 
     def segment_maps(self, arrays: list[np.ndarray], prepared: list) -> tuple[list[np.ndarray], list[dict]]:

@@ -101,8 +101,8 @@ def refine(feats, segments, work, pamr=None, *, compact: bool = True) -> np.ndar
 
 def segment_batch(backbone, prepared: list, config, device="cpu") -> list[tuple[np.ndarray, dict]]:
     """extract -> build_tree -> cut -> refine for a batch. prepared: `prepare` outputs (one per
-    image); config: a SegmenterConfig; device: where the backbone runs. -> per image (segment map (h', w') int64 ids 0..K-1 at the
-    working size, info such as {"tau_chosen": t})."""
+    image); config: a SegmenterConfig; device: where the backbone runs. -> per image (segment
+    map (h', w') int64 ids 0..K-1 at the working size, info such as {"tau_chosen": t})."""
     import torch
     from ovseg.masks import get_method
 
