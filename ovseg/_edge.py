@@ -93,32 +93,71 @@ def start(verbose: bool = False) -> None:
 
 
 def check_device(device: str | None):
-    """Step 2: the torch.device of `device` (None: cuda when available), or SettingError."""
-    from ovseg._checks import DEVICE_PATTERN, SettingError, check_device as _check
+    """Step 2: the torch.device of `device` (None: cuda when available), or SettingError: at once,
+    before torch is imported, where the answer is certain (`ovseg._devices.precheck_device`)."""
+    from ovseg._devices import precheck_device, resolve_device
 
-    if device is not None and not DEVICE_PATTERN.fullmatch(str(device)):
-        raise SettingError("device", f"device {device!r} is not a device name: use cpu, cuda, cuda:N "
-                                     "or mps (or leave it unset: cuda when available)")
-    return _check(device)
+    precheck_device(device)
+    return resolve_device(device)
 
 
 def check_resolution(backbone: str, resolution: int | None) -> None:
-    """Step 1 for a backbone's input size: at least 32 and a multiple of its stride (registry)."""
+    """Step 1 for a backbone's input size: at least 32 and a multiple of its stride; an unknown
+    backbone names the valid ones. Torch-free (`ovseg._catalog`)."""
+    from ovseg._catalog import backbone_facts
     from ovseg._checks import SettingError
-    from ovseg.features import backbone_info
 
     try:
-        info = backbone_info(backbone)
+        facts = backbone_facts(backbone)
     except ValueError as err:
         raise SettingError("backbone", str(err)) from None
     if resolution is None:
         return
     if resolution < 32:
         raise SettingError("resolution", f"resolution must be at least 32, got {resolution}")
-    if info.stride and resolution % info.stride:
-        near = max(info.stride, round(resolution / info.stride) * info.stride)
+    if facts.stride and resolution % facts.stride:
+        near = max(facts.stride, round(resolution / facts.stride) * facts.stride)
         raise SettingError("resolution", f"resolution {resolution} is not a multiple of the {backbone} "
-                                         f"backbone's stride {info.stride}; try {near}")
+                                         f"backbone's stride {facts.stride}; try {near}")
+
+
+def check_method(method: str | None, backbone: str | None, attention_layers=None) -> None:
+    """Step 1 for the cut method: a known name; one that needs self-attention maps, on a backbone
+    that gives them (torch-free when the layers are all, else the registry checks them)."""
+    from ovseg._catalog import attention_backbones, backbone_facts, method_names, method_needs
+    from ovseg._checks import SettingError
+
+    if method is None:
+        return
+    if method not in method_names():
+        raise SettingError("method", f"method must be one of {', '.join(method_names())}, got {method!r}")
+    if method_needs(method) != "attention" or backbone is None:
+        return
+    if attention_layers is None and backbone_facts(backbone).attention is not None:
+        if not backbone_facts(backbone).attention:
+            raise SettingError("method", f"backbone {backbone!r} gives no self-attention maps, which the "
+                                         f"random-walk method needs; backbones that do: "
+                                         f"{', '.join(attention_backbones())}")
+        return
+    from ovseg.features import check_attention_layers  # layer names: the registry (imports torch)
+
+    try:
+        check_attention_layers(backbone, attention_layers)
+    except ValueError as err:
+        raise SettingError("method" if "gives no self-attention" in str(err) else "attention_layers",
+                           str(err)) from None
+
+
+def check_tau(tau) -> None:
+    """Step 1 for the NCut threshold: a number in [0, 2], or "auto"."""
+    import math
+
+    from ovseg._checks import SettingError
+
+    if tau is None or tau == "auto":
+        return
+    if isinstance(tau, (str, bool)) or not (isinstance(tau, (int, float)) and math.isfinite(tau) and 0 <= tau <= 2):
+        raise SettingError("tau", f'tau must be a number in [0, 2] (the range of NCut) or "auto", got {tau!r}')
 
 
 def check_finite(setting: str, value: float | None, *, positive: bool = False) -> None:
@@ -132,6 +171,27 @@ def check_finite(setting: str, value: float | None, *, positive: bool = False) -
     if not math.isfinite(value) or (positive and value <= 0):
         raise SettingError(setting, f"{setting} must be a finite{' positive' if positive else ''} "
                                     f"number, got {value}")
+
+
+def precheck(*, backbone: str | None = None, resolution: int | None = None, alpha=None, tau=None,
+             method: str | None = None, attention_layers=None, device=None, cache: bool = False,
+             **_ignored) -> None:
+    """Steps 1-2 before torch is imported (it takes 2-7 s): every check that needs no model and no
+    torch, so that a bad setting answers at once. Raises SettingError; what needs torch (a device
+    the pre-check cannot be sure of, dtype on that device) is left to `SegmenterConfig.validate`.
+    cache: the segment cache is on, so $OVSEG_CACHE_SIZE must parse."""
+    check_finite("alpha", alpha, positive=True)
+    check_tau(tau)
+    if backbone is not None:
+        check_resolution(backbone, resolution)
+    check_method(method, backbone, attention_layers)
+    from ovseg._devices import precheck_device
+
+    precheck_device(device)
+    if cache:
+        from ovseg._cache import max_cache_bytes
+
+        max_cache_bytes()
 
 
 # -- step 3: weights, found before any model runs -------------------------------------------------

@@ -143,12 +143,14 @@ def _config(out_dir, **kw):
     """SegmenterConfig from the options, checked before any model loads: each value (construction),
     the output folder (a write probe), then what needs the backbone registry (`validate`)."""
     from ovseg._checks import SettingError, check_output_dir
-    from ovseg.pipeline import SegmenterConfig
 
     kw["dtype"] = None if kw["dtype"] == "auto" else kw["dtype"]
     kw["weights"] = None if kw["weights"] is None else str(kw["weights"])
     check_method_options(click.get_current_context(), kw["method"], kw)  # another method's options: exit 2
     try:
+        _edge.precheck(**kw)  # what needs no torch, before it is imported (2-7 s)
+        from ovseg.pipeline import SegmenterConfig
+
         config = SegmenterConfig(**kw)
         if not (isinstance(out_dir, str) and "://" in out_dir):  # a URI is written by --engine ray
             check_output_dir(out_dir)

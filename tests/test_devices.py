@@ -29,13 +29,65 @@ def test_cuda_without_cuda_is_a_setting_error():
 
 
 @no_cuda
-def test_segmenter_on_cuda_without_cuda_fails_before_loading(tiny_weights):
-    from ovseg import Segmenter
+def test_segmenter_on_cuda_without_cuda_fails_before_loading(tiny_weights, monkeypatch):
+    from ovseg import Segmenter, SegmenterConfig
 
+    with pytest.raises(SettingError, match="CUDA is not available"):  # no driver: at construction
+        Segmenter(SegmenterConfig(device="cuda", cache=False, resolution=64, **tiny_weights))
+    monkeypatch.setattr("ovseg._devices.GPU_DRIVER_FILES", (__file__,))  # the pre-check cannot be sure
     seg = Segmenter(device="cuda", cache=False, resolution=64, **tiny_weights)
-    with pytest.raises(SettingError, match="CUDA is not available"):
+    with pytest.raises(SettingError, match="CUDA is not available"):  # torch's answer, on first use
         seg.segment(np.zeros((16, 16, 3), np.uint8))
     assert seg.models.loaded() == {"backbone": None, "labeler": None}
+
+
+@pytest.fixture
+def no_torch_answer(monkeypatch):
+    """torch.cuda / torch.backends.mps asked: the test fails (the pre-check must answer alone)."""
+    def asked(*args):
+        raise AssertionError("torch was asked")
+
+    monkeypatch.setattr(torch.cuda, "is_available", asked)
+    monkeypatch.setattr(torch.backends.mps, "is_available", asked)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda", 0)])
+def test_cuda_without_a_gpu_driver_is_refused_before_torch(monkeypatch, no_torch_answer, device):
+    from ovseg._devices import precheck_device
+
+    monkeypatch.setattr("ovseg._devices.GPU_DRIVER_FILES", ("/no/such/driver",))
+    monkeypatch.setattr("sys.platform", "linux")
+    for check in (precheck_device, resolve_device):
+        with pytest.raises(SettingError, match="CUDA is not available .*no GPU driver") as info:
+            check(device)
+        assert info.value.setting == "device"
+    monkeypatch.setattr("sys.platform", "darwin")  # torch has no CUDA on macOS
+    with pytest.raises(SettingError, match="CUDA is not available"):
+        precheck_device(device)
+
+
+def test_mps_off_macos_is_refused_before_torch(monkeypatch, no_torch_answer):
+    from ovseg._devices import precheck_device
+
+    monkeypatch.setattr("sys.platform", "linux")
+    with pytest.raises(SettingError, match="MPS is not available .*macOS only"):
+        resolve_device("mps")
+    monkeypatch.setattr("sys.platform", "darwin")
+    precheck_device("mps")  # on a Mac torch decides
+
+
+def test_the_pre_check_passes_what_it_cannot_be_sure_of(monkeypatch, no_torch_answer):
+    from ovseg._devices import precheck_device
+
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.setattr("ovseg._devices.GPU_DRIVER_FILES", (__file__,))  # a driver file is there
+    for device in ("cuda", "cuda:3", "cpu", None, "xpu"):
+        precheck_device(device)
+    monkeypatch.setattr("sys.platform", "win32")  # no driver files to look at
+    monkeypatch.setattr("ovseg._devices.GPU_DRIVER_FILES", ("/no/such/driver",))
+    precheck_device("cuda")
+    with pytest.raises(SettingError, match="not a device name"):
+        precheck_device("gpu")
 
 
 @no_cuda

@@ -264,8 +264,9 @@ def test_cli_engine_ray_matches_engine_local(ray_local, images, tiny_weights, tm
     """Byte-identical JSON scores, not only masks: `label`, and CLIP inputs large enough (128 px)
     that torch splits its convolutions across threads, so the thread count shows in the scores
     (at 64 px, one thread and two give the same bytes, which let the mismatch through before).
-    Run after the other Ray jobs of this module the actor's scores equal a two-thread local run's
-    (open defect, docs/scale-out.md): the exact-bytes check is then an expected failure."""
+    The actor sets its torch thread count (its CPUs: 1) before every batch, so its bytes equal a
+    one-thread local run's, also after the module's other Ray jobs (docs/scale-out.md); a
+    default-thread local run is equal but for scores within 1e-5."""
     good = [str(images / n) for n in ("a_rgb.png", "c_alpha.png")]
     args = ["label", *good, "-c", CLASSES, "--weights", tiny_weights["weights"], "--clip-weights",
             tiny_weights["clip_weights"], "--resolution", "64", "--clip-resolution", "128",
@@ -286,11 +287,28 @@ def test_cli_engine_ray_matches_engine_local(ray_local, images, tiny_weights, tm
                                [s["score"] for s in b["segments"]], rtol=0, atol=1e-5)
         for name in (n for n in ours if n.endswith(".png")):
             assert ours[name] == local[name], name
+    assert ours == one  # byte for byte: the actor runs its CPUs' thread count (1), set per batch
     broken = CliRunner().invoke(main, ["label", str(images / "f_broken.png"), *args[3:], "--engine",
                                        "ray", "--out", str(tmp_path / "ray")])
     assert broken.exit_code == 1 and "f_broken.png" in broken.output
-    if ours != one:  # docs/scale-out.md, "Byte-identical, when": open defect
-        pytest.xfail("Ray actor's CLIP scores match a 2-thread local run after other Ray jobs")
+
+
+def test_reruns_leave_no_stale_output_sets_on_ray(ray_local, config, tmp_path):
+    """Issue 22 item 13 with --engine ray: a rename of an image's outputs (`cat.*` -> `cat.png.*`
+    once `cat.jpg` joins it) removes the old set, as the local engine does."""
+    from ovseg.distributed import segment_dataset
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    yy, xx = np.mgrid[0:32, 0:40]
+    Image.fromarray(np.stack([xx * 6, yy * 7, (xx + yy) * 3], -1).astype(np.uint8)).save(src / "cat.png")
+    segment_dataset([src], out=out, config=config)
+    assert sorted(p.name for p in out.glob("*.json")) == ["cat.segments.json"]
+    Image.fromarray(np.full((32, 40, 3), 90, np.uint8)).save(src / "cat.jpg")
+    statuses = _statuses(segment_dataset([src], out=out, config=config))
+    assert statuses == {"cat.png": "done", "cat.jpg": "done"}  # cat.png redone under its new name
+    assert sorted(p.name for p in out.glob("*.json")) == ["cat.jpg.segments.json", "cat.png.segments.json"]
+    assert not list(out.glob("cat.segments*"))  # the old set is gone, all three files
 
 
 @pytest.mark.parametrize("how", ["--ray-address", "RAY_ADDRESS"])

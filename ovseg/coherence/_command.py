@@ -79,14 +79,14 @@ def _check_resolution(names: list[str], resolution: int | None) -> None:
     each backbone's stride (else SettingError, suggesting the nearest common multiple)."""
     import math
 
+    from ovseg._catalog import backbone_facts  # torch-free
     from ovseg._checks import SettingError
-    from ovseg.features import backbone_info
 
     if resolution is None:
         return
     if resolution < 32:
         raise SettingError("resolution", f"resolution must be at least 32, got {resolution}")
-    strides = {n: backbone_info(n).stride for n in names if backbone_info(n).stride}
+    strides = {n: backbone_facts(n).stride for n in names if backbone_facts(n).stride}
     step = math.lcm(*strides.values()) if strides else 1
     if resolution % step:
         near = max(step, round(resolution / step) * step)

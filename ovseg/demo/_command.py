@@ -62,6 +62,8 @@ def demo_command(host, port, share, max_tau, refine_iterations, verbose, **kw) -
         raise click.ClickException(INSTALL_HINT)
     _edge.start(verbose)
     check_method_options(click.get_current_context(), kw["method"], kw)  # another method's options: exit 2
+    with _edge.settings_checked():  # what needs no torch, before it is imported (2-7 s)
+        _edge.precheck(**kw, cache=True)
     from ovseg.pipeline import Segmenter, SegmenterConfig
 
     try:  # settings (exit 2), device, then every model's weights (exit 1): before gradio loads

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import ray
@@ -48,12 +49,37 @@ def build(inputs, vocab, *, out, fmt, config, workers, gpus_per_worker, cpus_per
     gpus = _gpus(gpus_per_worker)
     records = decoded.map_batches(
         _stages.Segment,
-        fn_constructor_kwargs={"config": config, "vocab": vocab, "out": out, "fmt": fmt},
+        fn_constructor_kwargs={"config": config, "vocab": vocab, "out": out, "fmt": fmt,
+                               "threads": actor_threads(cpus_per_worker)},
         batch_size=config.batch_size, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_gpus=gpus, num_cpus=cpus_per_worker, **remote,
     )
     return records, failed
+
+
+def actor_threads(cpus_per_worker: float) -> int:
+    """torch threads per actor: its reserved CPUs, rounded up, at least 1 (docs/scale-out.md,
+    "Byte-identical, when": the local engine at this many threads gives the same bytes)."""
+    return max(1, math.ceil(cpus_per_worker or 1))
+
+
+def remove_stale_sets(records, out) -> int:
+    """The local engine's rename cleanup (`ovseg.pipeline._runner.process_files`, issue 22 item
+    13) for a local `out` in format "files": an image done or skipped now whose outputs an earlier
+    run wrote under its other name (`cat.labels.*` vs `cat.png.labels.*`) loses that old set.
+    Runs on the driver once the job is done. Returns the number of sets removed."""
+    from ovseg import io as _io
+
+    removed = 0
+    for row in records.select_columns(["path", "stem", "task", "status"]).iter_rows():
+        if row["status"] not in ("done", "skipped") or _sources.is_uri(row["path"]):
+            continue
+        image = Path(row["path"])
+        for stale in _io.stale_outputs(image, _io.output_paths(image, Path(out), row["task"], row["stem"])):
+            _io.remove_outputs(stale)
+            removed += 1
+    return removed
 
 
 def _gpus(gpus_per_worker):
@@ -68,6 +94,8 @@ def run(records, *, out, fmt, known_failures=frozenset()):
     leaving out skipped rows and failures the table already has (same path, same error), and
     nothing is written when nothing is new. Returns the materialized Dataset of this run's records."""
     records = records.materialize()
+    if out is not None and fmt == "files" and not _sources.is_uri(out):
+        remove_stale_sets(records, out)
     if out is not None and fmt == "parquet":
         new = records.map_batches(_only_new, fn_args=(known_failures,), batch_format="pyarrow")
         if new.count():

@@ -108,17 +108,31 @@ def _exists(location: str) -> bool:
 class Segment:
     """Actor stage: builds one `Segmenter` (models load once per actor, on its first image) and
     runs the single-machine pipeline (`Segmenter.label` / `segment`) on each batch of decoded
-    images; with `out` and format "files" it also writes each image's three files."""
+    images; with `out` and format "files" it also writes each image's three files.
 
-    def __init__(self, *, config, vocab, out, fmt):
+    threads: torch's intra-op threads (the actor's CPUs), set before each batch: CPU float sums
+    depend on the thread count, and neither Ray's OMP_NUM_THREADS nor a setting made once holds
+    (a reused worker process; a call in another thread, where OpenMP keeps its own count)."""
+
+    def __init__(self, *, config, vocab, out, fmt, threads=None):
         from ovseg.pipeline import Segmenter
 
+        self.threads = threads
+        self._set_threads()
         self.segmenter = Segmenter(config)
         self.vocab, self.out, self.fmt = vocab, out, fmt
         self.classes = None if vocab is None else list(vocab.names)
         self.task = "segment" if vocab is None else "label"
 
+    def _set_threads(self) -> None:
+        if self.threads:
+            import torch
+
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
+
     def __call__(self, batch) -> pa.Table:
+        self._set_threads()
         rows = _rows(batch)
         todo = [r for r in rows if r["status"] == "todo"]
         if todo:

@@ -53,12 +53,10 @@ def _check_method_options(ctx: click.Context, method: str, backbone: str, layers
                                         "tau": list(ctx.params.get("tau") or ())})
     if get_method(method).needs != "attention":
         return
-    from ovseg.features import check_attention_layers
+    from ovseg import _edge
 
-    try:
-        check_attention_layers(backbone, layers)
-    except ValueError as err:
-        raise click.UsageError(str(err), ctx) from err
+    with _edge.settings_checked():  # torch-free for all layers (ovseg._catalog)
+        _edge.check_method(method, backbone, layers)
 
 
 def _method_options(ctx: click.Context, backbone: str, method: str, layers) -> tuple[dict, dict]:

@@ -14,9 +14,8 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ovseg import _defaults
-
-ENTRY_POINT_GROUP = "ovseg.backbones"
+from ovseg import _catalog, _defaults
+from ovseg._catalog import ENTRY_POINT_GROUP  # noqa: F401  (the names, torch-free: ovseg._catalog)
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,9 @@ def register_backbone(name: str, **info: Any) -> Callable:
     def decorate(builder: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"A backbone named {name!r} is already registered.")
-        _REGISTRY[name] = (builder, BackboneInfo(name=name, **info))
+        entry = BackboneInfo(name=name, **info)
+        _catalog.check_registered(entry)  # the torch-free table the settings checks read
+        _REGISTRY[name] = (builder, entry)
         return builder
 
     return decorate

@@ -106,11 +106,15 @@ def kernel():
         raise ValueError(f"OVSEG_PAMR_KERNEL must be 'auto', 'numba' or 'torch', got {choice!r}")
     with _lock:
         if "kernel" not in _state:
+            threads = torch.get_num_threads()  # Numba's OpenMP layer, started here, resets it
             try:
                 _state["kernel"] = _compile()
             except Exception as err:  # noqa: BLE001 - ImportError, or a Numba/LLVM failure
                 _state["kernel"] = None
                 _state["error"] = f"{type(err).__name__}: {err}"
+            finally:
+                if torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
         if _state["kernel"] is None:
             if choice == "numba":
                 raise RuntimeError(f"OVSEG_PAMR_KERNEL=numba but the Numba kernel is unavailable "
@@ -137,7 +141,8 @@ def numba_steps(step, alpha: torch.Tensor, offsets: list[tuple[int, int]], pad: 
         step(cur.detach().numpy().reshape(-1), nxt.detach().numpy().reshape(-1), a, offs, pad, H, W,
              cur.shape[0])
 
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    torch_threads = torch.get_num_threads()
+    threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
     # one call at a time: each already uses every core, and Numba's fallback threading layer
     # (workqueue, where OpenMP and TBB are missing) must not be entered from two threads at once
     with _call_lock:
@@ -147,3 +152,7 @@ def numba_steps(step, alpha: torch.Tensor, offsets: list[tuple[int, int]], pad: 
             yield advance
         finally:
             numba.set_num_threads(previous)
+            # Numba's OpenMP layer shares torch's OpenMP runtime: restoring Numba's count also set
+            # torch's (a 1-thread run went on at 2 threads after PAMR, changing CLIP's float sums)
+            if torch.get_num_threads() != torch_threads:
+                torch.set_num_threads(torch_threads)

@@ -188,6 +188,13 @@ def process_files(segmenter, inputs, out_dir, vocab, *, overwrite: bool = False,
     segmenter.config.validate()  # before any model loads
     check_output_dir(out_dir)
     jobs = segmenter.plan_files(inputs, out_dir, "segment" if vocab is None else "label")
+    if not jobs:  # as the CLI says it (exit 2 there); here a warning, and an empty summary
+        import warnings
+
+        names = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+        warnings.warn(f"ovseg: no image files in {', '.join(map(str, names))} (looked for "
+                      f"{', '.join(_io.IMAGE_EXTENSIONS)}, in folders recursively): nothing done",
+                      UserWarning, stacklevel=3)
     record = segmenter.run_record(vocab)
     summary = RunSummary()
     bar = tqdm(total=len(jobs), unit="img", disable=None if progress is None else not progress)

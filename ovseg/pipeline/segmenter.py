@@ -50,6 +50,9 @@ class Segmenter:
             if "backbone" in settings:  # alpha/tau that came from the old backbone: the new one's
                 settings = {**{k: None for k in getattr(config, "_from_backbone", ())}, **settings}
             config = dataclasses.replace(config, **settings)
+        from ovseg._devices import precheck_device
+
+        precheck_device(config.device)  # a device this machine certainly lacks: now, torch-free
         self.config = config
         self.models = models if models is not None else Models(self.config)
         if self.models.config is None:
