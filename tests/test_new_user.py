@@ -416,14 +416,16 @@ def test_ctrl_c_while_the_command_line_imports_exits_130():
 
 
 def test_ctrl_c_signal_in_the_first_second_exits_130(tmp_path):
-    """A real SIGINT to `python -m ovseg label ...` at 0.5 s and 1 s: exit 130, no traceback."""
+    """A real SIGINT to `python -m ovseg label ...` at 0.5-3 s: exit 130, no traceback. Inside
+    torch's import it once aborted the process (SIGABRT from pybind11, exit -6): ovseg.__main__
+    holds it back until the import is over."""
     import os
     import signal
 
     Image.fromarray(_picture()).save(tmp_path / "a.png")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     interrupted = 0
-    for delay in (0.5, 1.0):
+    for delay in (0.5, 1.0, 1.5, 2.0, 3.0):
         proc = subprocess.Popen([sys.executable, "-m", "ovseg", "label", str(tmp_path / "a.png"), "-c", "cat",
                                  "--out", str(tmp_path / "o")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=env)
@@ -433,7 +435,10 @@ def test_ctrl_c_signal_in_the_first_second_exits_130(tmp_path):
             continue
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 130 and "Traceback" not in out and "Aborted!" not in out, (delay, out)
+        # 130, or killed by the SIGINT itself (-2: it landed in the interpreter's shutdown, after the
+        # command's own last line; a shell reports both as 130). Not -6 (an abort), not 1.
+        assert proc.returncode in (130, -signal.SIGINT), (delay, proc.returncode, out)
+        assert "Traceback" not in out and "Aborted!" not in out, (delay, out)
         interrupted += 1
     if not interrupted:
         pytest.skip("the command finished before the first signal")
