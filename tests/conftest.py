@@ -7,6 +7,24 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import pytest
 
 
+@pytest.fixture
+def no_models(monkeypatch):
+    """Any model build fails the test: what is checked must be checked before a model loads."""
+    import torch  # noqa: F401  (imported before timing: the checks, not Python's import, are timed)
+    import ovseg
+    import ovseg.features
+    import ovseg.labels
+    import ovseg.labels.labeler
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(ovseg.features, "create_backbone", refuse)
+    monkeypatch.setattr(ovseg.labels.labeler, "create_labeler", refuse)
+    monkeypatch.setattr(ovseg.labels, "create_labeler", refuse)  # what ovseg.pipeline._models calls
+    monkeypatch.setitem(vars(ovseg), "create_backbone", refuse)
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
     """Tiny random-weight SSD-1B and CLIP checkpoints, built once per test session.

@@ -225,20 +225,6 @@ def test_help_imports_nothing_heavy():
 
 
 # -- fail fast, quiet, Ctrl-C, reruns (issue 10) --------------------------------------------------
-@pytest.fixture
-def no_models(monkeypatch):
-    """Any model build fails the test: settings errors must come before."""
-    import torch  # noqa: F401  (imported before timing: the checks, not Python's import, are timed)
-    import ovseg.features
-    import ovseg.labels.labeler
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was built")
-
-    monkeypatch.setattr(ovseg.features, "create_backbone", refuse)
-    monkeypatch.setattr(ovseg.labels.labeler, "create_labeler", refuse)
-
-
 @pytest.mark.parametrize("extra, option", [
     (["--resolution", "33"], "--resolution"),
     (["--alpha", "nan"], "--alpha"),

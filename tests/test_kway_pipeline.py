@@ -107,20 +107,6 @@ def test_cli_k_reaches_the_json(planted, tmp_path):
     assert settings["method"] == "kway" and settings["k"] == 2 and settings["k_chosen"] == 2
 
 
-@pytest.fixture
-def no_models(monkeypatch):
-    """Any model build fails the test: settings errors must come before."""
-    import ovseg.features
-    import ovseg.labels.labeler
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was built")
-
-    monkeypatch.setattr(ovseg.features, "create_backbone", refuse)
-    monkeypatch.setattr(ovseg.labels.labeler, "create_labeler", refuse)
-    monkeypatch.setitem(vars(ovseg), "create_backbone", refuse)
-
-
 @pytest.mark.parametrize("command", ["segment", "label", "eval", "demo", "coherence"])
 @pytest.mark.parametrize("args, message", [
     (["--method", "kway", "--k", "0"], "number of segments"),

@@ -32,20 +32,6 @@ def cache_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def no_models(monkeypatch):
-    """Any model build fails the test: what is checked must be checked before."""
-    import torch  # noqa: F401  (imported before timing: the checks, not Python's import, are timed)
-    import ovseg.features
-    import ovseg.labels.labeler
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was built")
-
-    monkeypatch.setattr(ovseg.features, "create_backbone", refuse)
-    monkeypatch.setattr(ovseg.labels.labeler, "create_labeler", refuse)
-
-
-@pytest.fixture
 def no_cuda(monkeypatch):
     import torch
 

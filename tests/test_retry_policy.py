@@ -91,15 +91,7 @@ def test_local_a_write_error_fails_that_image(error, config, models, folder, tmp
     assert [p.name for p, _ in summary.failed] == ["p1.png"] and "cannot write outputs" in summary.failed[0][1]
 
 
-def test_local_a_bad_setting_stops_before_any_model(tmp_path, folder, monkeypatch):
-    import ovseg.features
-    import ovseg.labels
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was built")
-
-    monkeypatch.setattr(ovseg.features, "create_backbone", refuse)  # what ovseg.pipeline._models calls
-    monkeypatch.setattr(ovseg.labels, "create_labeler", refuse)
+def test_local_a_bad_setting_stops_before_any_model(tmp_path, folder, no_models):
     config = SegmenterConfig(**{**FAST, "device": "cuda:99"})
     with pytest.raises(SettingError, match="device"):  # at construction, or at the latest here
         Segmenter(config).process_files(folder, tmp_path / "out", progress=False)
