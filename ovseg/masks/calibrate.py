@@ -1,0 +1,122 @@
+"""Calibrating DiffCut's affinity per image: alpha="auto" (METHOD.md section 10).
+
+DiffCut's W = C**alpha (C the cosine matrix, min-max normalised to [0, 1]) with alpha 10 was tuned
+on SSD-1B. Other features put C in another band (ReLU CNN features share a large common
+component: their cosines sit high and close together), so one alpha gives very different graphs
+from one backbone, and one image, to the next. The rule chosen here (by measurement against a
+per-node perplexity target and DiffCut's relative-eigengap scan, docs/benchmarks-real.md,
+"Calibrated affinity") fixes what the cut sees instead of the exponent:
+
+    m(alpha) = mean_{i != j} C_ij ** alpha  falls monotonically in alpha (0 <= C_ij <= 1);
+    alpha*   = the alpha with m(alpha*) = d*                      (ncut-pytorch's degree target)
+
+found by bisection on log alpha. m is estimated on a fixed, seeded sample of ``SAMPLE``
+off-diagonal entries (all of them for small graphs), so the search costs a few milliseconds
+whatever N is: docs/benchmarks-real.md times it against the cut at 64 x 64. W is then C ** alpha*
+(``pow``): the same matrix that ``affinity(feats, alpha=alpha*)`` gives, up to float rounding of
+the power. The fixed-alpha path (``affinity``) is not touched.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ovseg._defaults import AUTO_ALPHA_RANGE, DEGREE_TARGET
+from ovseg.masks._affinity import affinity_checked
+
+__all__ = ["AUTO", "SAMPLE", "calibrated_affinity", "check_alpha", "degree_alpha", "is_auto", "mean_affinity"]
+
+AUTO = "auto"
+SAMPLE = 1 << 16  # off-diagonal entries m(alpha) is estimated on (relative error ~1 % at d* = 0.02)
+_ITERATIONS = 40  # bisection steps on log alpha: the bracket's width falls 2**40-fold
+
+
+def is_auto(alpha) -> bool:
+    """alpha is the string "auto" (the calibrated affinity)."""
+    return isinstance(alpha, str) and alpha == AUTO
+
+
+def check_alpha(alpha) -> float | str:
+    """A positive finite number (the fixed exponent) or "auto"; ValueError otherwise."""
+    if isinstance(alpha, str):
+        if alpha != AUTO:
+            raise ValueError(f'alpha must be a positive number or "auto", got {alpha!r}')
+        return alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (0 < alpha < math.inf):
+        raise ValueError(f'alpha must be a positive finite number or "auto", got {alpha!r}')
+    return float(alpha)
+
+
+def _sample(C: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+    """(n,) off-diagonal entries of C (N, N): all of them when N*(N-1) <= size, else ``size``
+    drawn uniformly with a fixed seed (the same pairs for every image of that N)."""
+    N = C.shape[0]
+    if N * (N - 1) <= size:
+        off = ~torch.eye(N, dtype=torch.bool, device=C.device)
+        return C[off]
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    i = torch.randint(0, N, (size,), generator=g)
+    j = (i + torch.randint(1, N, (size,), generator=g)) % N  # j != i
+    return C.view(-1)[(i * N + j).to(C.device)]
+
+
+def mean_affinity(values: torch.Tensor, alpha: float) -> float:
+    """m(alpha) = mean(values ** alpha) of entries in [0, 1] (float64)."""
+    return float(values.double().pow(alpha).mean())
+
+
+def degree_alpha(values: torch.Tensor, target: float = DEGREE_TARGET, *,
+                 bounds: tuple[float, float] = AUTO_ALPHA_RANGE) -> float:
+    """alpha with mean(values ** alpha) = target, by bisection on log alpha.
+
+    Args:
+        values: (n,) entries of the normalised cosine matrix, in [0, 1] (``_sample``).
+        target: d*, the mean off-diagonal affinity wanted, in (0, 1).
+        bounds: the alpha searched; an alpha at a bound is returned when the target lies beyond it.
+
+    Returns:
+        alpha (float). m(alpha) = mean(C ** alpha) falls monotonically in alpha (each entry <= 1),
+        so the root is unique where it exists (ncut-pytorch, ``find_gamma_by_degree``).
+    """
+    if not 0 < target < 1:
+        raise ValueError(f"the degree target must lie in (0, 1), got {target}")
+    logs = values.double().clamp_min(1e-300).log()  # C ** a = exp(a log C); C = 0 -> 0
+    lo, hi = math.log(bounds[0]), math.log(bounds[1])
+
+    def m(log_alpha: float) -> float:
+        return float(torch.exp(logs * math.exp(log_alpha)).mean())
+
+    if m(lo) <= target:
+        return bounds[0]
+    if m(hi) >= target:
+        return bounds[1]
+    for _ in range(_ITERATIONS):
+        mid = (lo + hi) / 2
+        if m(mid) > target:  # still too dense: a larger alpha
+            lo = mid
+        else:
+            hi = mid
+    return math.exp((lo + hi) / 2)
+
+
+def calibrated_affinity(feats: torch.Tensor, target: float = DEGREE_TARGET, *,
+                        out: torch.Tensor | None = None) -> tuple[torch.Tensor, float, float, float]:
+    """DiffCut's affinity with alpha chosen for this image (the degree target, METHOD.md 10).
+
+    Args:
+        feats: (C, h, w) or (N, C) floating features already passed through ``check_features``.
+        target: d*, the mean off-diagonal entry of W wanted (``_defaults.DEGREE_TARGET``).
+        out: a contiguous (N, N) tensor to build W in (a batch's slice), as ``affinity_checked``.
+
+    Returns:
+        (W (N, N) float32 (float64 for float64 features), symmetric, entries in [0, 1]; lo, hi:
+        bounds of W's entries as ``affinity_checked`` gives them; alpha: the exponent chosen).
+        Uniform features (every cosine equal) give W all ones and alpha 1.0 (no structure to
+        calibrate: the cut makes one segment whatever alpha is).
+    """
+    C, lo, hi = affinity_checked(feats, 1.0, out=out)  # min-max normalised cosine (METHOD.md 2)
+    if lo == hi:  # all ones: nothing to calibrate
+        return C, lo, hi, 1.0
+    alpha = degree_alpha(_sample(C, SAMPLE), target)
+    return C.pow_(alpha), lo, hi, alpha
