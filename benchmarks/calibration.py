@@ -189,6 +189,10 @@ def graphs(feats: torch.Tensor, rules: list[str]):
     sample = _sample(C, 1 << 16)
     out = []
     for rule in rules:
+        if rule.endswith("z"):  # the same rule, then the self-loops removed (W_ii = 0)
+            (name, W, a, extra), = graphs(feats, [rule[:-1]])
+            out.append((rule, W.clone().fill_diagonal_(0.0), a, extra))
+            continue
         if rule.startswith("degree:"):
             a = degree_alpha(sample, float(rule.split(":")[1]))
             out.append((rule, C.pow(a), a, {}))
@@ -308,7 +312,7 @@ def run(args) -> None:
                 gt_tok = token_gt(gt, shape)
                 work = RC._to_tensor(image)
                 for rule, W, alpha, extra in graphs(feats, rules):
-                    auto = not rule.replace(".", "").isdigit()
+                    auto = not rule.rstrip("z").replace(".", "").isdigit()
                     segs = cuts(W, shape, taus=taus, kway_taus=kway_taus, ks=ks, extra=extra,
                                 auto=auto and args.auto_tau)
                     for (cut_name, seg), ma in itertools.product(segs.items(), min_areas):
