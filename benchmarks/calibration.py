@@ -123,7 +123,7 @@ COND = {16: ("raw", "center", "multi", "multi-center"), 8: ("raw", "center", "mu
 
 # ---------------------------------------------------------------- graphs
 def normalised_cosine(feats: torch.Tensor) -> torch.Tensor:
-    from ovseg.masks._affinity import affinity_checked
+    from ovseg.masks.affinity import affinity_checked
 
     return affinity_checked(feats, 1.0)[0]
 
@@ -211,11 +211,11 @@ def graphs(feats: torch.Tensor, rules: list[str]):
 # ---------------------------------------------------------------- cuts
 def cuts(W: torch.Tensor, shape, *, taus, kway_taus, ks, extra: dict, auto: bool):
     """-> {cut name: (h, w) int64 segments} on one graph."""
-    from ovseg.masks._hierarchy import Hierarchy  # noqa: F401
-    from ovseg.masks._kway import solve
-    from ovseg.masks._kway_select import KWayConfig, KWayTree, eigengap_k, merge_sequence
-    from ovseg.masks._ncut import NCutConfig, ncut_tree
-    from ovseg.masks._random_walk import auto_tau
+    from ovseg.masks.kway_solver import solve
+    from ovseg.masks.kway import KWayConfig, KWayTree
+    from ovseg.masks.kway_rules import eigengap_k, merge_sequence, relabel
+    from ovseg.masks.ncut import NCutConfig, ncut_tree
+    from ovseg.masks.tree import auto_tau
 
     out = {}
     lo, hi = (float(v) for v in torch.aminmax(W))
@@ -250,8 +250,6 @@ def cuts(W: torch.Tensor, shape, *, taus, kway_taus, ks, extra: dict, auto: bool
             else:
                 name = f"kway:K{k}"
             s = solve(Wb, int(k), config=cfg.solver, generator=torch.Generator().manual_seed(0))
-            from ovseg.masks._kway_select import relabel
-
             out[name] = relabel(s.labels)[0].view(shape)
     return out
 

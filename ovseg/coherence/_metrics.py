@@ -139,7 +139,8 @@ def _default_segment(method: str, alpha: float | None, tau: float | str | None, 
     alpha / tau None: `backbone`'s registry defaults (`backbone_info(name)`, as `ovseg label`),
     or the paper's 10 and 0.5 for an unregistered backbone object."""
     from ovseg.settings.methods import get_method
-    from ovseg.settings.defaults import ALPHA, TAU
+    from ovseg.masks.min_area import with_min_area
+    from ovseg.settings.defaults import ALPHA, AUTO, TAU
 
     entry = get_method(method)
     if entry.needs != "features":
@@ -154,8 +155,11 @@ def _default_segment(method: str, alpha: float | None, tau: float | str | None, 
             info = backbone_info(name)
         except ValueError:  # not a registered backbone: the paper's defaults
             info = None
-    alpha = alpha if alpha is not None else float(info.alpha) if info else ALPHA
+    alpha = alpha if alpha is not None else (info.alpha if info.alpha == AUTO else float(info.alpha)) if info else ALPHA
     tau = tau if tau is not None else float(info.tau) if info else TAU
+    options = dict(options)
+    min_area = options.pop("min_area", None)  # any method's (ovseg.masks.min_area); None: the backbone's
+    min_area = min_area if min_area is not None else float(info.min_area) if info else 0.0
     from dataclasses import fields
 
     from ovseg.pipeline._config import SegmenterConfig  # the other options' defaults, as `ovseg label`
@@ -164,12 +168,12 @@ def _default_segment(method: str, alpha: float | None, tau: float | str | None, 
     build_options = {k: given[k] for k in entry.options if k in given}
 
     def segment(feats):
-        tree = entry.build(feats, None, **build_options)[0]  # the cut's tree, then its cut at tau
+        tree = with_min_area(entry.build(feats, None, **build_options), feats, min_area)[0]  # then its cut at tau
         seg, info = tree.cut(tau)
         segment.infos.append(info)
         return seg
 
-    segment.settings = {"method": method, **build_options, entry.setting: tau}
+    segment.settings = {"method": method, **build_options, entry.setting: tau, **({"min_area": min_area} if min_area else {})}
     segment.infos = []  # per image, what the cut reported (kway: {"k_chosen": K})
     return segment
 

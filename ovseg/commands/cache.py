@@ -64,11 +64,11 @@ def backbones() -> None:
     """
     from ovseg.features import backbone_info, list_backbones
 
-    rows = [("name", "resolution", "stride", "alpha", "tau", "download", "weights")]
+    rows = [("name", "resolution", "stride", "alpha", "tau", "min_area", "download", "weights")]
     for name in list_backbones():
         info = backbone_info(name)
-        rows.append((name, str(info.resolution or "?"), str(info.stride or "?"), f"{info.alpha:g}",
-                     f"{info.tau:g}", str(info.download_size), str(info.repo_id)))
+        rows.append((name, str(info.resolution or "?"), str(info.stride or "?"), f"{info.alpha}".removesuffix(".0"),
+                     f"{info.tau:g}", f"{info.min_area:g}", str(info.download_size), str(info.repo_id)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ovseg.commands.options import K_HELP, KParam, check_method_options, method_option
+from ovseg.commands.options import K_HELP, KParam, alpha_option, check_method_options, method_option, min_area_option
 from ovseg.settings.methods import get_method, list_methods, method_help
 
 
@@ -59,7 +59,7 @@ def _check_settings(backbones: str, weights: dict, resolution, device, alpha) ->
     with _edge.settings_checked():
         if not names:
             raise SettingError("backbones", "no backbone given")
-        _edge.check_finite("alpha", alpha, positive=True)  # also with --no-miou: nan is no setting
+        _edge.check_alpha(alpha)  # also with --no-miou: nan is no setting
         for name in names:
             try:
                 _edge.check_resolution(name, None)  # a known name (the valid ones listed if not)
@@ -155,8 +155,8 @@ def _check_weights(names: list[str], weights: dict) -> None:
 @method_option(needs="features", help="Score mode, the cut behind mIoU (the methods that cut features): "
                                       + method_help([m for m in list_methods() if get_method(m).needs == "features"]))
 @click.option("--k", "k", type=KParam(), default="auto", show_default=True, help="Cut: " + K_HELP)
-@click.option("--alpha", default=None, type=float,
-              help="Cut: affinity exponent [default: each backbone's; 10 for ssd-1b].")
+@alpha_option()
+@min_area_option()
 @click.option("--tau", default=None, type=click.FloatRange(0, 2),
               help="Cut: NCut threshold (kway: the merge threshold of --k auto) [default: each backbone's; "
                    "0.5 for ssd-1b].")
@@ -164,7 +164,7 @@ def _check_weights(names: list[str], weights: dict) -> None:
               help="Show the warnings, logs and progress bars of the libraries loading models.")
 def coherence_command(ref_image, target_image, backbones, point, out, pairs, dataset, data_root,
                       image_list, weights, resolution, device, num_pairs, seed, ignore_index,
-                      max_images, miou, method, k, alpha, tau, verbose) -> None:
+                      max_images, miou, method, k, alpha, min_area, tau, verbose) -> None:
     """Compare backbones on semantic coherence.
 
     Heatmaps: for each backbone, the cosine similarity between the patch under --point in
@@ -194,6 +194,8 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
                                "feature maps only", ctx)
     cut_options = {n: ctx.params[n] for n in get_method(method).options  # the method's own options, by name
                    if n in ctx.params and n != "alpha" and ctx.params[n] is not None}
+    if min_area is not None:  # any method's cut (None: each backbone's)
+        cut_options["min_area"] = min_area
     if (dataset is None) != (data_root is None):
         raise click.UsageError("--dataset and --root go together")
     if pairs is not None or dataset is not None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ovseg.commands.options import K_HELP, KParam, check_method_options, method_option
+from ovseg.commands.options import K_HELP, KParam, alpha_option, check_method_options, method_option, min_area_option
 from ovseg.settings.methods import method_help
 from ovseg.settings.defaults import PAMR_ITERATIONS
 
@@ -19,8 +19,8 @@ INSTALL_HINT = 'the demo needs gradio: pip install "ovseg[demo]"'
               help="Labeler (open_clip) weights: a local folder or a repo id.")
 @click.option("--resolution", type=click.IntRange(min=32), default=None,
               help="Square backbone input size [default: the backbone's own].")
-@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Affinity exponent W = C**alpha [default: the backbone's; 10 for ssd-1b].")
+@alpha_option()
+@min_area_option()
 @click.option("--tau", type=click.FloatRange(0, 2), default=None,
               help="The slider's starting NCut threshold [default: the backbone's; 0.5 for ssd-1b].")
 @click.option("--max-tau", type=click.FloatRange(0, 2, min_open=True), default=1.0,

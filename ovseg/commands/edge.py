@@ -160,6 +160,20 @@ def check_tau(tau) -> None:
         raise SettingError("tau", f'tau must be a number in [0, 2] (the range of NCut) or "auto", got {tau!r}')
 
 
+def check_alpha(alpha) -> None:
+    """Step 1 for the affinity exponent: a finite number > 0, or "auto"."""
+    if alpha != "auto":
+        check_finite("alpha", alpha, positive=True)
+
+
+def check_min_area(min_area) -> None:
+    """Step 1 for the minimum segment size: a fraction of the image in [0, 1)."""
+    from ovseg.settings.checks import SettingError
+
+    if min_area is not None and (isinstance(min_area, (str, bool)) or not 0 <= min_area < 1):
+        raise SettingError("min_area", f"min_area must be a fraction of the image in [0, 1), got {min_area!r}")
+
+
 def check_finite(setting: str, value: float | None, *, positive: bool = False) -> None:
     """Step 1 for a number: finite (and > 0 with `positive`), else SettingError."""
     import math
@@ -175,12 +189,13 @@ def check_finite(setting: str, value: float | None, *, positive: bool = False) -
 
 def precheck(*, backbone: str | None = None, resolution: int | None = None, alpha=None, tau=None,
              method: str | None = None, attention_layers=None, device=None, cache: bool = False,
-             **_ignored) -> None:
+             min_area=None, **_ignored) -> None:
     """Steps 1-2 before torch is imported (it takes 2-7 s): every check that needs no model and no
     torch, so that a bad setting answers at once. Raises SettingError; what needs torch (a device
     the pre-check cannot be sure of, dtype on that device) is left to `SegmenterConfig.validate`.
     cache: the segment cache is on, so $OVSEG_CACHE_SIZE must parse."""
-    check_finite("alpha", alpha, positive=True)
+    check_alpha(alpha)
+    check_min_area(min_area)
     check_tau(tau)
     if backbone is not None:
         check_resolution(backbone, resolution)

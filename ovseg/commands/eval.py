@@ -7,7 +7,7 @@ from typing import Iterator
 
 import click
 
-from ovseg.commands.options import K_HELP, KParam, LayersParam, TauParam, method_option
+from ovseg.commands.options import K_HELP, KParam, LayersParam, TauParam, alpha_option, method_option, min_area_option
 from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
 
 
@@ -71,6 +71,8 @@ def _method_options(ctx: click.Context, backbone: str, method: str, layers) -> t
     names = [n for n in entry.options if n in ctx.params]
     multi = {n: list(dict.fromkeys(ctx.params[n])) for n in names if isinstance(ctx.params[n], tuple)}
     single = {n: ctx.params[n] for n in names if n not in multi and ctx.params[n] is not None}
+    if ctx.params.get("min_area") is not None:  # any method's (None: the backbone's)
+        single["min_area"] = ctx.params["min_area"]
     with _edge.settings_checked():  # each value checked as label/segment check it: exit 2
         config = SegmenterConfig(backbone=backbone, method=method, attention_layers=layers, **single,
                                  **{n: v[0] for n, v in multi.items() if v})
@@ -79,6 +81,8 @@ def _method_options(ctx: click.Context, backbone: str, method: str, layers) -> t
                 SegmenterConfig(backbone=backbone, method=method, attention_layers=layers, **{n: v})
     recorded = config.method_settings()
     options = {n: recorded[n] for n in entry.options}
+    if config.min_area:  # any method's; recorded when it merges (0: DiffCut's recipe, as before)
+        options["min_area"] = recorded["min_area"] = config.min_area
     for n, values in multi.items():
         if len(values) > 1:
             options[n] = recorded[n] = values
@@ -96,8 +100,7 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
     from ovseg.evaluation._datasets import get_dataset
 
     with _edge.settings_checked():
-        if alpha is not None:
-            _edge.check_finite("alpha", alpha, positive=True)
+        _edge.check_alpha(alpha)
         _edge.check_resolution(backbone, None)  # an unknown backbone, named with the valid ones
         _check_method_options(ctx, method, backbone, layers, ks)
         check_weights_path("weights", weights)
@@ -141,8 +144,8 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
               help="random-walk: k-step walks P^k.")
 @click.option("--attention-layers", type=LayersParam(), default="all", show_default=True,
               help="random-walk: self-attention layers (indices or names, comma-separated), or all.")
-@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Affinity exponent [default: the backbone's; 10 for ssd-1b].")
+@alpha_option()
+@min_area_option()
 @click.option("--backbone", default="ssd-1b", show_default=True, help="Feature extractor (ovseg backbones).")
 @click.option("--weights", default=None, help="Backbone weights: hub id or local folder.")
 @click.option("--clip-weights", default=None, help="Labeler (CLIP) weights, open-vocabulary protocol.")
@@ -165,9 +168,9 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.option("--verbose", "-v", is_flag=True,
               help="Show the warnings, logs and progress bars of the libraries loading models.")
-def eval_command(dataset, root, image_list, protocol, tau, method, k, walk_steps, attention_layers, alpha, backbone,
-                 weights, clip_weights, vocabulary, matching, recipe, refine, device, limit, out, progress,
-                 verbose):
+def eval_command(dataset, root, image_list, protocol, tau, method, k, walk_steps, attention_layers, alpha, min_area,
+                 backbone, weights, clip_weights, vocabulary, matching, recipe, refine, device, limit, out,
+                 progress, verbose):
     """Score ovseg on a segmentation benchmark; write a table, CSV, JSON and a bar chart.
 
     \b

@@ -21,6 +21,45 @@ class TauParam(click.ParamType):
         return tau
 
 
+class AlphaParam(click.ParamType):
+    """The affinity exponent: a finite number > 0, or "auto" (chosen per image, METHOD.md 10)."""
+
+    name = "FLOAT|auto"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        if value == "auto" or (isinstance(value, float) and math.isfinite(value) and value > 0):
+            return value
+        try:
+            alpha = float(value)
+        except (TypeError, ValueError):
+            self.fail(f'{value!r} is neither a number nor "auto"', param, ctx)
+        if not (math.isfinite(alpha) and alpha > 0):
+            self.fail(f'{alpha:g} is not a finite number > 0 (or "auto")', param, ctx)
+        return alpha
+
+
+ALPHA_HELP = ("Affinity exponent W = C**alpha, or auto: chosen per image so that W's mean off-diagonal "
+              "entry is 0.02, self-loops removed (recorded in the JSON as alpha_chosen) [default: the "
+              "backbone's; 10 for ssd-1b, as in the paper; auto for backbones without a published "
+              "recipe; `ovseg backbones` lists them].")
+MIN_AREA_HELP = ("Merge segments under this fraction of the image into their most similar adjacent "
+                 "segment, before PAMR; 0: none [default: the backbone's; 0 for ssd-1b, 0.03 with "
+                 "alpha auto's defaults].")
+
+
+def alpha_option(**kwargs):
+    """``--alpha``: a number > 0 or auto (usage errors in click, before torch)."""
+    return click.option("--alpha", type=AlphaParam(), default=None, help=ALPHA_HELP, **kwargs)
+
+
+def min_area_option(**kwargs):
+    """``--min-area``: a fraction of the image in [0, 1)."""
+    return click.option("--min-area", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+                        help=MIN_AREA_HELP, **kwargs)
+
+
 class LayersParam(click.ParamType):
     """Comma-separated attention layer indices (negative allowed) or names; "all" = None."""
 

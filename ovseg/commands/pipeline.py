@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from ovseg.commands import edge as _edge
-from ovseg.commands.options import K_HELP, KParam, LayersParam, TauParam, check_method_options, method_option
+from ovseg.commands.options import (K_HELP, KParam, LayersParam, TauParam, alpha_option, check_method_options,
+                                    method_option, min_area_option)
 
 _MAX_PIXELS = 2**25  # ovseg.io.DEFAULT_MAX_PIXELS, repeated here so --help imports nothing
 
@@ -31,9 +32,8 @@ def _pipeline_options(f):
         click.option("--resolution", type=click.IntRange(min=32), default=None,
                      help="Square backbone input size in pixels, a multiple of its stride "
                           "[default: the backbone's own; 1024 for ssd-1b, as in the paper]."),
-        click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Affinity exponent W = C**alpha [default: the backbone's; 10 for ssd-1b, "
-                          "as in the paper; `ovseg backbones` lists them]."),
+        alpha_option(),
+        min_area_option(),
         method_option(),
         click.option("--tau", type=TauParam(), default=None,
                      help="NCut threshold in [0, 2]: lower gives fewer, larger segments; auto: chosen "

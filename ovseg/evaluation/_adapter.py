@@ -58,6 +58,8 @@ def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", we
 
     base = SegmenterConfig(backbone=backbone, method=method, attention_layers=attention_layers).method_settings()
     mine = {k: options[k] if options.get(k) is not None else base[k] for k in entry.options}
+    min_area = options.get("min_area")  # any method's; None: the backbone's default, as label/segment
+    min_area = SegmenterConfig(backbone=backbone).min_area if min_area is None else min_area
     swept = {k: list(dict.fromkeys(v)) for k, v in mine.items() if isinstance(v, list)}
     combos = [dict(zip(swept, values)) for values in itertools.product(*swept.values())] or [{}]
     plans = []  # (build options, [(variant name, tau)])
@@ -82,7 +84,7 @@ def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", we
                               align_corners=False)[0].to(feats.device)
         out = Prediction()
         for opts, cuts in plans:
-            tree = stages.build_tree(feats, walks, method=method, top=top, **opts)[0]
+            tree = stages.build_tree(feats, walks, method=method, top=top, min_area=min_area, **opts)[0]
             for key, tau in cuts:
                 low, out.info[key] = stages.cut(tree, tau)
                 out[key] = torch.from_numpy(stages.refine(feats[0], low, small, pamr, compact=False))
@@ -182,7 +184,7 @@ def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, tau
         _preflight.check_labeler_weights(C.labeler, C.labeler_pretrained, clip_weights)
 
     device = str(resolve_device(device))
-    mine = {k: v for k, v in options.items() if k in get_method(method).options}
+    mine = {k: v for k, v in options.items() if k in get_method(method).options or k == "min_area"}
     if protocol == "open-vocabulary":
         if len(taus) != 1 or any(isinstance(v, list) and len(v) != 1 for v in mine.values()):
             raise ValueError("the open-vocabulary protocol takes a single --tau (and a single value of each option)")

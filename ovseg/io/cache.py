@@ -35,8 +35,10 @@ from ovseg.io import atomic_write
 # case's segments to this version): entries made by older code are then never reused.
 # 4: the affinity's power by repeated squaring and the split search's sums in another order
 # (float rounding only: the planted case's hash is unchanged, but near-ties elsewhere may not be).
-SEGMENT_CODE_VERSION = 4
-GOLDEN_SEGMENTS = {"version": 4, "sha256": "1b3253c4964374f0cdfe8144d134ac849b0131d7274cc512f57296f672a4c830"}
+# 5: efficientnet-lite's features are conditioned by default (two stages, centred; METHOD.md 10), so
+# maps cached from its raw features must not be reused (the planted case's hash is unchanged).
+SEGMENT_CODE_VERSION = 5
+GOLDEN_SEGMENTS = {"version": 5, "sha256": "1b3253c4964374f0cdfe8144d134ac849b0131d7274cc512f57296f672a4c830"}
 
 DEFAULT_MAX_BYTES = 4 * 2**30  # segment maps are small (~10-100 KB): tens of thousands of images
 CACHE_KINDS = ("segments", "text-embeds", "prompt-embeds")

@@ -22,10 +22,11 @@ import math
 
 import torch
 
-from ovseg._defaults import AUTO_ALPHA_RANGE, DEGREE_TARGET
-from ovseg.masks._affinity import affinity_checked
+from ovseg.settings.defaults import AUTO_ALPHA_RANGE, DEGREE_TARGET
+from ovseg.masks.affinity import affinity_checked
 
-__all__ = ["AUTO", "SAMPLE", "calibrated_affinity", "check_alpha", "degree_alpha", "is_auto", "mean_affinity"]
+__all__ = ["AUTO", "SAMPLE", "batch_graph", "calibrated_affinity", "check_alpha", "degree_alpha", "graph", "is_auto",
+           "mean_affinity"]
 
 AUTO = "auto"
 SAMPLE = 1 << 16  # off-diagonal entries m(alpha) is estimated on (relative error ~1 % at d* = 0.02)
@@ -100,23 +101,48 @@ def degree_alpha(values: torch.Tensor, target: float = DEGREE_TARGET, *,
     return math.exp((lo + hi) / 2)
 
 
-def calibrated_affinity(feats: torch.Tensor, target: float = DEGREE_TARGET, *,
+def calibrated_affinity(feats: torch.Tensor, target: float = DEGREE_TARGET, *, alpha: float | None = None,
                         out: torch.Tensor | None = None) -> tuple[torch.Tensor, float, float, float]:
-    """DiffCut's affinity with alpha chosen for this image (the degree target, METHOD.md 10).
+    """DiffCut's affinity with alpha chosen for this image (the degree target, METHOD.md 10) and
+    no self-loops.
 
     Args:
         feats: (C, h, w) or (N, C) floating features already passed through ``check_features``.
-        target: d*, the mean off-diagonal entry of W wanted (``_defaults.DEGREE_TARGET``).
+        target: d*, the mean off-diagonal entry of W wanted (``settings.defaults.DEGREE_TARGET``).
+        alpha: the exponent when already chosen for these features (a rebuild): no search.
         out: a contiguous (N, N) tensor to build W in (a batch's slice), as ``affinity_checked``.
 
     Returns:
-        (W (N, N) float32 (float64 for float64 features), symmetric, entries in [0, 1]; lo, hi:
-        bounds of W's entries as ``affinity_checked`` gives them; alpha: the exponent chosen).
-        Uniform features (every cosine equal) give W all ones and alpha 1.0 (no structure to
-        calibrate: the cut makes one segment whatever alpha is).
+        (W (N, N) float32 (float64 for float64 features), symmetric, entries in [0, 1], diagonal
+        0; lo, hi: bounds of W's entries (0 and 1); alpha: the exponent used). W_ii = 0: a
+        self-loop of weight 1 next to off-diagonal weights of mean d* << 1 makes cutting off a
+        lone token cost almost nothing (NCut ~ its off-diagonal degree), which shatters the cut
+        at the alphas a low target chooses (docs/benchmarks-real.md, "Calibrated affinity").
+        Uniform features (every cosine equal) give W all ones and alpha 1.0: no structure to
+        calibrate, one segment whatever alpha is.
     """
     C, lo, hi = affinity_checked(feats, 1.0, out=out)  # min-max normalised cosine (METHOD.md 2)
     if lo == hi:  # all ones: nothing to calibrate
         return C, lo, hi, 1.0
-    alpha = degree_alpha(_sample(C, SAMPLE), target)
-    return C.pow_(alpha), lo, hi, alpha
+    if alpha is None:
+        alpha = degree_alpha(_sample(C, SAMPLE), target)
+    return C.pow_(alpha).fill_diagonal_(0.0), 0.0, 1.0, float(alpha)
+
+
+def graph(feats: torch.Tensor, alpha: float | str, *, out: torch.Tensor | None = None,
+          known: float | None = None) -> tuple[torch.Tensor, float, float, float]:
+    """The cut's affinity of one image: DiffCut's W = C**alpha for a number (``affinity_checked``,
+    unchanged), the calibrated one for "auto". feats: (C, h, w) or (N, C), checked.
+    known: for "auto", the alpha an earlier build chose (no search). Returns (W, lo, hi, alpha used)."""
+    if is_auto(alpha):
+        return calibrated_affinity(feats, alpha=known, out=out)
+    return (*affinity_checked(feats, alpha, out=out), float(alpha))
+
+
+def batch_graph(feats: torch.Tensor, alpha: float | str) -> tuple[torch.Tensor, list[float]]:
+    """(B, C, h, w) checked features -> (W (B, N, N), the alpha used per image), each W built in
+    its slice of the batch (``graph``)."""
+    B, N = feats.shape[0], feats.shape[2] * feats.shape[3]
+    dtype = feats.dtype if feats.dtype in (torch.float32, torch.float64) else torch.float32
+    W = torch.empty(B, N, N, dtype=dtype, device=feats.device)
+    return W, [graph(f, alpha, out=w)[3] for f, w in zip(feats, W)]

@@ -8,6 +8,7 @@ from dataclasses import replace
 import torch
 
 from ovseg.masks.affinity import affinity_checked, batch_grid, check_features
+from ovseg.masks.calibrate import graph, is_auto
 from ovseg.masks.ncut import NCutConfig, ncut_tree
 from ovseg.masks.tree import Hierarchy, NCutTree
 from ovseg.settings.defaults import ALPHA, TAU
@@ -48,8 +49,24 @@ def _hierarchy(feats: torch.Tensor, cfg: NCutConfig) -> Hierarchy:
     """Affinity + cut of one validated (C, h, w) or (N, C) feature tensor; W is built here, so it
     is known finite, symmetric and in [0, 1] and is not re-validated (no extra pass over W)."""
     shape = tuple(feats.shape[1:]) if feats.ndim == 3 else None
-    w, lo, hi = affinity_checked(feats, cfg.alpha)  # METHOD.md section 2
+    if is_auto(cfg.alpha):  # calibrated per image (METHOD.md 10)
+        w, lo, hi, _ = graph(feats, cfg.alpha)
+    else:
+        w, lo, hi = affinity_checked(feats, cfg.alpha)  # METHOD.md section 2
     return ncut_tree(w, lo, hi, cfg, shape)
+
+
+def _calibrated_tree(feats: torch.Tensor, cfg: NCutConfig, top: float | None) -> NCutTree:
+    """One image's tree on the calibrated affinity: the first build chooses alpha and records it
+    (``alpha_chosen``, in every cut's info); a rebuild at a larger tau reuses it (no new search)."""
+    info: dict = {}
+
+    def build(tau: float) -> Hierarchy:
+        w, lo, hi, a = graph(feats, cfg.alpha, known=info.get("alpha_chosen"))
+        info["alpha_chosen"] = a
+        return ncut_tree(w, lo, hi, replace(cfg, tau=tau), tuple(feats.shape[1:]))
+
+    return NCutTree(build, feats.device, top, info=info)
 
 
 def build_diffcut(feats: torch.Tensor, transitions=None, *, top: float | None = None, alpha: float = ALPHA,
@@ -60,4 +77,6 @@ def build_diffcut(feats: torch.Tensor, transitions=None, *, top: float | None = 
     feats = check_features(feats, finite=False)  # once for the batch; NaN/inf found by the affinity
     batch_grid(feats)
     cfg = _config(config, alpha, TAU, solver_options)  # config alone, or alpha and solver options
+    if is_auto(cfg.alpha):
+        return [_calibrated_tree(f, cfg, top) for f in feats]
     return [NCutTree(lambda t, f=f: _hierarchy(f, replace(cfg, tau=t)), f.device, top) for f in feats]

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ovseg.masks.affinity import batch_affinity, check_features
+from ovseg.masks.calibrate import batch_graph, is_auto
 from ovseg.masks.kway_rules import apply_merges, eigengap_k, merge_sequence, merged_start, merges_at, relabel
 from ovseg.masks.kway_solver import KWayState, SolverConfig, _one_hot, _product, ncut_value, solve
 from ovseg.settings.defaults import ALPHA, TAU
@@ -36,7 +37,7 @@ from ovseg.settings.methods import K_RULES
 class KWayConfig:
     """Settings of the K-way cut. alpha and tau are DiffCut's (SSD-1B); the rest are ours."""
 
-    alpha: float = ALPHA  # affinity exponent W = C**alpha, as DiffCut
+    alpha: float | str = ALPHA  # affinity exponent W = C**alpha, as DiffCut; "auto": per image (METHOD.md 10)
     k: int | str = "auto"  # clusters, or a rule: "auto" (merge at tau), "eigengap", "tree"
     k_max: int = 16  # clusters solved before merging ("auto"), eigenvalues read ("eigengap")
     tau: float = TAU  # "auto": merge a pair while its two-way NCut is >= tau (DiffCut's tau)
@@ -51,10 +52,18 @@ class KWayConfig:
                 raise ValueError(f'k must be a positive int or one of {K_RULES}, got {self.k!r}')
         elif isinstance(self.k, bool) or int(self.k) != self.k or self.k < 1:
             raise ValueError(f"k must be a positive int or one of {K_RULES}, got {self.k!r}")
-        if not (self.alpha > 0 and self.alpha < float("inf")):
-            raise ValueError(f"alpha must be positive and finite, got {self.alpha}")
+        if not (isinstance(self.alpha, str) and self.alpha == "auto") and not (0 < self.alpha < float("inf")):
+            raise ValueError(f'alpha must be positive and finite, or "auto", got {self.alpha}')
         if not (self.tau >= 0 and self.tau < float("inf")) or int(self.k_max) < 1:
             raise ValueError("tau must be >= 0 and finite, k_max >= 1")
+
+
+def _affinities(feats: torch.Tensor, alpha) -> tuple[torch.Tensor, list[float] | None]:
+    """W (B, N, N) of checked features (B, C, h, w), and the alphas "auto" chose (None for a number:
+    DiffCut's affinity, unchanged)."""
+    if is_auto(alpha):
+        return batch_graph(feats, alpha)
+    return batch_affinity(feats, alpha), None
 
 
 def kway_affinity_cut(W: torch.Tensor, config: KWayConfig = KWayConfig(), *,
@@ -127,7 +136,8 @@ def kway_segments(feats: torch.Tensor, config: KWayConfig = KWayConfig(), *,
 
     Returns:
         (ids (h, w) or (B, h, w) int64 0..K-1 numbered by first position in raster order,
-        info: dict of (B,) tensors k, ncut, f, iterations, converged (and merges for "auto")).
+        info: dict of (B,) tensors k, ncut, f, iterations, converged (and merges for k="auto",
+        alpha_chosen for alpha="auto")).
     """
     feats = check_features(feats, finite=False)
     single = feats.ndim == 3
@@ -136,7 +146,10 @@ def kway_segments(feats: torch.Tensor, config: KWayConfig = KWayConfig(), *,
     if feats.ndim != 4:
         raise ValueError(f"feats must be (C, h, w) or (B, C, h, w), got shape {tuple(feats.shape)}")
     B, _, h, w = feats.shape
-    labels, info = kway_affinity_cut(batch_affinity(feats, config.alpha), config, generator=generator)
+    W, alphas = _affinities(feats, config.alpha)
+    labels, info = kway_affinity_cut(W, config, generator=generator)
+    if alphas is not None:
+        info["alpha_chosen"] = torch.tensor(alphas, dtype=torch.float64)
     labels = labels.view(B, h, w)
     return (labels[0], info) if single else (labels, info)
 
@@ -199,7 +212,7 @@ def kway_tree(feats: torch.Tensor, config: KWayConfig = KWayConfig(), *,
     feats = check_features(feats, finite=False)
     if feats.ndim != 3:
         raise ValueError(f"feats must be (C, h, w), got shape {tuple(feats.shape)}")
-    W = batch_affinity(feats[None], config.alpha)
+    W, _ = _affinities(feats[None], config.alpha)
     gen = generator if generator is not None else torch.Generator(device="cpu").manual_seed(config.seed)
     st = solve(W, config.k_max, config=replace(config.solver, max_iter=config.presolve_iter), generator=gen)
     k = max(1, min(config.k_max, W.shape[1]))
@@ -215,8 +228,9 @@ class KWayCut:
     """
 
     def __init__(self, tree: KWayTree | None, device, fixed: torch.Tensor | None = None,
-                 default_tau: float = TAU, at_tau=None) -> None:
+                 default_tau: float = TAU, at_tau=None, info: dict | None = None) -> None:
         self.tree, self.device, self.fixed, self.default_tau = tree, device, fixed, default_tau
+        self.info = dict(info or {})  # what every cut reports besides K (alpha="auto": alpha_chosen)
         self.at_tau, self._cuts = at_tau, {}  # k="tree": tau -> the partition (solved on first use)
 
     def _partition(self, t: float) -> torch.Tensor:
@@ -235,7 +249,7 @@ class KWayCut:
 
     def cut(self, tau) -> tuple[torch.Tensor, dict]:
         seg = self._partition(self._tau(tau)).to(self.device)
-        return seg, {"k_chosen": int(seg.max()) + 1}
+        return seg, {**self.info, "k_chosen": int(seg.max()) + 1}
 
     def leaves(self, tau) -> tuple:
         return (self.num_segments(tau),)  # the cut at tau is fixed by its K
@@ -261,16 +275,17 @@ def build_kway(feats: torch.Tensor, transitions=None, *, top: float | None = Non
         config = KWayConfig(alpha=alpha, k=k, **options)
     elif options or alpha != ALPHA or k != "auto":
         raise TypeError("pass either config=KWayConfig(...) or alpha/k/options, not both")
-    W = batch_affinity(feats, config.alpha)
+    W, alphas = _affinities(feats, config.alpha)
     shape = tuple(feats.shape[2:])
     B = feats.shape[0]
+    info = [{} if alphas is None else {"alpha_chosen": a} for a in alphas or [None] * B]
     if config.k == "tree":  # the recursive cut at tau gives K and the start: solved per tau
-        return [KWayCut(None, feats.device, default_tau=config.tau,
+        return [KWayCut(None, feats.device, default_tau=config.tau, info=info[i],
                         at_tau=lambda t, i=i: kway_affinity_cut(W[i:i + 1], replace(config, tau=t))[0][0].view(shape))
                 for i in range(B)]
     if config.k != "auto":  # one partition per image: kway_segments' own path
         labels, _ = kway_affinity_cut(W, config)
-        return [KWayCut(None, feats.device, labels[i].view(shape), config.tau) for i in range(B)]
+        return [KWayCut(None, feats.device, labels[i].view(shape), config.tau, info=info[i]) for i in range(B)]
     gen = torch.Generator(device="cpu").manual_seed(config.seed)
     st = solve(W, config.k_max, config=replace(config.solver, max_iter=config.presolve_iter), generator=gen)
     kk = max(1, min(config.k_max, W.shape[1]))
@@ -278,4 +293,4 @@ def build_kway(feats: torch.Tensor, transitions=None, *, top: float | None = Non
     P = st.product if st.product is not None and st.product.shape[-1] == kk else None
     return [KWayCut(KWayTree(W[i:i + 1], st.labels[i:i + 1], (a[i:i + 1], b[i:i + 1], v[i:i + 1]), config, shape,
                              product=None if P is None else P[i:i + 1]),
-                    feats.device, default_tau=config.tau) for i in range(B)]
+                    feats.device, default_tau=config.tau, info=info[i]) for i in range(B)]

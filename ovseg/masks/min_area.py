@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["check_min_area", "merge_small"]
+__all__ = ["MinAreaCut", "check_min_area", "merge_small", "with_min_area"]
 
 
 def check_min_area(min_area) -> float:
@@ -92,3 +92,38 @@ def merge_small(segments: torch.Tensor, feats: torch.Tensor, min_area: float) ->
     rank[merged[np.sort(first)]] = np.arange(first.size)
     out = torch.from_numpy(rank[merged].reshape(labels.shape))
     return out.to(segments.device)
+
+
+class MinAreaCut:
+    """A cut method's recut-able object (``ovseg/settings/methods.py``) whose every cut has its
+    segments under ``min_area`` merged (``merge_small``) on the feature grid: the same
+    ``cut`` / ``leaves`` / ``num_segments`` / ``num_cuts``, so the demo's slider recuts it as
+    the method's own object. feats: (C, h, w) of that image."""
+
+    def __init__(self, inner, feats: torch.Tensor, min_area: float) -> None:
+        self.inner, self.feats, self.min_area = inner, feats, check_min_area(min_area)
+        self._k: dict = {}  # leaves -> K after merging (num_segments without a second merge)
+
+    def cut(self, value) -> tuple[torch.Tensor, dict]:
+        seg, info = self.inner.cut(value)
+        return merge_small(seg, self.feats, self.min_area), info
+
+    def leaves(self, value) -> tuple:
+        return self.inner.leaves(value)  # the merge is a function of the method's cut
+
+    def num_segments(self, value) -> int:
+        key = self.leaves(value)
+        if key not in self._k:
+            self._k[key] = int(self.cut(value)[0].max()) + 1
+        return self._k[key]
+
+    def num_cuts(self) -> int:
+        return self.inner.num_cuts()
+
+
+def with_min_area(cuts: list, feats: torch.Tensor, min_area: float) -> list:
+    """The B recut-able objects of a batch feats (B, C, h, w), each wrapped in ``MinAreaCut``
+    when min_area > 0 (returned as they are for 0)."""
+    if check_min_area(min_area) == 0:
+        return cuts
+    return [MinAreaCut(c, f, min_area) for c, f in zip(cuts, feats)]

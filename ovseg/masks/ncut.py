@@ -36,7 +36,8 @@ class NCutConfig:
     code are fixes of its defects only (docs/benchmarks-ncut.md).
     """
 
-    alpha: float = ALPHA  # affinity exponent W = C**alpha (paper default): a soft threshold
+    alpha: float | str = ALPHA  # affinity exponent W = C**alpha (paper default): a soft threshold;
+    # "auto": chosen per image (ovseg.masks.calibrate, METHOD.md 10)
     tau: float = TAU  # accept a split iff NCut < tau (paper default); lower tau = fewer segments
     split: str = "grid"  # "grid": the paper's 100 thresholds in [0.99 min y, 0.99 max y], so tau
     # keeps the meaning it was tuned with; "exact": every distinct value of y (never a worse cut,
@@ -49,8 +50,8 @@ class NCutConfig:
     seed: int = 0  # start vector of a node with no usable warm start (the root)
 
     def __post_init__(self) -> None:
-        if not (self.alpha > 0 and self.alpha < float("inf")):
-            raise ValueError(f"alpha must be positive and finite, got {self.alpha}")
+        if not (isinstance(self.alpha, str) and self.alpha == "auto") and not (0 < self.alpha < float("inf")):
+            raise ValueError(f'alpha must be positive and finite, or "auto", got {self.alpha}')
         if not (self.tau >= 0 and self.tau < float("inf")):
             raise ValueError(f"tau must be >= 0 and finite, got {self.tau}")
         if self.split not in SPLITS:

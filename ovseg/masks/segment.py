@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from ovseg.masks.affinity import check_features
+from ovseg.masks.min_area import with_min_area
 from ovseg.masks.pamr import PAMRConfig, pamr
 from ovseg.masks.tree import Hierarchy, NCutTree
 from ovseg.masks.upsample import assign_concepts
@@ -80,8 +81,8 @@ def segment_image(feats: torch.Tensor, transition: torch.Tensor | None = None, *
 
 
 @torch.no_grad()
-def segment_features(feats: torch.Tensor, *, method: str = "diffcut", alpha: float = ALPHA, tau: float | str = TAU,
-                     config=None, **options) -> torch.Tensor:
+def segment_features(feats: torch.Tensor, *, method: str = "diffcut", alpha: float | str = ALPHA,
+                     tau: float | str = TAU, min_area: float = 0.0, config=None, **options) -> torch.Tensor:
     """Segments of feature maps by a cut method of the registry that needs features only.
 
     Args:
@@ -91,8 +92,11 @@ def segment_features(feats: torch.Tensor, *, method: str = "diffcut", alpha: flo
             two-way NCut, the paper) or "kway" (discrete K-way NCut, METHOD.md 9: options are
             then KWayConfig fields, k (int or a rule), k_max, seed, ...; tau is its merge
             threshold; ``ovseg.masks.kway.kway_segments`` also reports what it chose).
-        alpha: affinity exponent (the paper's 10).  tau: NCut threshold (the paper's 0.5; lower =
+        alpha: affinity exponent (the paper's 10), or "auto": chosen per image, self-loops removed
+            (``ovseg.masks.calibrate``, METHOD.md 10).  tau: NCut threshold (the paper's 0.5; lower =
             fewer segments), or "auto" where the method has a per-image rule.
+        min_area: segments under this fraction of the grid merged into their most similar
+            adjacent segment (``ovseg.masks.min_area``); 0 (default): none.
         config: the method's own config (NCutConfig, KWayConfig) instead of alpha/tau/options.
         options: the method's other settings (NCutConfig's split, dense_below, ...).
 
@@ -115,7 +119,8 @@ def segment_features(feats: torch.Tensor, *, method: str = "diffcut", alpha: flo
         options, tau = {"config": config}, config.tau
     else:
         options = {"alpha": alpha, **options}
-    cuts = entry.build(feats[None] if single else feats, None, **options)
+    batch = feats[None] if single else feats
+    cuts = with_min_area(entry.build(batch, None, **options), batch, min_area)
     segments = torch.stack([c.cut(tau)[0] for c in cuts])
     return segments[0] if single else segments
 

@@ -202,11 +202,14 @@ class NCutTree:
     built so far (at ``top``, when given: every later cut at tau <= top is a pruning of it).
 
     cut(tau) -> (segments (h, w) int64 ids 0..K-1 on `device`, info): info is {} for a number and
-    {"tau_chosen": t} for "auto" (``auto_tau``, ceiling ``AUTO_TAU_MAX`` = 1).
+    {"tau_chosen": t} for "auto" (``auto_tau``, ceiling ``AUTO_TAU_MAX`` = 1), plus ``info``: what
+    the builds report (alpha="auto": {"alpha_chosen": a}, filled by the first build).
     """
 
-    def __init__(self, build: Callable[[float], Hierarchy], device, top: float | None = None) -> None:
+    def __init__(self, build: Callable[[float], Hierarchy], device, top: float | None = None,
+                 info: dict | None = None) -> None:
         self.build, self.device, self.tree = build, device, None
+        self.info = {} if info is None else info  # shared with the build, which may fill it
         if top is not None:
             self.tree = build(float(top))
 
@@ -225,9 +228,10 @@ class NCutTree:
                 seg = self.tree.cut(t)
             else:  # built at tau = 0.5, rebuilt at 1 only if that does not settle it
                 seg, t = cut_auto(self.build)
-            return seg.to(self.device), {"tau_chosen": float(t)}
+            return seg.to(self.device), {**self.info, "tau_chosen": float(t)}
         tau = float(tau)
-        return self.hierarchy(tau).cut(tau).to(self.device), {}
+        seg = self.hierarchy(tau).cut(tau).to(self.device)
+        return seg, dict(self.info)
 
     def leaves(self, tau: float) -> tuple:
         return tuple(self.hierarchy(float(tau)).leaves(float(tau)))

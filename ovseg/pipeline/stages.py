@@ -63,22 +63,27 @@ def extract(backbone, inputs, *, method: str = "diffcut", attention_layers: Sequ
     return backbone(inputs).float(), None
 
 
-def build_tree(feats, transitions=None, *, method: str = "diffcut", top=None, **options) -> list:
+def build_tree(feats, transitions=None, *, method: str = "diffcut", top=None, min_area: float = 0.0,
+               **options) -> list:
     """feats (B, C, h, w) float32 (+ P (B, h*w, h*w) for an attention method) -> B recut-able
     objects (`ovseg.settings.methods`: `cut(value)`, `leaves(value)`, `num_segments(value)`).
     top: the largest setting later cuts ask for (None: each cut builds what it needs).
+    min_area: every cut's segments under this fraction of the grid merged into their most
+    similar adjacent one (`ovseg.masks.min_area`, any method; 0: none).
     options: the method's options (`get_method(method).options`, e.g. alpha=10.0)."""
     from ovseg.masks import get_method
+    from ovseg.masks.min_area import with_min_area
 
-    return get_method(method).build(feats, transitions, top=top, **options)
+    return with_min_area(get_method(method).build(feats, transitions, top=top, **options), feats, min_area)
 
 
 def method_options(config) -> dict:
     """The `build_tree` options of config's cut method: {field: value} for each field of
-    `get_method(config.method).options` (DiffCut: {"alpha": 10.0})."""
+    `get_method(config.method).options` (DiffCut: {"alpha": 10.0}), and min_area when it merges."""
     from ovseg.masks import get_method
 
-    return {k: getattr(config, k) for k in get_method(config.method).options}
+    out = {k: getattr(config, k) for k in get_method(config.method).options}
+    return {**out, "min_area": config.min_area} if config.min_area else out
 
 
 def cut(tree, value) -> tuple:

@@ -135,12 +135,13 @@ def _kway_ignores(values: dict) -> dict:
 
 
 # The built-in methods (their builders live in ovseg/masks/; METHOD.md sections 2-5 and 9)
-register_method("diffcut", build="ovseg.masks.diffcut:build_diffcut", options=("alpha",), info=("tau_chosen",),
+register_method("diffcut", build="ovseg.masks.diffcut:build_diffcut", options=("alpha",),
+                info=("tau_chosen", "alpha_chosen"),
                 description="recursive two-way NCut of the feature affinity (the paper)")
 register_method("random-walk", build="ovseg.masks.random_walk:build_random_walk", needs="attention",
                 options=("walk_steps",), info=("tau_chosen",),
                 description="NCut of a walk on the backbone's self-attention (docs/random-walk.md)")
-register_method("kway", build="ovseg.masks.kway:build_kway", options=("alpha", "k"), info=("k_chosen",),
+register_method("kway", build="ovseg.masks.kway:build_kway", options=("alpha", "k"), info=("k_chosen", "alpha_chosen"),
                 description="discrete K-way NCut of the feature affinity, K fixed (--k N) or merged at tau "
                             "(--k auto; docs/kway.md)",
                 slider="tau: merge threshold of the K-way cut (lower: fewer, larger segments)",

@@ -53,11 +53,25 @@ def test_lite1_lite2_load_strictly_and_see_the_cat(name):
 
 
 def test_features_stride_16_and_8(lite0):
-    feats = lite0(torch.rand(2, 3, 448, 448))
-    assert feats.shape == (2, 112, 28, 28) == (2, backbone_info("efficientnet-lite0").feature_dim, 28, 28)
-    assert lite0.stride == 16 and lite0.resolution == 448
+    images = torch.rand(2, 3, 448, 448)
+    feats = lite0(images)  # the registry's conditioning: stage 5 (112) + stage 3 (40) pooled, centred
+    assert feats.shape == (2, 152, 28, 28) == (2, backbone_info("efficientnet-lite0").feature_dim, 28, 28)
+    assert lite0.stride == 16 and lite0.resolution == 448 and lite0.feature_dim == 152
+    torch.testing.assert_close(feats.mean(dim=(2, 3)), torch.zeros(2, 152), atol=1e-5, rtol=0)  # centred
+    raw = create_backbone("efficientnet-lite0", device="cpu", conditioning="raw")
+    stage5 = raw(images)
+    assert stage5.shape == (2, 112, 28, 28) and raw.feature_dim == 112
+    with torch.no_grad():  # the conditioned features are built from that same stage 5 and stage 3
+        from ovseg.features.conditioning import condition
+
+        stage3 = raw.model.features(_lite.normalize(images), 3)
+        torch.testing.assert_close(feats, condition(stage5, stage3, "multi-center"))
     fine = create_backbone("efficientnet-lite0", device="cpu", feature_stride=8)
-    assert fine(torch.rand(1, 3, 448, 448)).shape == (1, 40, 56, 56)
+    assert fine(torch.rand(1, 3, 448, 448)).shape == (1, 64, 56, 56)  # stage 3 (40) + stage 2 (24)
+    assert create_backbone("efficientnet-lite0", device="cpu", feature_stride=8,
+                           conditioning="raw")(torch.rand(1, 3, 448, 448)).shape == (1, 40, 56, 56)
+    with pytest.raises(ValueError, match="conditioning"):
+        create_backbone("efficientnet-lite0", device="cpu", conditioning="whitened")
     with pytest.raises(ValueError, match="feature_stride"):
         create_backbone("efficientnet-lite0", device="cpu", feature_stride=32)
     with pytest.raises(ValueError, match="no self-attention"):
