@@ -17,6 +17,9 @@ _LAZY = {
     "planted_features": "ovseg.testing._planted",
     "planted_layout": "ovseg.testing._planted",
     "planted_miou": "ovseg.testing._planted",
+    "STATISTICS": "ovseg.testing._planted",
+    "STATISTICS_SET": "ovseg.testing._planted",
+    "planted_statistics": "ovseg.testing._planted",
     "make_planted_labeler": "ovseg.testing._labels",
     "FakeHub": "ovseg.testing._hub",
 }

@@ -95,6 +95,38 @@ def planted_case(name: str, noise: float, common: float, side: int, *, c: int = 
     return planted_features(lab, c=c, noise=noise, common=common, seed=seed + len(name)), lab
 
 
+# Features whose cosine statistics differ (METHOD.md 10), as backbones' do: (name, channels,
+# transform). "shared": non-negative with a large shared component (ReLU-like: every cosine in a
+# narrow high band); "scales": channel scales spread 10x (log-uniform in [1, 10]); each at 64 and
+# 1280 channels. One fixed alpha fails on some of them (DiffCut's 10 on shared-1280, 5 on shared-64
+# and scales-64: tests/masks/test_calibrate.py), the calibrated affinity on none.
+STATISTICS = (("plain-64", 64, "plain"), ("plain-1280", 1280, "plain"), ("shared-64", 64, "shared"),
+              ("shared-1280", 1280, "shared"), ("scales-64", 64, "scales"), ("scales-1280", 1280, "scales"))
+# the planted set without tiny3: its 9-position region (0.9 % of a 32 x 32 grid) is below the
+# calibrated rule's minimum segment size (3 %) by construction, so that rule merges it away
+STATISTICS_SET = tuple(case for case in PLANTED_SET if case[0] != "tiny3")
+
+
+def planted_statistics(name: str, noise: float, common: float, kind: str, side: int = 32, *,
+                       seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (C, side, side) float32, labels (side, side)) of a PLANTED_SET case with the
+    cosine statistics of ``kind`` (a name of ``STATISTICS``): the case's features at that many
+    channels, then "plain" as they are, "shared" |f| plus a shared non-negative vector (entries
+    U(0, 4)), "scales" each channel times a factor log-uniform in [1, 10]."""
+    kinds = {k: (c, t) for k, c, t in STATISTICS}
+    if kind not in kinds:
+        raise KeyError(f"unknown statistics {kind!r}; choose one of {', '.join(kinds)}")
+    c, transform = kinds[kind]
+    lab = planted_layout(name, side, side, seed=seed)
+    feats = planted_features(lab, c=c, noise=noise, common=common, seed=seed + len(name))
+    g = torch.Generator().manual_seed(seed + 7)
+    if transform == "shared":
+        feats = feats.abs() + 4.0 * torch.rand(c, generator=g)[:, None, None]
+    elif transform == "scales":
+        feats = feats * torch.exp(torch.rand(c, generator=g) * math.log(10))[:, None, None]
+    return feats, lab
+
+
 def planted_miou(seg: torch.Tensor, lab: torch.Tensor) -> float:
     """Per-image Hungarian mIoU of a segment map against the planted classes (the unsupervised
     protocol, METHOD.md 7, on one image)."""
