@@ -119,21 +119,7 @@ def affinity_checked(feats: torch.Tensor, alpha: float, *,
     Raises:
         ValueError: the features hold NaN or inf (found from the cosine bounds, no extra pass).
     """
-    if feats.dtype not in (torch.float32, torch.float64):
-        feats = feats.float()  # fp16/bf16 features are cast to fp32 before the cut (METHOD.md 1)
-    if feats.ndim == 3:  # (C, h, w): normalise each position's column, then (N, C) rows, raster order
-        cols = feats.flatten(1)
-        # column norms as a plain sum of squares: torch's norm over the outer dim is slower (docs/benchmarks-ncut.md)
-        x = (cols / (cols * cols).sum(0).sqrt_().clamp_min_(1e-12)).T  # F.normalize over C
-    else:
-        x = F.normalize(feats, dim=1)  # L2-normalise each position; zero rows stay zero
-    cos, edges = _gram_upper(x, out)  # cosine similarity: the upper row bands (symmetric)
-    bands = [cos[a:b, a:] for a, b in zip(edges[:-1], edges[1:])]  # hold every entry, by symmetry
-    ext = [torch.aminmax(band) for band in bands]
-    lo, hi = float(min(e.min for e in ext)), float(max(e.max for e in ext))
-    if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN/inf in a feature vector: NaN cosines
-        _raise_if_not_finite(feats)
-        raise ValueError("the cosine matrix holds non-finite values; the normalized cut needs finite features")
+    cos, edges, bands, lo, hi = cosine_bands(feats, out)
     span = hi - lo
     if span <= 1e-6 * max(1.0, abs(hi)):
         return (torch.ones_like(cos) if out is None else cos.fill_(1.0)), 1.0, 1.0
@@ -157,6 +143,29 @@ def affinity_checked(feats: torch.Tensor, alpha: float, *,
             _power(band[r:r + rows].sub_(lo).div_(span).clamp_(0.0, 1.0), alpha)
         cos[b:, a:b] = cos[a:b, b:].T
     return cos, 0.0, 1.0
+
+
+def cosine_bands(feats: torch.Tensor, out: torch.Tensor | None = None):
+    """The cosine matrix of checked features (C, h, w) or (N, C), upper row bands only -> (cos
+    (N, N): rows a:b hold their entries from column a on, below them unwritten when there is more
+    than one band; edges: the band edges; bands: the views cos[a:b, a:]; lo, hi: min and max cosine).
+    Raises ValueError for non-finite features (found from the bounds, no extra pass)."""
+    if feats.dtype not in (torch.float32, torch.float64):
+        feats = feats.float()  # fp16/bf16 features are cast to fp32 before the cut (METHOD.md 1)
+    if feats.ndim == 3:  # (C, h, w): normalise each position's column, then (N, C) rows, raster order
+        cols = feats.flatten(1)
+        # column norms as a plain sum of squares: torch's norm over the outer dim is slower (docs/benchmarks-ncut.md)
+        x = (cols / (cols * cols).sum(0).sqrt_().clamp_min_(1e-12)).T  # F.normalize over C
+    else:
+        x = F.normalize(feats, dim=1)  # L2-normalise each position; zero rows stay zero
+    cos, edges = _gram_upper(x, out)  # cosine similarity: the upper row bands (symmetric)
+    bands = [cos[a:b, a:] for a, b in zip(edges[:-1], edges[1:])]  # hold every entry, by symmetry
+    ext = [torch.aminmax(band) for band in bands]
+    lo, hi = float(min(e.min for e in ext)), float(max(e.max for e in ext))
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN/inf in a feature vector: NaN cosines
+        _raise_if_not_finite(feats)
+        raise ValueError("the cosine matrix holds non-finite values; the normalized cut needs finite features")
+    return cos, edges, bands, lo, hi
 
 
 _CHUNK = 1 << 17  # values per chunk of the affinity's element-wise passes (512 KiB of float32)

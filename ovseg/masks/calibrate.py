@@ -12,9 +12,9 @@ per-node perplexity target and DiffCut's relative-eigengap scan, docs/benchmarks
 
 found by bisection on log alpha. m is estimated on a fixed, seeded sample of ``SAMPLE``
 off-diagonal entries (all of them for small graphs), so the search costs a few milliseconds
-whatever N is: docs/benchmarks-real.md times it against the cut at 64 x 64. W is then C ** alpha*
-(``pow``): the same matrix that ``affinity(feats, alpha=alpha*)`` gives, up to float rounding of
-the power. The fixed-alpha path (``affinity``) is not touched.
+whatever N is: docs/benchmarks-real.md times it against the cut at 64 x 64. alpha* is rounded to
+eighths and W = C ** alpha* built on the upper bands by square roots and squaring; then W_ii = 0
+(no self-loops, see ``calibrated_affinity``). The fixed-alpha path (``affinity``) is not touched.
 """
 from __future__ import annotations
 
@@ -23,7 +23,20 @@ import math
 import torch
 
 from ovseg.settings.defaults import AUTO_ALPHA_RANGE, DEGREE_TARGET
-from ovseg.masks.affinity import affinity_checked
+from ovseg.masks.affinity import _CHUNK, affinity_checked, cosine_bands
+
+
+def _power(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x ** n in place for a whole n >= 1, by repeated squaring (exact IEEE multiplies)."""
+    acc, base = None, x
+    while True:
+        if n & 1:
+            acc = base.clone() if acc is None else acc.mul_(base)
+        n >>= 1
+        if not n:
+            break
+        base = base * base if base is x else base.mul_(base)
+    return x.copy_(acc)
 
 __all__ = ["AUTO", "SAMPLE", "batch_graph", "calibrated_affinity", "check_alpha", "degree_alpha", "graph", "is_auto",
            "mean_affinity"]
@@ -50,15 +63,17 @@ def check_alpha(alpha) -> float | str:
 
 
 def _sample(C: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
-    """(n,) off-diagonal entries of C (N, N): all of them when N*(N-1) <= size, else ``size``
-    drawn uniformly with a fixed seed (the same pairs for every image of that N)."""
+    """(n,) entries of C (N, N) above the diagonal (only those need to be written): all of them
+    when N*(N-1)/2 <= size, else ``size`` pairs i < j drawn uniformly with a fixed seed (the same
+    pairs for every image of that N)."""
     N = C.shape[0]
-    if N * (N - 1) <= size:
-        off = ~torch.eye(N, dtype=torch.bool, device=C.device)
-        return C[off]
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    i = torch.randint(0, N, (size,), generator=g)
-    j = (i + torch.randint(1, N, (size,), generator=g)) % N  # j != i
+    if N * (N - 1) // 2 <= size:
+        i, j = torch.triu_indices(N, N, 1)
+    else:
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        a = torch.randint(0, N, (size,), generator=g)
+        b = (a + torch.randint(1, N, (size,), generator=g)) % N  # b != a
+        i, j = torch.minimum(a, b), torch.maximum(a, b)
     return C.view(-1)[(i * N + j).to(C.device)]
 
 
@@ -114,19 +129,35 @@ def calibrated_affinity(feats: torch.Tensor, target: float = DEGREE_TARGET, *, a
 
     Returns:
         (W (N, N) float32 (float64 for float64 features), symmetric, entries in [0, 1], diagonal
-        0; lo, hi: bounds of W's entries (0 and 1); alpha: the exponent used). W_ii = 0: a
-        self-loop of weight 1 next to off-diagonal weights of mean d* << 1 makes cutting off a
-        lone token cost almost nothing (NCut ~ its off-diagonal degree), which shatters the cut
-        at the alphas a low target chooses (docs/benchmarks-real.md, "Calibrated affinity").
-        Uniform features (every cosine equal) give W all ones and alpha 1.0: no structure to
-        calibrate, one segment whatever alpha is.
+        0; lo, hi: bounds of W's entries (0 and 1); alpha: the exponent used, a multiple of 1/8).
+        alpha is rounded to eighths so that W = ((C^(1/2))^(1/2))^(1/2))^(8 alpha) costs three
+        square roots and a few multiplies per entry on the upper bands (a general ``pow`` costs
+        several times more: docs/benchmarks-real.md, "Calibrated affinity", cost); the mean of W
+        then lies within about 2 % of d* (m(alpha) changes by that much over 1/16 of alpha ~ 6).
+        W_ii = 0: a self-loop of weight 1 next to off-diagonal weights of mean d* << 1 makes
+        cutting off a lone token cost almost nothing (its NCut ~ its off-diagonal degree), which
+        shatters the cut at the alphas a low target chooses. Uniform features (every cosine
+        equal) give W all ones and alpha 1.0: no structure to calibrate, one segment.
     """
-    C, lo, hi = affinity_checked(feats, 1.0, out=out)  # min-max normalised cosine (METHOD.md 2)
-    if lo == hi:  # all ones: nothing to calibrate
-        return C, lo, hi, 1.0
-    if alpha is None:
-        alpha = degree_alpha(_sample(C, SAMPLE), target)
-    return C.pow_(alpha).fill_diagonal_(0.0), 0.0, 1.0, float(alpha)
+    cos, edges, bands, lo, hi = cosine_bands(feats, out)
+    span = hi - lo
+    if span <= 1e-6 * max(1.0, abs(hi)):  # all cosines equal: nothing to calibrate (as affinity_checked)
+        return (torch.ones_like(cos) if out is None else cos.fill_(1.0)), 1.0, 1.0, 1.0
+    if alpha is None:  # min-max normalised (METHOD.md 2) sampled entries, then the degree target
+        values = ((_sample(cos, SAMPLE).double() - lo) / span).clamp_(0.0, 1.0)
+        alpha = degree_alpha(values, target)
+    n = max(1, round(alpha * _EIGHTHS))
+    cpu = cos.device.type == "cpu"
+    for (a, b), band in zip(zip(edges[:-1], edges[1:]), bands):
+        rows = max(1, _CHUNK // band.shape[1]) if cpu else band.shape[0]  # chunks that stay in cache
+        for r in range(0, band.shape[0], rows):
+            x = band[r:r + rows].sub_(lo).div_(span).clamp_(0.0, 1.0)  # C, min-max normalised
+            _power(x.sqrt_().sqrt_().sqrt_(), n)  # C ** (n / 8)
+        cos[b:, a:b] = cos[a:b, b:].T
+    return cos.fill_diagonal_(0.0), 0.0, 1.0, n / _EIGHTHS
+
+
+_EIGHTHS = 8  # alpha is a multiple of 1/8: three square roots, then repeated squaring
 
 
 def graph(feats: torch.Tensor, alpha: float | str, *, out: torch.Tensor | None = None,

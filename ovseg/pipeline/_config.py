@@ -136,7 +136,7 @@ class SegmenterConfig:
         if isinstance(self.alpha, bool) or self.alpha != _defaults.AUTO and not (
                 math.isfinite(_number(self.alpha)) and _number(self.alpha) > 0):
             raise SettingError("alpha", f'alpha must be a finite positive number or "auto", got {self.alpha!r}')
-        if isinstance(self.min_area, bool) or not 0 <= _number(self.min_area) < 1:
+        if isinstance(self.min_area, (bool, str)) or not 0 <= _number(self.min_area) < 1:
             raise SettingError("min_area", f"min_area must be a fraction of the image in [0, 1), got {self.min_area!r}")
         self._check_method()
         if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, numbers.Integral) \

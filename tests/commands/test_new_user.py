@@ -216,7 +216,10 @@ _FRESH = [  # (arguments, environment, the option or variable the error names)
     (["demo", "--resolution", "33"], {}, "--resolution"),
     (["demo"], {"OVSEG_CACHE_SIZE": "banana"}, "OVSEG_CACHE_SIZE"),
     (["cache", "info"], {"OVSEG_CACHE_SIZE": "-5"}, "OVSEG_CACHE_SIZE"),
-] + [(cmd + ["--device", dev], {}, "--device") for cmd in (
+] + [(cmd + [flag, value], {}, flag) for cmd in (  # the calibrated rule's settings (issue 29)
+    ["label", "{img}", "-c", "cat", "--out", "{root}/o"], ["segment", "{img}", "--out", "{root}/o"],
+    ["eval", "--dataset", "voc", "--root", "{root}"], ["coherence", "{img}", "--out", "{root}/c.png"], ["demo"])
+    for flag, value in (("--alpha", "banana"), ("--alpha", "0"), ("--min-area", "2"), ("--min-area", "-0.1"))] + [(cmd + ["--device", dev], {}, "--device") for cmd in (
     ["label", "{img}", "-c", "cat", "--out", "{root}/o"], ["eval", "--dataset", "voc", "--root", "{root}"],
     ["coherence", "{img}", "--out", "{root}/c.png"], ["demo"])
     for dev in ["mps"] * (sys.platform != "darwin") + ["cuda", "cuda:1"] * _NO_DRIVER]

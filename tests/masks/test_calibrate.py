@@ -24,7 +24,7 @@ def test_degree_alpha_known_answer():
     values = (torch.arange(200_000, dtype=torch.float64) + 0.5) / 200_000
     assert degree_alpha(values, 0.02) == pytest.approx(49.0, rel=1e-4)
     assert degree_alpha(values, 0.25) == pytest.approx(3.0, rel=1e-4)
-    assert degree_alpha(values, 0.9999999) == pytest.approx(0.05)  # beyond the range: its bound
+    assert degree_alpha(values, 0.9999999) == pytest.approx(0.125)  # beyond the range: its bound
     with pytest.raises(ValueError):
         degree_alpha(values, 0.0)
 
@@ -41,7 +41,7 @@ def test_calibrated_affinity_meets_the_target_without_self_loops(side):
     again, *_, alpha2 = calibrated_affinity(feats)
     assert alpha2 == alpha and torch.equal(again, W)  # deterministic (a seeded sample)
     fixed = affinity(feats, alpha=alpha).fill_diagonal_(0.0)  # the same graph as the fixed path at that alpha
-    torch.testing.assert_close(W, fixed, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(W, fixed, rtol=1e-4, atol=1e-7)
 
 
 def test_fixed_alpha_path_is_untouched():
