@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ovseg.settings import defaults as _defaults  # torch-free: the help shows the defaults
+
 
 class TauParam(click.ParamType):
     """An NCut threshold in [0, 2], or "auto" (chosen per image; docs/random-walk.md)."""
@@ -40,13 +42,13 @@ class AlphaParam(click.ParamType):
         return alpha
 
 
-ALPHA_HELP = ("Affinity exponent W = C**alpha, or auto: chosen per image so that W's mean off-diagonal "
-              "entry is 0.02, self-loops removed (recorded in the JSON as alpha_chosen) [default: the "
-              "backbone's; 10 for ssd-1b, as in the paper; auto for backbones without a published "
-              "recipe; `ovseg backbones` lists them].")
-MIN_AREA_HELP = ("Merge segments under this fraction of the image into their most similar adjacent "
-                 "segment, before PAMR; 0: none [default: the backbone's; 0 for ssd-1b, 0.03 with "
-                 "alpha auto's defaults].")
+ALPHA_HELP = (f"Affinity exponent W = C**alpha, or auto: chosen per image so that W's mean off-diagonal "
+              f"entry is {_defaults.DEGREE_TARGET:g}, self-loops removed (recorded in the JSON as alpha_chosen) "
+              f"[default: the backbone's; {_defaults.ALPHA:g} for ssd-1b, as in the paper; auto for backbones "
+              f"without a published recipe; `ovseg backbones` lists them].")
+MIN_AREA_HELP = (f"Merge segments under this fraction of the image into their most similar adjacent "
+                 f"segment, before PAMR; 0: none [default: the backbone's; 0 for ssd-1b, "
+                 f"{_defaults.MIN_AREA:g} for backbones whose default alpha is auto].")
 
 
 def alpha_option(**kwargs):

