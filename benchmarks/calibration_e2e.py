@@ -11,7 +11,8 @@ odd composite indices (constants were chosen on the even half; docs/benchmarks-r
 
 Cells: "default" (no setting given: the backbone's own, the calibrated rule for Lite), and
 "alpha:tau[:min_area]" for a hand-set DiffCut affinity (a number alpha; min_area default: the
-backbone's), or with "auto" as alpha.
+backbone's), or with "auto" as alpha; a "raw:" prefix runs the backbone unconditioned (its one
+stage, as before the calibrated rule: "raw:5:0.5:0" is the old default).
 
     PYTHONPATH=$PWD:<scikit-image> python benchmarks/calibration_e2e.py --sets lite0-16,lite0-8 \\
         --cells default,5:0.5,10:0.4 --jsonl /tmp/e2e.jsonl
@@ -45,7 +46,7 @@ SETS = {f"lite{v}-{s}": (f"efficientnet-lite{v}", s) for v in (0, 1, 2) for s in
 def parse_cell(cell: str) -> dict:
     if cell == "default":
         return {}
-    parts = cell.split(":")
+    parts = cell.removeprefix("raw:").split(":")
     out = {"alpha": parts[0] if parts[0] == "auto" else float(parts[0]), "tau": float(parts[1])}
     if len(parts) > 2:
         out["min_area"] = float(parts[2])
@@ -58,13 +59,13 @@ def run_set(set_name: str, cells: list[str], composites, *, method: str = "diffc
     from ovseg.pipeline import Models, Segmenter
 
     backbone, stride = SETS[set_name]
-    model = ovseg.create_backbone(backbone, device="cpu", feature_stride=stride)
-    models = Models(backbone=model)
+    models = Models(backbone=ovseg.create_backbone(backbone, device="cpu", feature_stride=stride))
+    raw = Models(backbone=ovseg.create_backbone(backbone, device="cpu", feature_stride=stride, conditioning="raw"))
     classes = 1 + max(int(gt.max()) for _, gt, _ in composites)
     rows = []
     for cell in cells:
-        seg = Segmenter(backbone=backbone, device="cpu", cache=False, models=models, method=method,
-                        **parse_cell(cell))
+        seg = Segmenter(backbone=backbone, device="cpu", cache=False, method=method, **parse_cell(cell),
+                        models=raw if cell.startswith("raw:") else models)
         counts, ks, alphas, secs = [], [], [], []
         for image, gt, _ in composites:
             t0 = time.perf_counter()
@@ -96,8 +97,24 @@ def score(row: dict, half: str = "all") -> dict:
                 kmax_ratio=float(max(a / b for a, b in zip(k, tk))))
 
 
+def table(paths: list[str]) -> None:
+    """The markdown table of rows written by earlier runs (``--table a.jsonl,b.jsonl``)."""
+    rows = [json.loads(line) for p in paths for line in open(p)]
+    print("| set | cell | method | alpha (chosen: median) | tau | min_area | img mIoU all | even | odd | mIoU (sum) "
+          "| K mean (x true) | K max (x true) | s / image |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        a, e, o = score(r), score(r, "even"), score(r, "odd")
+        st = r["settings"]
+        alpha = st["alpha"] if st["alpha"] != "auto" else f"auto ({np.median(r['alpha']):.3g})"
+        print(f"| {r['set']} | {r['cell']} | {r['method']} | {alpha} | {st['tau']:g} | {st.get('min_area', 0):g} "
+              f"| {a['img']:.3f} | {e['img']:.3f} | {o['img']:.3f} | {a['miou']:.3f} | {a['k']:.1f} ({a['ratio']:.2f}x) "
+              f"| {a['kmax_ratio']:.1f}x | {np.mean(r['seconds']):.2f} |")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--table", default=None, help="print the table of these jsonl files and stop")
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--cells", default="default")
     ap.add_argument("--method", default="diffcut")
@@ -105,6 +122,8 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--jsonl", default=None)
     args = ap.parse_args(argv)
+    if args.table:
+        return table(args.table.split(","))
     import torch
 
     if args.threads:

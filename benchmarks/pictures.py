@@ -34,7 +34,7 @@ CHELSEA = ROOT / "examples" / "chelsea.png"
 def _panel(image: np.ndarray, seg_map: np.ndarray, title: str) -> Image.Image:
     from ovseg.io.viz import overlay
 
-    pic = overlay(image, seg_map.astype(np.int32)).convert("RGB")
+    pic = overlay(image, seg_map.astype(np.int32), no_class=None).convert("RGB")  # every id a segment
     draw = ImageDraw.Draw(pic)
     draw.rectangle([0, 0, pic.width, 22], fill=(0, 0, 0))
     draw.text((6, 4), title, fill=(255, 255, 255))
