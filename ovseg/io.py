@@ -41,8 +41,8 @@ from ovseg._images import (  # noqa: F401
 )
 from ovseg._nearest import NEAREST_MODES, nearest_indices, resize_nearest  # noqa: F401
 from ovseg._outputs import (  # noqa: F401
-    OUTPUT_KINDS, bbox_of, is_ovseg_output, output_paths, output_stems, remove_outputs, rle_decode, rle_encode,
-    stale_outputs,
+    OUTPUT_KINDS, bbox_of, is_ovseg_output, output_paths, output_stems, remove_outputs, rle_decode, rle_decode_map,
+    rle_encode, rle_encode_map, stale_outputs,
 )
 
 
