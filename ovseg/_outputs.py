@@ -204,7 +204,7 @@ def rle_decode_map(rles: dict[int, dict], size: tuple[int, int]) -> np.ndarray:
         if [int(v) for v in rle["size"]] != [h, w]:
             raise ValueError(f"mask {value} has size {rle['size']}, expected {[h, w]}")
         counts = rle["counts"]
-        counts = np.asarray(_unpack(counts) if isinstance(counts, (str, bytes)) else counts, dtype=np.int64)
+        counts = _unpack_array(counts) if isinstance(counts, (str, bytes)) else np.asarray(counts, dtype=np.int64)
         if counts.sum() != h * w:
             raise ValueError(f"mask {value}: RLE counts sum to {counts.sum()}, expected {h * w}")
         begin = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -264,6 +264,28 @@ def _unpack(s: str | bytes) -> list[int]:
         if len(counts) > 2:
             x += counts[-2]
         counts.append(x)
+    return counts
+
+
+def _unpack_array(s: str | bytes) -> np.ndarray:
+    """`_unpack` with arrays (the same counts, as int64): 5 bits per character, a set 0x20 bit
+    means "more characters", the last one's 0x10 bit the sign; then each count from the fourth on
+    is stored as its difference to the count two back."""
+    c = np.frombuffer(s.encode() if isinstance(s, str) else s, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    last = (c & 0x20) == 0  # the last character of each count
+    number = np.cumsum(np.concatenate([[0], last[:-1]]))  # which count each character belongs to
+    first = np.concatenate([[True], last[:-1]])
+    k = np.arange(c.size) - np.flatnonzero(first)[number]  # the character's place in its count
+    x = np.bincount(number, weights=(c & 0x1F) << (5 * k)).astype(np.int64)
+    ends, places = np.flatnonzero(last), k[last] + 1
+    negative = (c[ends] & 0x10) != 0
+    x[negative] -= np.left_shift(1, 5 * places[negative])  # sign extension: x |= -1 << 5k
+    counts = x.copy()
+    if counts.size > 3:  # counts[i] = x[i] + counts[i - 2] for i > 2: running sums, odd and even apart
+        counts[3::2] = x[1] + np.cumsum(x[3::2])
+        counts[4::2] = x[2] + np.cumsum(x[4::2])
     return counts
 
 

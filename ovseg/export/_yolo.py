@@ -51,8 +51,8 @@ def label_lines(result: ImageResult, index: dict[str, int], min_area: int = 0) -
         for poly in polygons:
             if min_area and polygon_area(poly) < min_area:
                 continue
-            xy = (poly / scale).reshape(-1)
-            lines.append(f"{wanted[sid]} " + " ".join(f"{v:.6f}" for v in xy))
+            xy = (poly / scale).reshape(-1).tolist()
+            lines.append(f"{wanted[sid]} " + " ".join(["%.6f"] * len(xy)) % tuple(xy))
     return lines, left_out
 
 
