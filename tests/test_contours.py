@@ -98,7 +98,7 @@ def test_label_maps_trace_every_region_at_once():
 def test_pycocotools_rasterises_the_polygons_to_the_same_masks():
     """A real consumer's polygon rasteriser (COCO's) gives each mask back exactly, holes and
     parts included: the corner convention is COCO's."""
-    mask_api = pytest.importorskip("pycocotools.mask", reason='needs pip install "ovseg[export-test]"')
+    mask_api = pytest.importorskip("pycocotools.mask", reason='needs pip install -e ".[test]"')
     rng = np.random.default_rng(3)
     for _ in range(30):
         h, w = (int(v) for v in rng.integers(4, 40, 2))

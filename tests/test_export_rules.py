@@ -42,7 +42,7 @@ def two_by_three():
 
 
 def test_no_class_segments_are_left_out_and_counted(tmp_path):
-    pycoco = pytest.importorskip("pycocotools.coco", reason='needs pip install "ovseg[export-test]"')
+    pycoco = pytest.importorskip("pycocotools.coco", reason='needs pip install -e ".[test]"')
     plant(tmp_path / "out", tmp_path / "photos" / "a.png", two_by_three(), ["cat", "dog"],
           {0: 1, 1: -1, 2: 0})  # segment 1: below the labeler's threshold ("no class")
     summary = export(tmp_path / "out", "coco")
