@@ -34,9 +34,10 @@ import time
 
 import torch
 
-from ovseg.masks._affinity import affinity
-from ovseg.masks._ncut import ncut_hierarchy
-from ovseg.masks._random_walk import AUTO_TAU_MAX, auto_tau, random_walk_affinity
+from ovseg.masks.affinity import affinity
+from ovseg.masks.ncut import ncut_hierarchy
+from ovseg.masks.tree import AUTO_TAU_MAX, auto_tau
+from ovseg.masks.random_walk import random_walk_affinity
 
 
 def regions(h: int, w: int, K: int, g: torch.Generator) -> torch.Tensor:

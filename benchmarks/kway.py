@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ncut import paper_ncut, peak_rss_kib, planted  # noqa: E402
 
 from ovseg.masks import KWayConfig, NCutConfig, SolverConfig, affinity, kway_affinity_cut, ncut_value, segment_features  # noqa: E402
-from ovseg.masks._kway_select import batch_affinity  # noqa: E402
-from ovseg.masks._ncut import ncut_tree  # noqa: E402
+from ovseg.masks.affinity import batch_affinity  # noqa: E402
+from ovseg.masks.ncut import ncut_tree  # noqa: E402
 from ovseg.testing import PLANTED_SET, planted_case, planted_miou  # noqa: E402
 
 
@@ -96,9 +96,9 @@ def speed(args) -> None:
 def profile(args) -> None:
     from dataclasses import replace
 
-    from ovseg.masks._affinity import _CHUNK, _power, gram
-    from ovseg.masks._kway import kmeans_pp, solve
-    from ovseg.masks._kway_select import merge_sequence, merged_start, merges_at
+    from ovseg.masks.affinity import _CHUNK, _power, gram
+    from ovseg.masks.kway_solver import kmeans_pp, solve
+    from ovseg.masks.kway_rules import merge_sequence, merged_start, merges_at
 
     for side in args.sizes:
         feats, _ = planted(side)

@@ -3,7 +3,7 @@
     python benchmarks/nearest_rules.py            # pairs 1..2048 -> 1..256, about a minute
 
 Counts size pairs (n_in, n_out) on which two rules pick a different source index for at least one
-output index: ovseg's one rule (`ovseg._nearest.nearest_exact_index`, exact integers), the float64
+output index: ovseg's one rule (`ovseg.io.nearest.nearest_exact_index`, exact integers), the float64
 rule `labels/_dense.py` and `evaluation/_published.py` used before, and torch's own nearest-exact
 kernels (1-D on (1, 1, L), 2-D on (1, 1, H, 1)) as this machine's torch build computes them.
 """
@@ -28,7 +28,7 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from ovseg._nearest import nearest_exact_index, torch_nearest_index
+    from ovseg.io.nearest import nearest_exact_index, torch_nearest_index
 
     p = argparse.ArgumentParser()
     p.add_argument("--max-in", type=int, default=2048)

@@ -12,7 +12,7 @@ Voronoi cells from *other* seeds (so PAMR has boundaries to move). "demo" is
 (10 iterations, dilations 1..8).
 "old" is the code before this change: ``_pamr_affinity_reference`` (whole-image passes) and
 ``_propagate_reference`` (8D addcmul_ passes over (K, H, W) per step); "new" is what ``pamr`` runs
-on CPU: ``pamr_affinity`` and ``propagate`` with the fused Numba kernel (ovseg/masks/_pamr_kernel.py);
+on CPU: ``pamr_affinity`` and ``propagate`` with the fused Numba kernel (ovseg/masks/pamr_kernel.py);
 "torch" is ``propagate(kernel="torch")``, the cache-blocked torch path used without Numba and on
 GPUs. Then the same argmax and label filter.
 
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ovseg.masks._pamr import (  # noqa: E402
+from ovseg.masks.pamr import (  # noqa: E402
     _FILTERS, PAMRConfig, _pamr_affinity_reference, _propagate_reference, pamr_affinity, propagate,
 )
 

@@ -178,7 +178,7 @@ def build_segmenter(args, resolution: int, batch: int, models: dict):
 
 
 def load_models(args) -> dict:
-    from ovseg._devices import torch_dtype as _torch_dtype
+    from ovseg.settings.devices import torch_dtype as _torch_dtype
     from ovseg.testing import make_random_backbone, make_random_labeler
 
     device = torch.device(args.device)
@@ -187,7 +187,7 @@ def load_models(args) -> dict:
     labeler = make_random_labeler(size=args.size, device=device,
                                   dtype=_torch_dtype(args.dtype) if device.type == "cuda" else None)
     if device.type == "cpu":
-        from ovseg.masks import _pamr_kernel
+        from ovseg.masks import pamr_kernel as _pamr_kernel
 
         _pamr_kernel.kernel()  # PAMR's Numba kernel compiled or loaded here, not in the first image's time
     return {"backbone": backbone, "labeler": labeler, "build_s": time.perf_counter() - t0}

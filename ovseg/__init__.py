@@ -2,8 +2,8 @@
 
 image -> features (diffusion UNet encoder) -> masks (recursive normalized cut) -> labels (CLIP).
 """
-from ovseg._checks import SettingError
-from ovseg._weights import WeightsNotFoundError
+from ovseg.settings.checks import SettingError
+from ovseg.settings.weights import WeightsNotFoundError
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """`ovseg` (the console script) and `python -m ovseg`: the command line, with Ctrl-C exiting 130
-even while it imports (`ovseg._edge.Group` turns the KeyboardInterrupt into exit 130 once click
+even while it imports (`ovseg.commands.edge.Group` turns the KeyboardInterrupt into exit 130 once click
 runs).
 
 A Ctrl-C that lands while a module is being imported is held back until the import is over:

@@ -127,7 +127,7 @@ def _commit() -> str | None:
 
 # ---- cuda tests -------------------------------------------------------------------------------
 def cuda_test_files() -> list[str]:
-    return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")
+    return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")
                   if "mark.cuda" in p.read_text())
 
 
@@ -249,7 +249,7 @@ def step_imports(ctx) -> None:
               "note": "unaccounted: imported here, but neither on the host list (with its requirements) nor "
                       "among the planned wheels. Either a gap in the plan, or an optional import that found "
                       "the package installed here (brotli, tried by urllib3): the host simply lacks it. The "
-                      "strict check is the dry run on a simulated host (tests/test_gpu_script.py)"})
+                      "strict check is the dry run on a simulated host (tests/project/test_gpu_script.py)"})
 
 
 STEPS = {"env": step_env, "cuda_tests": step_cuda_tests, "correctness": step_correctness,

@@ -12,7 +12,7 @@ for a in "$@"; do [ "$a" = "--dry-run" ] && DRY=1; done
 OUT=${OUT:-$ROOT/out/gpu}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run.log") 2>&1
-read -r -a PY <<< "${PYTHON:-python3}"  # PYTHON="python -S": the host simulation (tests/test_gpu_script.py)
+read -r -a PY <<< "${PYTHON:-python3}"  # PYTHON="python -S": the host simulation (tests/project/test_gpu_script.py)
 SITE=${OVSEG_GPU_SITE:-/tmp/site}
 if [ "$DRY" = 1 ]; then  # 170 s on a quiet machine; a loaded one stretches it (run.py's budgets too)
     slack=$(awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc)" 'BEGIN {s = l / n; print int(170 * (s < 1 ? 1 : s > 4 ? 4 : s))}')

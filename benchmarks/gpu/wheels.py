@@ -117,7 +117,7 @@ def simulate(directory: Path, without: tuple[str, ...] = ()) -> list[str]:
     """Fill ``directory`` with links to what the GPU host would have: the host packages (and their
     requirements) and the planned wheels, as installed here (their Python 3.11 builds stand in
     for the 3.12 wheels). ``python -S`` with only it and the checkout on PYTHONPATH then sees
-    nothing else, so an import the plan misses fails as it would there (tests/test_gpu_script.py).
+    nothing else, so an import the plan misses fails as it would there (tests/project/test_gpu_script.py).
     ``without``: distributions left out (to see what breaks without them). Returns those linked."""
     directory.mkdir(parents=True, exist_ok=True)
     keep = sorted((closure(host_packages()) | set(plan())) - {canonical(n) for n in without})

@@ -138,8 +138,8 @@ def _default_segment(method: str, alpha: float | None, tau: float | str | None, 
     """feats (1, C, h, w) -> (h, w) ids by the registered cut `method` (`ovseg.masks.get_method`);
     alpha / tau None: `backbone`'s registry defaults (`backbone_info(name)`, as `ovseg label`),
     or the paper's 10 and 0.5 for an unregistered backbone object."""
-    from ovseg._cut_methods import get_method
-    from ovseg._defaults import ALPHA, TAU
+    from ovseg.settings.methods import get_method
+    from ovseg.settings.defaults import ALPHA, TAU
 
     entry = get_method(method)
     if entry.needs != "features":
@@ -187,7 +187,7 @@ def _cut_record(cut: Callable, chosen: list[int]) -> dict | None:
 
 
 def _feature_methods() -> list[str]:
-    from ovseg._cut_methods import get_method, list_methods
+    from ovseg.settings.methods import get_method, list_methods
 
     return [m for m in list_methods() if get_method(m).needs == "features"]
 

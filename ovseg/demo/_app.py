@@ -21,7 +21,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from ovseg import viz
+from ovseg.io import viz
 from ovseg.demo._session import DemoSession
 
 log = logging.getLogger("ovseg.demo")
@@ -35,7 +35,7 @@ TABLE_HEADERS = ["segment", "class", "score", "area (px)", "area (%)"]
 def _message(err: BaseException, image=None) -> str:
     """A one-paragraph, HTML-safe message for the page (never a traceback); the server's upload
     folder is cut from file names."""
-    from ovseg._weights import WeightsNotFoundError
+    from ovseg.settings.weights import WeightsNotFoundError
     from ovseg.io import ImageReadError
     from ovseg.labels import VocabularyError
     from ovseg.pipeline import ModelLoadError
@@ -51,7 +51,7 @@ def _message(err: BaseException, image=None) -> str:
 
 def _fail(err: BaseException, image) -> gr.Error:
     """The page's error for `err`; unexpected ones are logged with their traceback."""
-    from ovseg._weights import WeightsNotFoundError
+    from ovseg.settings.weights import WeightsNotFoundError
     from ovseg.io import ImageReadError
     from ovseg.pipeline import ModelLoadError
 

@@ -9,7 +9,7 @@ cut: concept assignment and PAMR at the working size (`stages.refine`), CLIP mas
 the cached dense map, and the full-resolution result. The refined map of each distinct cut is
 memoised too, so moving back to a tau seen before costs only the naming.
 
-Results equal `Segmenter(tau=t).label(image, classes)` (tests/test_demo.py checks it): a split's
+Results equal `Segmenter(tau=t).label(image, classes)` (tests/demo/test_demo.py checks it): a split's
 acceptance depends only on its own NCut, so the tree built at the top tau and cut at t is the
 tree built at t (METHOD.md section 3).
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ovseg import io as _io
-from ovseg._defaults import TAU
+from ovseg.settings.defaults import TAU
 from ovseg.pipeline import stages
 from ovseg.pipeline._results import SegmentationResult
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ovseg._checks import SettingError
+from ovseg.settings.checks import SettingError
 
 INSTALL_HINT = 'the Ray engine needs Ray: pip install "ovseg[ray]"'
 

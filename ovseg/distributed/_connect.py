@@ -17,7 +17,7 @@ import time
 
 import ray
 
-from ovseg._checks import SettingError
+from ovseg.settings.checks import SettingError
 from ovseg.distributed import DEFAULT_CONNECT_TIMEOUT, ClusterUnreachable
 
 ADDRESS_ENV = "RAY_ADDRESS"  # Ray's own convention

@@ -46,7 +46,7 @@ def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", we
 
     import ovseg
     from ovseg.masks import PAMRConfig, get_method
-    from ovseg.masks._random_walk import AUTO_TAU_MAX
+    from ovseg.masks.tree import AUTO_TAU_MAX
     from ovseg.pipeline import stages
 
     entry = get_method(method)
@@ -171,15 +171,15 @@ def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, tau
     1024 px image upsampled to 2048 px, as DiffCut's open-vocabulary script; every other setting is
     already the published one.
     """
-    from ovseg import _edge
-    from ovseg._devices import resolve_device
+    from ovseg.pipeline import _preflight
+    from ovseg.settings.devices import resolve_device
     from ovseg.masks import get_method
 
-    _edge.check_backbone_weights(backbone, weights)  # every model's weights found before any loads
+    _preflight.check_backbone_weights(backbone, weights)  # every model's weights found before any loads
     if protocol == "open-vocabulary":
         from ovseg.pipeline import SegmenterConfig as C  # the labeler Segmenter loads
 
-        _edge.check_labeler_weights(C.labeler, C.labeler_pretrained, clip_weights)
+        _preflight.check_labeler_weights(C.labeler, C.labeler_pretrained, clip_weights)
 
     device = str(resolve_device(device))
     mine = {k: v for k, v in options.items() if k in get_method(method).options}

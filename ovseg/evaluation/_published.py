@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from ovseg._nearest import resize_nearest
+from ovseg.io.nearest import resize_nearest
 from ovseg.evaluation._datasets import IGNORE, DatasetSpec
 
 RECIPES = ("ovseg", "published")
@@ -43,15 +43,15 @@ def published_side(height: int, width: int) -> int:
 
 def nearest_exact(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """labels (H, W) -> (h, w) by nearest-exact (torchvision `Resize(NEAREST_EXACT)`, which calls
-    torch's "nearest-exact"): ovseg's one rule, `ovseg._nearest.nearest_exact_index`. At the
+    torch's "nearest-exact"): ovseg's one rule, `ovseg.io.nearest.nearest_exact_index`. At the
     published sizes (1024 and 2048, powers of two) torch's float32 arithmetic is exact for sides
-    up to 4096, so this equals the published loader (tests/test_nearest.py)."""
+    up to 4096, so this equals the published loader (tests/io/test_nearest.py)."""
     return resize_nearest(labels, size, mode="center")
 
 
 def nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """labels (H, W) -> (h, w) by F.interpolate's default "nearest", bit for bit
-    (`ovseg._nearest.torch_nearest_index`): the published unsupervised script's label resize."""
+    (`ovseg.io.nearest.torch_nearest_index`): the published unsupervised script's label resize."""
     return resize_nearest(labels, size, mode="torch")
 
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ovseg._weights import WeightsNotFoundError
+from ovseg.settings.weights import WeightsNotFoundError
 from ovseg.features._base import Backbone, BackboneOutput, check_finite, check_images, default_device_dtype
 from ovseg.features._registry import register_backbone
 

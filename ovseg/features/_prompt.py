@@ -2,7 +2,7 @@
 
 DiffCut conditions the UNet on the empty prompt (METHOD.md section 1). Those embeddings never
 change, so they are computed once per (weights, text-encoder config) and kept in
-`ovseg._paths.cache_root() / "prompt-embeds"`; later runs never load the text encoders.
+`ovseg.io.paths.cache_root() / "prompt-embeds"`; later runs never load the text encoders.
 `--no-cache` leaves this cache on: it is a pure function of the weights (one file of ~0.3 MB per
 backbone), and without it every run would load the text encoders (1.6 GB for SDXL-type models)
 again. `ovseg cache clear` removes it.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ovseg._paths import cache_root
+from ovseg.io.paths import cache_root
 from ovseg.io import atomic_write
 
 TEXT_ENCODER_CONFIGS = ["text_encoder/config.json", "text_encoder_2/config.json"]
@@ -52,7 +52,7 @@ def save_cached(file: Path, embeds: dict[str, torch.Tensor]) -> None:
     try:
         atomic_write(file, lambda f: f.write(data))  # a concurrent reader never sees half a file
     except OSError as err:
-        from ovseg._cache import warn_write_failure
+        from ovseg.io.cache import warn_write_failure
 
         warn_write_failure("prompt-embeds", file.parent, err)
 

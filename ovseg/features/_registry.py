@@ -14,8 +14,9 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ovseg import _catalog, _defaults
-from ovseg._catalog import ENTRY_POINT_GROUP  # noqa: F401  (the names, torch-free: ovseg._catalog)
+from ovseg.settings import catalog as _catalog
+from ovseg.settings import defaults as _defaults
+from ovseg.settings.catalog import ENTRY_POINT_GROUP  # noqa: F401  (the names, torch-free: ovseg.settings.catalog)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def create_backbone(name: str, *, weights=None, device=None, dtype=None, **optio
     device: default "cuda" when available, else "cpu". dtype: default float16 on CUDA, float32
     on CPU.
     """
-    from ovseg._quiet import quiet_loading  # no accelerate advice, no "Loading weights" bars
+    from ovseg.io.quiet import quiet_loading  # no accelerate advice, no "Loading weights" bars
 
     builder, _ = _lookup(name)
     kwargs = dict(weights=weights, device=device, dtype=dtype, **options)

@@ -10,10 +10,10 @@ from typing import Sequence
 
 import torch
 
-from ovseg._weights import resolve_weights
+from ovseg.settings.weights import resolve_weights
 from ovseg.features import _prompt
 from ovseg.features._base import Backbone, BackboneOutput, check_finite, check_images, default_device_dtype
-from ovseg import _defaults
+from ovseg.settings import defaults as _defaults
 from ovseg.features._registry import register_backbone
 
 

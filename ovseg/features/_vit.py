@@ -12,7 +12,7 @@ from importlib import resources
 
 import torch
 
-from ovseg._weights import resolve_weights
+from ovseg.settings.weights import resolve_weights
 from ovseg.features._base import Backbone, BackboneOutput, check_finite, check_images, default_device_dtype
 from ovseg.features._registry import register_backbone
 

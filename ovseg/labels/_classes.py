@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from ovseg._checks import looks_like_file
+from ovseg.settings.checks import looks_like_file
 from ovseg.labels._vocabulary import Vocabulary, VocabularyError, list_vocabularies, load_vocabulary
 
 __all__ = ["as_vocabulary"]

@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ovseg import _nearest
+from ovseg.io import nearest as _nearest
 
 
 def tower_kind(visual: torch.nn.Module) -> str:
@@ -126,7 +126,7 @@ def segment_weights(segments: torch.Tensor, grid: tuple[int, int]) -> tuple[torc
 
 def nearest_exact_index(n_in: int, n_out: int, device=None) -> torch.Tensor:
     """(n_out,) int64 source indices of a nearest-exact resize n_in -> n_out, on `device`: ovseg's
-    one rule (`ovseg._nearest.nearest_exact_index`, exact integers)."""
+    one rule (`ovseg.io.nearest.nearest_exact_index`, exact integers)."""
     return torch.from_numpy(_nearest.nearest_exact_index(n_in, n_out)).to(device)
 
 
@@ -135,7 +135,7 @@ def binary_segment_masks(segments: torch.Tensor, grid: tuple[int, int]) -> tuple
 
     segments (H, W) int64, ids >= 0 (negative = ignored). Each segment's binary mask is resized to
     `grid` by nearest-exact sampling (one source pixel per cell, the one that holds the cell's
-    centre: `ovseg._nearest`; torch's float32 `F.interpolate(mask, mode="nearest-exact")` equals it
+    centre: `ovseg.io.nearest`; torch's float32 `F.interpolate(mask, mode="nearest-exact")` equals it
     except where a centre falls exactly on a pixel boundary), so a cell belongs to exactly one segment.
     Returns (ids (K,) int64, masks (K, h, w) float32 in {0, 1}).
 

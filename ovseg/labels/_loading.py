@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ovseg._weights import WeightsNotFoundError, resolve_weights
+from ovseg.settings.weights import WeightsNotFoundError, resolve_weights
 
 # Approximate download sizes (fp32 checkpoints), for the offline error message.
 _SIZES = {

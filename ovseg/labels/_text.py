@@ -1,7 +1,7 @@
 """Text embeddings of a vocabulary: every synonym through every template, averaged, normalised.
 
 Cached per (model identity, templates, synonyms): in memory, and on disk under
-`ovseg._paths.cache_root() / "text-embeds"` (unless `disk=False`: `--no-cache`), so a large
+`ovseg.io.paths.cache_root() / "text-embeds"` (unless `disk=False`: `--no-cache`), so a large
 vocabulary is encoded once per machine. A cache that cannot be written warns once.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ovseg._paths import cache_root
+from ovseg.io.paths import cache_root
 from ovseg.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def cached_text_embeddings(
         try:
             atomic_write(path, lambda f: torch.save(emb, f))  # concurrent runs never read half a file
         except OSError as err:  # an unwritable cache costs time, never a result
-            from ovseg._cache import warn_write_failure
+            from ovseg.io.cache import warn_write_failure
 
             warn_write_failure("text-embeds", path.parent, err)
     return emb

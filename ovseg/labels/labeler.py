@@ -335,7 +335,7 @@ def create_labeler(
         folder (open_clip_config.json + open_clip_pytorch_model.bin or a .safetensors checkpoint,
         docs/weights.md). Offline without a local copy: `ovseg.WeightsNotFoundError`, within
         seconds, saying how to pass a folder.
-    device: default CUDA when available, else CPU (`ovseg._devices.resolve_device`; a device that
+    device: default CUDA when available, else CPU (`ovseg.settings.devices.resolve_device`; a device that
         is not there is a SettingError). dtype: default float32 (float16/bfloat16 on GPU halve the memory).
     options: LabelerConfig fields (resolution, normalize, pooling, templates, score, text_batch_size,
         disk_cache).
@@ -355,11 +355,11 @@ def create_labeler(
         raise ValueError(f"resolution must be an int >= 32 (pixels, short side), got {config.resolution!r}")
     if not isinstance(config.text_batch_size, int) or config.text_batch_size < 1:
         raise ValueError(f"text_batch_size must be a positive int, got {config.text_batch_size!r}")
-    from ovseg._devices import resolve_device
+    from ovseg.settings.devices import resolve_device
 
     device = resolve_device(device)  # the one rule: None -> cuda when available (SettingError if absent)
     dtype = dtype or torch.float32
-    from ovseg._quiet import quiet_loading
+    from ovseg.io.quiet import quiet_loading
 
     with quiet_loading():
         clip, tokenizer, identity = load_open_clip(model, pretrained, weights)

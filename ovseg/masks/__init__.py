@@ -3,28 +3,24 @@ the full-resolution concept assignment and PAMR refinement (section 4), and rand
 self-attention (section 5), and the discrete K-way cut (section 9).
 
 Cut methods are chosen by name through the registry (`get_method`, `list_methods`,
-`register_method`; ovseg/_cut_methods.py, torch-free): a new method is one module (its builder)
+`register_method`; ovseg/settings/methods.py, torch-free): a new method is one module (its builder)
 plus one registration there."""
-from ovseg.masks._affinity import affinity
-from ovseg.masks._hierarchy import Hierarchy, HierarchyNode
-from ovseg._defaults import ALPHA, TAU
-from ovseg.masks._methods import CutMethod, get_method, list_methods, register_method
-from ovseg.masks._method import AttentionCombiner, NCutTree, capture_transitions, hierarchy_builder, segment_image
-from ovseg.masks._kway import SolverConfig, ncut_value
-from ovseg.masks._kway_select import KWayConfig, KWayTree, kway_affinity_cut, kway_segments, kway_tree
-from ovseg.masks._ncut import NCutConfig, ncut_hierarchy
-from ovseg.masks._pamr import PAMRConfig, pamr
-from ovseg.masks._random_walk import (
-    auto_tau,
-    combine_attention,
-    cut_auto,
-    random_walk_affinity,
-    random_walk_hierarchy,
-    random_walk_segments,
-    stationary_distribution,
-)
-from ovseg.masks._segment import build_hierarchy, refine_segments, segment_features
-from ovseg.masks._upsample import assign_concepts
+from ovseg.masks.affinity import affinity
+from ovseg.masks.tree import Hierarchy, HierarchyNode
+from ovseg.settings.defaults import ALPHA, TAU
+from ovseg.settings.methods import CutMethod, get_method, list_methods, register_method
+from ovseg.masks.random_walk import AttentionCombiner, capture_transitions
+from ovseg.masks.tree import NCutTree
+from ovseg.masks.segment import hierarchy_builder, segment_image
+from ovseg.masks.kway_solver import SolverConfig, ncut_value
+from ovseg.masks.kway import KWayConfig, KWayTree, kway_affinity_cut, kway_segments, kway_tree
+from ovseg.masks.ncut import NCutConfig, ncut_hierarchy
+from ovseg.masks.pamr import PAMRConfig, pamr
+from ovseg.masks.tree import auto_tau, cut_auto
+from ovseg.masks.random_walk import combine_attention, random_walk_affinity, random_walk_hierarchy, random_walk_segments, stationary_distribution
+from ovseg.masks.diffcut import build_hierarchy
+from ovseg.masks.segment import refine_segments, segment_features
+from ovseg.masks.upsample import assign_concepts
 
 __all__ = [
     "ALPHA", "TAU", "AttentionCombiner", "CutMethod", "NCutTree", "Hierarchy", "HierarchyNode", "NCutConfig", "PAMRConfig",

@@ -10,7 +10,7 @@
     _runner.py    the file runner and the one retry policy (run_batch), for local and Ray runs
     _config.py    SegmenterConfig
 """
-from ovseg._checks import SettingError
+from ovseg.settings.checks import SettingError
 from ovseg.pipeline import stages
 from ovseg.pipeline._config import SegmenterConfig
 from ovseg.pipeline._models import ModelLoadError, Models

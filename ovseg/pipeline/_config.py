@@ -12,9 +12,10 @@ import numbers
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from ovseg import _defaults, io as _io
-from ovseg._checks import SettingError, check_weights_path as _check_weights_path, DEVICE_PATTERN as _DEVICE
-from ovseg._devices import resolve_device
+from ovseg import io as _io
+from ovseg.settings import defaults as _defaults
+from ovseg.settings.checks import SettingError, check_weights_path as _check_weights_path, DEVICE_PATTERN as _DEVICE
+from ovseg.settings.devices import resolve_device
 
 __all__ = ["SegmenterConfig"]
 
@@ -79,7 +80,7 @@ class SegmenterConfig:
       max_pixels (int): inputs (files and arrays) above this many pixels are scaled down first
         (default 2**25, about 33.5 MP; see `ovseg.io`).
       cache (bool): keep segment maps (and class-name embeddings) on disk, keyed by pixels and
-        settings, so relabelling skips the backbone (see `ovseg._cache`).
+        settings, so relabelling skips the backbone (see `ovseg.io.cache`).
       cache_dir (str | None): folder of the segment cache; None: `$OVSEG_CACHE/segments`.
     """
 
@@ -117,7 +118,7 @@ class SegmenterConfig:
     overlap: bool = True  # process_files: decode ahead and write behind in threads (ovseg.pipeline._runner)
     max_pixels: int = _io.DEFAULT_MAX_PIXELS  # larger inputs are scaled down (see ovseg.io)
     cache: bool = True  # keep segment maps on disk, keyed by pixels and settings
-    cache_dir: str | None = None  # None: ovseg._paths.cache_dir("segments")
+    cache_dir: str | None = None  # None: ovseg.io.paths.cache_dir("segments")
 
     def __post_init__(self) -> None:
         self._backbone_defaults()
@@ -201,7 +202,7 @@ class SegmenterConfig:
 
     def _check_method(self) -> None:
         """tau, method, k, walk_steps, attention_layers; random-walk: the backbone's layers, from the registry."""
-        from ovseg._cut_methods import K_RULES, get_method, list_methods
+        from ovseg.settings.methods import K_RULES, get_method, list_methods
 
         if isinstance(self.tau, (str, bool)):
             if self.tau != "auto":
@@ -249,7 +250,7 @@ class SegmenterConfig:
 
     def segment_settings(self) -> dict:
         """The settings that change segment maps: the cache key and the JSON record them."""
-        from ovseg._cut_methods import get_method
+        from ovseg.settings.methods import get_method
 
         out = {k: getattr(self, k) for k in ("backbone", "weights", "resolution")}
         out.update(self.method_settings())  # alpha and tau for DiffCut (their order in the JSON)
@@ -270,7 +271,7 @@ class SegmenterConfig:
     def method_settings(self) -> dict:
         """The cut method's own settings (`ovseg.masks.get_method(method).settings`), as
         {field: value}: what the method's build and cut read, and the JSON records."""
-        from ovseg._cut_methods import get_method
+        from ovseg.settings.methods import get_method
 
         return {k: getattr(self, k) for k in get_method(self.method).settings}
 

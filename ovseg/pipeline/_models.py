@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from ovseg._devices import resolve_device, resolve_dtype, torch_dtype
-from ovseg._weights import WeightsNotFoundError
+from ovseg.settings.devices import resolve_device, resolve_dtype, torch_dtype
+from ovseg.settings.weights import WeightsNotFoundError
 
 __all__ = ["ModelLoadError", "Models"]
 
@@ -39,7 +39,7 @@ class Models:
 
     @property
     def device(self):
-        """torch.device of the config (`ovseg._devices.resolve_device`)."""
+        """torch.device of the config (`ovseg.settings.devices.resolve_device`)."""
         return resolve_device(self.config.device)
 
     @property

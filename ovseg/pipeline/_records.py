@@ -3,7 +3,7 @@ and the status of existing outputs, in one place (the local and the Ray engine b
 
 An output is reused only when its JSON's "record" equals what the run would write now
 (`run_record`): the output format version, the segment settings, `max_pixels` and, when
-labelling, the vocabulary. Segment-cache entries are keyed by `cache_settings` (see `ovseg._cache`).
+labelling, the vocabulary. Segment-cache entries are keyed by `cache_settings` (see `ovseg.io.cache`).
 """
 from __future__ import annotations
 
@@ -48,11 +48,11 @@ def run_record(config, vocab=None) -> dict:
 
 
 def cache_settings(config) -> dict:
-    """The segment cache's key settings (`ovseg._cache.key_settings`) for `config`: segment
+    """The segment cache's key settings (`ovseg.io.cache.key_settings`) for `config`: segment
     settings, device type, resolved dtype (float16 on CUDA, float32 elsewhere when dtype is None),
     a fingerprint of the backbone weights and the segment code version. Needs no model."""
-    from ovseg._cache import key_settings, weights_fingerprint
-    from ovseg._devices import resolve_device, resolve_dtype
+    from ovseg.io.cache import key_settings, weights_fingerprint
+    from ovseg.settings.devices import resolve_device, resolve_dtype
     from ovseg.features import backbone_info
 
     device = resolve_device(config.device)

@@ -1,7 +1,7 @@
 """What the pipeline returns: segments of one image at full resolution, and how they are saved.
 
 Label maps are 8-bit palette PNGs up to 255 classes (255 = no class) and 16-bit greyscale PNGs
-beyond (65535 = no class; format in `ovseg.viz`, recorded in the JSON), masks in the JSON are COCO run-length encoded
+beyond (65535 = no class; format in `ovseg.io.viz`, recorded in the JSON), masks in the JSON are COCO run-length encoded
 (`ovseg.io.rle_encode`), and every file is written atomically (`ovseg.io.atomic_write`).
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ovseg import __version__, io as _io, viz
+from ovseg import __version__, io as _io
+from ovseg.io import viz
 from ovseg.pipeline._records import _jsonable
 
 
@@ -103,7 +104,7 @@ class SegmentationResult:
                 "no_class_value": self.no_class_value,
                 "format": viz.png_format(self._png_values()) + " PNG",
                 # only an 8-bit PNG has a palette; a 16-bit one is plain greyscale values
-                **({"palette": "Pascal VOC colour map (see ovseg.viz)"}
+                **({"palette": "Pascal VOC colour map (see ovseg.io.viz)"}
                    if self._png_values() <= viz.VOID else {}),
             },
             "rle": "COCO compressed RLE (pycocotools' string 'counts'), column-major (Fortran) "
@@ -128,7 +129,7 @@ class SegmentationResult:
 
     def save_png(self, path: str | os.PathLike) -> Path:
         """The label map as a PNG (values: class index, or segment id when unlabelled): 8-bit
-        palette up to 255 classes or segments, else 16-bit greyscale (see ``ovseg.viz``)."""
+        palette up to 255 classes or segments, else 16-bit greyscale (see ``ovseg.io.viz``)."""
         im = viz.label_image(self.label_map, bits=8 if self._png_values() <= viz.VOID else 16)
         return _io.atomic_write(path, lambda f: im.save(f, format="PNG"))
 

@@ -34,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator
 
 from ovseg import io as _io
-from ovseg._checks import SettingError, check_output_dir
-from ovseg._weights import WeightsNotFoundError
+from ovseg.settings.checks import SettingError, check_output_dir
+from ovseg.settings.weights import WeightsNotFoundError
 from ovseg.pipeline._models import ModelLoadError
 from ovseg.pipeline._records import output_status
 from ovseg.pipeline._results import RunSummary

@@ -50,7 +50,7 @@ class Segmenter:
             if "backbone" in settings:  # alpha/tau that came from the old backbone: the new one's
                 settings = {**{k: None for k in getattr(config, "_from_backbone", ())}, **settings}
             config = dataclasses.replace(config, **settings)
-        from ovseg._devices import precheck_device
+        from ovseg.settings.devices import precheck_device
 
         precheck_device(config.device)  # a device this machine certainly lacks: now, torch-free
         self.config = config
@@ -58,18 +58,18 @@ class Segmenter:
         if self.models.config is None:
             self.models.config = self.config
         self._auto = None  # the AutoVocabulary of these settings, once needed
-        self.cache = None  # the segment cache (`ovseg._cache.SegmentCache`), when config.cache
+        self.cache = None  # the segment cache (`ovseg.io.cache.SegmentCache`), when config.cache
         self._key_settings = None
         self._validated = False  # config.validate() done (on the first run: it imports torch)
         if self.config.cache:
-            from ovseg._cache import SegmentCache
+            from ovseg.io.cache import SegmentCache
 
             self.cache = SegmentCache(self.config.cache_dir)
 
     @property
     def device(self):
-        """torch.device of config.device (`ovseg._devices.resolve_device`)."""
-        from ovseg._devices import resolve_device
+        """torch.device of config.device (`ovseg.settings.devices.resolve_device`)."""
+        from ovseg.settings.devices import resolve_device
 
         return resolve_device(self.config.device)
 
@@ -178,7 +178,7 @@ class Segmenter:
         """Segment maps (h', w') int64 at the working size and per image what the JSON records
         beyond the settings (tau="auto": tau_chosen); from the segment cache when there, else by
         `stages.segment_batch` in batches of config.batch_size. prepared: `prepare` of each array."""
-        from ovseg._cache import cache_key
+        from ovseg.io.cache import cache_key
 
         keys = [cache_key(a, self.cache_settings()) for a in arrays] if self.cache else [None] * len(arrays)
         entries = [self.cache.load(k) if self.cache else None for k in keys]

@@ -65,7 +65,7 @@ def extract(backbone, inputs, *, method: str = "diffcut", attention_layers: Sequ
 
 def build_tree(feats, transitions=None, *, method: str = "diffcut", top=None, **options) -> list:
     """feats (B, C, h, w) float32 (+ P (B, h*w, h*w) for an attention method) -> B recut-able
-    objects (`ovseg.masks._methods`: `cut(value)`, `leaves(value)`, `num_segments(value)`).
+    objects (`ovseg.settings.methods`: `cut(value)`, `leaves(value)`, `num_segments(value)`).
     top: the largest setting later cuts ask for (None: each cut builds what it needs).
     options: the method's options (`get_method(method).options`, e.g. alpha=10.0)."""
     from ovseg.masks import get_method

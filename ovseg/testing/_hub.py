@@ -51,5 +51,5 @@ class FakeHub:
         import huggingface_hub
 
         monkeypatch.setattr(huggingface_hub, "snapshot_download", self.snapshot_download)
-        monkeypatch.setattr("ovseg._weights._hub_reachable", lambda timeout=3.0: True)
+        monkeypatch.setattr("ovseg.settings.weights._hub_reachable", lambda timeout=3.0: True)
         return self

@@ -4,7 +4,7 @@
     feats = planted_features(lab, noise=0.5)        # (C, h, w) float32
     planted_miou(segment_features(feats), lab)      # per-image Hungarian mIoU in [0, 1]
 
-``PLANTED_SET`` is the project's set: the layouts of tests/test_ncut.py (stripes, blocks, an L, a
+``PLANTED_SET`` is the project's set: the layouts of tests/masks/test_ncut.py (stripes, blocks, an L, a
 disc), irregular regions (a warped Voronoi tessellation, blobs from smoothed noise) and
 near-disconnected ones (well separated regions, a tiny region of 9 positions), each at two noise
 levels (the tiny region at 0.1 and 0.4: at 0.5 its 9 positions fall apart into near-isolated

@@ -1,0 +1,262 @@
+"""`ovseg coherence`: similarity heatmaps of backbones, or their coherence scores."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ovseg.commands.options import K_HELP, KParam, check_method_options, method_option
+from ovseg.settings.methods import get_method, list_methods, method_help
+
+
+def _parse_weights(values: tuple[str, ...]) -> dict[str, str]:
+    weights = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise click.BadParameter(f"{value!r}: write NAME=DIR, e.g. ssd-1b=/models/SSD-1B",
+                                     param_hint="--weights")
+        weights[name.strip()] = path.strip()
+    return weights
+
+
+def _fail(error: Exception) -> click.ClickException:
+    from ovseg.settings.weights import WeightsNotFoundError
+
+    message = str(error)
+    if isinstance(error, WeightsNotFoundError):
+        message += " Here, name the backbone: --weights NAME=DIR (repeatable)."
+    return click.ClickException(message)
+
+
+def _refuse_overwrite(outputs, inputs) -> None:
+    """A usage error if an output would replace one of the inputs (same file, links resolved)."""
+    ins = {Path(p).resolve() for p in inputs if isinstance(p, (str, os.PathLike))}
+    for out in outputs:
+        if Path(out).resolve() in ins:
+            raise click.UsageError(f"--out {out} is one of the inputs; it would be overwritten. "
+                                   f"Choose another path.")
+
+
+def _check_point(ctx, param, value: str) -> str:
+    from ovseg.coherence._inputs import parse_point
+
+    try:
+        parse_point(value)
+    except (ValueError, TypeError) as error:
+        raise click.BadParameter(str(error)) from None
+    return value
+
+
+def _check_settings(backbones: str, weights: dict, resolution, device, alpha) -> list[str]:
+    """Every setting, before any image or model is read (`ovseg.commands.edge`): exit 2 naming the
+    option. Returns the backbone names."""
+    from ovseg.commands import edge as _edge
+    from ovseg.settings.checks import SettingError, check_weights_path
+
+    names = [b.strip() for b in backbones.split(",") if b.strip()]
+    with _edge.settings_checked():
+        if not names:
+            raise SettingError("backbones", "no backbone given")
+        _edge.check_finite("alpha", alpha, positive=True)  # also with --no-miou: nan is no setting
+        for name in names:
+            try:
+                _edge.check_resolution(name, None)  # a known name (the valid ones listed if not)
+            except SettingError as err:
+                raise SettingError("backbones", str(err)) from None
+        _check_resolution(names, resolution)
+        for name, path in weights.items():
+            if name not in names:
+                raise SettingError("weights", f"--weights {name}=...: {name} is not among the backbones (--backbones)")
+            check_weights_path("weights", path)
+        _edge.check_device(device)
+    return names
+
+
+def _check_resolution(names: list[str], resolution: int | None) -> None:
+    """One input size for every backbone, as `ovseg label` takes it: at least 32 and a multiple of
+    each backbone's stride (else SettingError, suggesting the nearest common multiple)."""
+    import math
+
+    from ovseg.settings.catalog import backbone_facts  # torch-free
+    from ovseg.settings.checks import SettingError
+
+    if resolution is None:
+        return
+    if resolution < 32:
+        raise SettingError("resolution", f"resolution must be at least 32, got {resolution}")
+    strides = {n: backbone_facts(n).stride for n in names if backbone_facts(n).stride}
+    step = math.lcm(*strides.values()) if strides else 1
+    if resolution % step:
+        near = max(step, round(resolution / step) * step)
+        raise SettingError("resolution", f"resolution {resolution} is not a multiple of every backbone's "
+                                         f"stride ({', '.join(f'{n}: {s}' for n, s in strides.items())}); "
+                                         f"try {near}")
+
+
+def _check_files(paths) -> None:
+    """Read every input image and mask before any model loads: one line per bad file, exit 1."""
+    from ovseg.io import ImageReadError, open_image
+
+    bad = []
+    for path in dict.fromkeys(p for p in paths if isinstance(p, (str, os.PathLike))):
+        try:
+            with open_image(path):
+                pass
+        except ImageReadError as err:
+            bad.append((path, str(err)))
+    if bad:
+        from ovseg.commands import edge as _edge
+
+        _edge.echo_failures(bad)
+
+
+def _check_weights(names: list[str], weights: dict) -> None:
+    """Every backbone's weights found (local, cached or downloadable) before the first loads."""
+    from ovseg.commands import edge as _edge
+
+    with _edge.models_found(" Here, name the backbone: --weights NAME=DIR (repeatable)."):
+        for name in names:
+            _edge.check_backbone_weights(name, weights.get(name))
+
+
+@click.command("coherence")
+@click.argument("ref_image", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("target_image", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--backbones", "-b", default="ssd-1b,dinov2-b,clip-b16", show_default=True,
+              help="Comma-separated backbone names (see `ovseg backbones`).")
+@click.option("--point", "-p", default="0.5,0.5", show_default=True, callback=_check_point,
+              help="Reference patch: X,Y in pixels (120,80) or as fractions (0.5,0.4 or 50%,40%).")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Heatmaps: the PNG to write. Score mode: the folder for the CSV/JSON/PNG.")
+@click.option("--pairs", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Score mode: a folder of name.jpg + name.png (class map) pairs.")
+@click.option("--dataset", help="Score mode: a dataset the evaluation reads (voc, ade20k, ...; "
+              "see `ovseg eval --help`), with --root.")
+@click.option("--root", "--data-root", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Score mode: the dataset's root folder, in its standard layout.")
+@click.option("--image-list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Score mode: ids of the dataset images to use [default: its val list].")
+@click.option("--weights", "-w", multiple=True, metavar="NAME=DIR",
+              help="Local weights of a backbone; repeatable.")
+@click.option("--resolution", type=click.IntRange(min=32),
+              help="Square input size for every backbone, a multiple of each one's stride "
+                   "[default: each backbone's own].")
+@click.option("--device", default=None, help="torch device, e.g. cpu or cuda [default: the backbone's].")
+@click.option("--num-pairs", default=2000, show_default=True, type=click.IntRange(min=1),
+              help="Score mode: patch pairs drawn per image.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Score mode: sampling seed.")
+@click.option("--ignore-index", default=255, show_default=True, type=int,
+              help="Score mode with --pairs: ground-truth label to ignore (datasets: their own).")
+@click.option("--max-images", type=click.IntRange(min=1), help="Score mode: use the first N pairs.")
+@click.option("--miou/--no-miou", default=True, show_default=True,
+              help="Score mode: also measure the unsupervised mIoU through the cut.")
+@method_option(needs="features", help="Score mode, the cut behind mIoU (the methods that cut features): "
+                                      + method_help([m for m in list_methods() if get_method(m).needs == "features"]))
+@click.option("--k", "k", type=KParam(), default="auto", show_default=True, help="Cut: " + K_HELP)
+@click.option("--alpha", default=None, type=float,
+              help="Cut: affinity exponent [default: each backbone's; 10 for ssd-1b].")
+@click.option("--tau", default=None, type=click.FloatRange(0, 2),
+              help="Cut: NCut threshold (kway: the merge threshold of --k auto) [default: each backbone's; "
+                   "0.5 for ssd-1b].")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Show the warnings, logs and progress bars of the libraries loading models.")
+def coherence_command(ref_image, target_image, backbones, point, out, pairs, dataset, data_root,
+                      image_list, weights, resolution, device, num_pairs, seed, ignore_index,
+                      max_images, miou, method, k, alpha, tau, verbose) -> None:
+    """Compare backbones on semantic coherence.
+
+    Heatmaps: for each backbone, the cosine similarity between the patch under --point in
+    REF_IMAGE and every patch of REF_IMAGE (and of TARGET_IMAGE, if given), one row per backbone.
+
+    Scores (--pairs DIR, or --dataset NAME --root DIR): on images with ground-truth class maps, how well patch similarity
+    separates same-class from other-class patch pairs (ROC AUC, 0.5 = chance, 1 = perfect) and
+    the unsupervised mIoU of the cut on each backbone's features. Prints a table and writes
+    coherence.csv, coherence.json and coherence.png into --out.
+
+    \b
+    ovseg coherence dog.jpg dogs.jpg --point 0.5,0.4 --out coherence.png
+    ovseg coherence dog.jpg --point 320,200 -b ssd-1b,dinov2-b -w ssd-1b=/models/SSD-1B --out c.png
+    ovseg coherence --pairs my_pairs/ -b ssd-1b,dinov2-b,clip-b16 --out results/
+    ovseg coherence --dataset voc --root data/VOCdevkit --max-images 200 --out results/
+    ovseg coherence --pairs my_pairs/ -b ssd-1b --method kway --k 6 --out results/
+    """
+    from ovseg.commands import edge as _edge
+
+    _edge.start(verbose)
+    weights_map = _parse_weights(weights)
+    names = _check_settings(backbones, weights_map, resolution, device, alpha)
+    ctx = click.get_current_context()
+    check_method_options(ctx, method, {"k": k})  # another method's options (or ignored ones): exit 2
+    if get_method(method).needs != "features":
+        raise click.UsageError(f"--method {method} needs the backbone's self-attention; coherence scores "
+                               "feature maps only", ctx)
+    cut_options = {n: ctx.params[n] for n in get_method(method).options  # the method's own options, by name
+                   if n in ctx.params and n != "alpha" and ctx.params[n] is not None}
+    if (dataset is None) != (data_root is None):
+        raise click.UsageError("--dataset and --root go together")
+    if pairs is not None or dataset is not None:
+        if ref_image is not None:
+            raise click.UsageError("give either images (heatmaps) or --pairs/--dataset (scores), not both")
+        if pairs is not None and dataset is not None:
+            raise click.UsageError("give --pairs DIR or --dataset NAME, not both")
+        _score(pairs, dataset, data_root, image_list, backbones, out, weights_map, resolution,
+               device, num_pairs, seed, ignore_index, max_images, miou, alpha, tau, method, cut_options)
+        return
+    if ref_image is None:
+        raise click.UsageError("give REF_IMAGE (heatmaps), or --pairs DIR or --dataset NAME (scores)")
+    if out.suffix.lower() != ".png":
+        raise click.BadParameter(f"{out}: the figure is written as PNG; name it *.png",
+                                 param_hint="--out")
+    _refuse_overwrite([out], [ref_image, target_image])
+    from ovseg.settings.weights import WeightsNotFoundError
+    from ovseg.coherence import plot_similarity, similarity_maps
+
+    _check_files([ref_image, target_image])
+    _check_weights(names, weights_map)
+    try:
+        maps = similarity_maps(ref_image, target_image, backbones, point, resolution=resolution,
+                               weights=weights_map, device=device)
+    except (ValueError, TypeError, FileNotFoundError, WeightsNotFoundError) as error:
+        raise _fail(error) from None
+    plot_similarity(maps, ref_image, target_image, out=out)
+    for label, m in maps.items():
+        click.echo(f"{label}: cell {m.cell} of a {tuple(m.reference.shape)} grid")
+    click.echo(f"wrote {out}")
+
+
+def _score(folder, dataset, data_root, image_list, backbones, out, weights, resolution, device,
+           num_pairs, seed, ignore_index, max_images, miou, alpha, tau, method="diffcut",
+           cut_options=None) -> None:
+    from ovseg.settings.weights import WeightsNotFoundError
+    from ovseg.coherence import coherence_scores, dataset_pairs, format_table, read_pairs, save_scores
+
+    try:
+        if dataset is not None:
+            items, options = dataset_pairs(dataset, data_root, image_list=image_list)
+        else:
+            items, options = read_pairs(folder), {"ignore_index": ignore_index}
+        items = items[:max_images]
+        files = [p for item in items for p in (item if isinstance(item, tuple) else (item,))]
+        _refuse_overwrite([Path(out) / f"coherence.{kind}" for kind in ("csv", "json", "png")], files)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        raise _fail(error) from None
+    _check_files(files)
+    _check_weights([b.strip() for b in backbones.split(",") if b.strip()], weights)
+    try:
+        scores = coherence_scores(
+            items, backbones, num_pairs=num_pairs, seed=seed, resolution=resolution, miou=miou,
+            alpha=alpha, tau=tau, method=method, method_options=cut_options, weights=weights, device=device,
+            progress=lambda msg: click.echo(msg, err=True), **options,
+        )
+    except (ValueError, TypeError, FileNotFoundError, WeightsNotFoundError) as error:
+        raise _fail(error) from None
+    settings = {"source": str(folder or f"{dataset}:{data_root}"), "images": len(items),
+                "backbones": backbones, "num_pairs": num_pairs, "seed": seed,
+                "ignore_index": options["ignore_index"], "resolution": resolution,
+                "method": method, **(cut_options or {}),  # alpha/tau None: each backbone's (scores' "cut")
+                "alpha": alpha, "tau": tau}
+    paths = save_scores(scores, out, meta=settings)
+    click.echo(format_table(scores))
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
