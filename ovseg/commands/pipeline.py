@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ovseg.commands import edge as _edge
+from ovseg.commands.export import check_export, export_option, run_export
 from ovseg.commands.options import K_HELP, KParam, LayersParam, TauParam, check_method_options, method_option
 
 _MAX_PIXELS = 2**25  # ovseg.io.DEFAULT_MAX_PIXELS, repeated here so --help imports nothing
@@ -141,18 +142,27 @@ def _config(out_dir, **kw):
         raise click.UsageError(str(err)) from None
 
 
-def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=None) -> None:
+def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=None, export=None) -> None:
     from ovseg.settings.checks import SettingError
     from ovseg.settings.weights import WeightsNotFoundError
     from ovseg.pipeline import ModelLoadError, Segmenter
 
     engine = engine or {"engine": "local"}
+    task = "segment" if classes is None else "label"
     if engine["engine"] == "ray":
         from ovseg.commands.ray import run_cli
 
-        return run_cli(config, inputs, out_dir, overwrite, classes, address=engine["ray_address"],
-                       workers=engine["workers"], gpus_per_worker=engine["gpus_per_worker"],
-                       fmt=engine["out_format"], timeout=engine.get("ray_timeout"), quiet=quiet)
+        try:
+            run_cli(config, inputs, out_dir, overwrite, classes, address=engine["ray_address"],
+                    workers=engine["workers"], gpus_per_worker=engine["gpus_per_worker"],
+                    fmt=engine["out_format"], timeout=engine.get("ray_timeout"), quiet=quiet)
+        except SystemExit as stop:  # some images failed (1): the others are still exported
+            if export and stop.code == _edge.EXIT_FAILED:
+                run_export(out_dir, export, task=task, quiet=quiet)
+            raise
+        if export:
+            run_export(out_dir, export, task=task, quiet=quiet)
+        return
     if engine.get("out_format", "files") != "files" or any(isinstance(p, str) for p in [*inputs, out_dir]):
         raise click.UsageError("--format parquet and URI inputs/outputs need --engine ray")
 
@@ -179,6 +189,8 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
             click.echo(f"redid {len(summary.redone)} made with other settings or classes", err=True)
         if summary.skipped:
             click.echo(f"skipped {len(summary.skipped)} already done (use --overwrite to redo)", err=True)
+    if export and (summary.done or summary.skipped):
+        run_export(out_dir, export, task=task, quiet=quiet)
     _edge.echo_failures(summary.failed)
 
 
@@ -208,7 +220,9 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
 @click.option("--clip-pooling", type=click.Choice(["binary", "area"]), default="binary", show_default=True,
               help="Segment masks on the CLIP grid: binary nearest-exact (DiffCut) or area weights.")
 @_engine_options
-def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, verbose, **kw) -> None:
+@export_option
+def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, verbose, export_format,
+          **kw) -> None:
     """Segment images and name every segment from a vocabulary, or with names of its own.
 
     INPUTS are image files and folders (searched recursively for image files). Per image, OUT
@@ -230,11 +244,13 @@ def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, 
     ovseg label photos/ --vocab voc --out out/ --device cuda --batch-size 4
     ovseg label photo.jpg -c "cat,sofa" --method random-walk --tau auto --walk-steps 2
     ovseg label photo.jpg -c "cat,sofa" --method kway --k auto --tau 0.4
+    ovseg label photos/ -c "cat,dog,grass" --export coco --out out/   (out/coco/instances.json)
     HF_HUB_OFFLINE=1 ovseg label a.jpg -c "dog,grass" --weights ./ssd-1b --clip-weights ./clip
     ovseg label s3://bkt/photos/ --vocab voc --engine ray --ray-address auto --workers 8 \\
         --format parquet --out s3://bkt/labels/      (pip install "ovseg[ray]"; docs/scale-out.md)
     """
     _edge.start(verbose)
+    check_export(export_format, out_dir)
     if classes is not None and vocab is not None:
         raise click.UsageError("give at most one of --classes and --vocab")
     if classes is not None and not classes.strip(" ,"):
@@ -261,13 +277,14 @@ def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, 
         raise click.UsageError(f"{where}: {err}") from err
     if auto and engine["engine"] == "ray":
         raise click.UsageError("automatic names (no --classes or --vocab) are not available with --engine ray yet")
-    _run(config, inputs, out_dir, overwrite, classes=names, quiet=quiet, engine=engine)
+    _run(config, inputs, out_dir, overwrite, classes=names, quiet=quiet, engine=engine, export=export_format)
 
 
 @click.command()
 @_pipeline_options
 @_engine_options
-def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
+@export_option
+def segment(inputs, out_dir, overwrite, quiet, verbose, export_format, **kw) -> None:
     """Class-agnostic segments (no names): DiffCut masks only.
 
     Per image, OUT gets NAME.segments.png (palette PNG, value = segment id; 16-bit beyond 255),
@@ -280,5 +297,6 @@ def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
     ovseg segment photo.jpg --method kway --k 6 --out masks/     (K-way cut, six segments)
     """
     _edge.start(verbose)
+    check_export(export_format, out_dir)
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
-    _run(_config(out_dir, **kw), inputs, out_dir, overwrite, quiet=quiet, engine=engine)
+    _run(_config(out_dir, **kw), inputs, out_dir, overwrite, quiet=quiet, engine=engine, export=export_format)

@@ -449,3 +449,24 @@ def test_kway_on_ray_records_method_and_k(ray_local, images, config, tmp_path):
         ref = json.loads((local / f"{Path(name).stem}.segments.json").read_text())
         assert settings == ref["settings"]
         assert [s["rle_counts"] for s in rows[name]["segments"]] == [s["segmentation"]["counts"] for s in ref["segments"]]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools on numpy 2
+@pytest.mark.parametrize("fmt, export", [("parquet", "coco"), ("files", "yolo")])
+def test_engine_ray_then_export(ray_local, images, tiny_weights, tmp_path, fmt, export):
+    """`--export` after an --engine ray run: from the Parquet rows, and from the files (issue 31)."""
+    good = [str(images / n) for n in ("a_rgb.png", "c_alpha.png")]
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["label", *good, "-c", CLASSES, "--weights", tiny_weights["weights"],
+                                  "--clip-weights", tiny_weights["clip_weights"], "--resolution", "64",
+                                  "--refine-iterations", "2", "--no-cache", "--device", "cpu", "--engine", "ray",
+                                  "--workers", "1", "--format", fmt, "--export", export, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "exported" in r.output and "of 2 image(s)" in r.output
+    if export == "coco":
+        coco = pytest.importorskip("pycocotools.coco", reason='needs pip install -e ".[test]"')
+        data = coco.COCO(str(out / "coco" / "instances.json"))
+        assert sorted(i["file_name"] for i in data.imgs.values()) == ["a_rgb.png", "c_alpha.png"]
+        assert [c["name"] for c in data.dataset["categories"]] == CLASSES.split(",")
+    else:
+        assert sorted(p.name for p in (out / "yolo" / "labels").iterdir()) == ["a_rgb.txt", "c_alpha.txt"]
