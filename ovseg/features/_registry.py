@@ -36,6 +36,9 @@ class BackboneInfo:
     alpha: float = _defaults.ALPHA
     tau: float = _defaults.TAU
     defaults_from: str = "DiffCut's values for SSD-1B (Couairon et al. 2024), not tuned for this backbone"
+    # the globs a first run downloads from repo_id (docs/weights.md), for the offline message's
+    # `hf download` command; None: the whole repository (or not a hub repository)
+    download_files: tuple[str, ...] | None = None
 
 
 _REGISTRY: dict[str, tuple[Callable[..., Any], BackboneInfo]] = {}
