@@ -195,10 +195,10 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
 
 
 @click.command()
-@click.option("--classes", "-c", default=None, metavar="NAMES|FILE|NAME",
+@click.option("--classes", "-c", multiple=True, metavar="NAMES|FILE|NAME",
               help='Comma-separated class names ("person;people" gives synonyms), a vocabulary file '
                    '(classes.txt), or a shipped vocabulary (voc); "voc," is one class named voc. The '
-                   'same rule as Segmenter.label (prompts/README.md).')
+                   'same rule as Segmenter.label (prompts/README.md). Repeat to add classes: -c cat -c dog.')
 @click.option("--vocab", default=None, metavar="FILE|NAME|auto",
               help="A vocabulary file (one class per line) or a shipped one, e.g. voc; auto (or "
                    "neither --classes nor --vocab): names chosen per image from the name bank.")
@@ -251,15 +251,16 @@ def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, 
     """
     _edge.start(verbose)
     check_export(export_format, out_dir)
+    classes = classes or None  # --classes given n times: a tuple of n strings
     if classes is not None and vocab is not None:
         raise click.UsageError("give at most one of --classes and --vocab")
-    if classes is not None and not classes.strip(" ,"):
+    if classes is not None and any(not c.strip(" ,") for c in classes):
         raise click.UsageError("--classes is empty")
     auto = classes is None and vocab in (None, "auto")
     if not auto and (max_classes is not None or bank is not None):
         raise click.UsageError("--max-classes and --bank apply to automatic names only "
                                "(neither --classes nor --vocab, or --vocab auto)")
-    from ovseg.labels import as_vocabulary
+    from ovseg.labels._classes import as_vocabulary, joined_vocabulary
 
     clip = kw.pop("clip_weights")
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
@@ -271,7 +272,7 @@ def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, 
 
             names = auto_vocabulary(config.bank, max_classes=config.max_classes)
         else:
-            names = as_vocabulary(classes, vocab=vocab)  # the API's rule (ovseg.labels._classes)
+            names = as_vocabulary(vocab=vocab) if vocab is not None else joined_vocabulary(classes)  # the API's rule
     except (ValueError, KeyError, OSError) as err:
         where = "--bank" if auto else "--vocab " + vocab if vocab is not None else "--classes"
         raise click.UsageError(f"{where}: {err}") from err
