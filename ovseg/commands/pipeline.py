@@ -130,11 +130,11 @@ def _config(out_dir, **kw):
     check_method_options(click.get_current_context(), kw["method"], kw)  # another method's options: exit 2
     try:
         _edge.precheck(**kw)  # what needs no torch, before it is imported (2-7 s)
+        if not (isinstance(out_dir, str) and "://" in out_dir):  # a URI is written by --engine ray
+            check_output_dir(out_dir)  # torch-free too: before the config, which reads the backbone's defaults
         from ovseg.pipeline import SegmenterConfig
 
         config = SegmenterConfig(**kw)
-        if not (isinstance(out_dir, str) and "://" in out_dir):  # a URI is written by --engine ray
-            check_output_dir(out_dir)
         return config.validate()
     except SettingError as err:
         raise _setting_error(err) from None
