@@ -189,6 +189,10 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
             click.echo(f"redid {len(summary.redone)} made with other settings or classes", err=True)
         if summary.skipped:
             click.echo(f"skipped {len(summary.skipped)} already done (use --overwrite to redo)", err=True)
+        from ovseg.pipeline._notices import lines
+
+        for line in lines(summary.notices):  # not errors: what may not be what was meant
+            click.echo(line, err=True)
     if export and (summary.done or summary.skipped):
         run_export(out_dir, export, task=task, quiet=quiet)
     _edge.echo_failures(summary.failed)
