@@ -470,3 +470,34 @@ def test_engine_ray_then_export(ray_local, images, tiny_weights, tmp_path, fmt, 
         assert [c["name"] for c in data.dataset["categories"]] == CLASSES.split(",")
     else:
         assert sorted(p.name for p in (out / "yolo" / "labels").iterdir()) == ["a_rgb.txt", "c_alpha.txt"]
+
+
+def test_stderr_lines_held_back_and_filtered():
+    """What Ray's C++ core writes on file descriptor 2 during ray.init passes through a filter that
+    drops only its "Set ray log level" line (issue 31 item 8)."""
+    pytest.importorskip("ray", reason='the Ray engine needs the extra: pip install "ovseg[ray]"')
+    code = ("import os, sys\nfrom ovseg.distributed._connect import without_stderr_lines\n"
+            "with without_stderr_lines('Set ray log level'):\n"
+            "    os.write(2, b'[x I 1 1] logging.cc:303: Set ray log level from environment variable X to 3\\n')\n"
+            "    os.write(2, b'kept from C\\n')\n    print('kept from Python', file=sys.stderr)\n"
+            "print('after', file=sys.stderr)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines()[-3:] == ["kept from C", "kept from Python", "after"] and "logging.cc" not in r.stderr
+
+
+@pytest.mark.slow
+def test_engine_ray_prints_no_ray_log_lines(tiny_weights, images, tmp_path):
+    """A whole `--engine ray` run in a fresh process (a local Ray started and stopped for it):
+    stderr holds ovseg's own lines only, unless --verbose."""
+    pytest.importorskip("ray", reason='the Ray engine needs the extra: pip install "ovseg[ray]"')
+    args = [sys.executable, "-m", "ovseg", "segment", str(images / "a_rgb.png"), "--weights", tiny_weights["weights"],
+            "--resolution", "64", "--refine-iterations", "1", "--no-cache", "--device", "cpu", "--engine", "ray",
+            "--out", str(tmp_path / "out")]
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_BACKEND_LOG_LEVEL")}
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300, env={**env, "PYTHONPATH": str(
+        Path(__file__).resolve().parents[2])}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "logging.cc" not in r.stderr and r.stderr.strip().splitlines() == [
+        f"segmented 1 image(s) into {tmp_path / 'out'} (files, Ray, 1 worker(s))"], r.stderr
