@@ -69,15 +69,8 @@ def write(results: list[ImageResult], file_names: list[str], names: list[str], f
         raise ExportError(f"images must be one of {IMAGE_MODES}, got {images!r}")
     folder = Path(folder)
     _check_replaceable(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(_mkdtemp(folder))
-    try:
-        counts = _fill(tmp, folder, results, file_names, names, images, min_area, source_dir)
-        _swap(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return counts
+    return _io.atomic_folder(folder, lambda tmp: _fill(tmp, folder, results, file_names, names, images,
+                                                       min_area, source_dir))
 
 
 def _fill(tmp: Path, folder: Path, results, file_names, names, images, min_area, source_dir) -> dict:
@@ -130,28 +123,3 @@ def _check_replaceable(folder: Path) -> None:
     if not ours and any(folder.iterdir()):
         raise ExportError(f"{folder} exists and is not an ovseg export: choose another --to "
                           "or empty it")
-
-
-def _mkdtemp(folder: Path) -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent)
-
-
-def _swap(tmp: Path, folder: Path) -> None:
-    """Put `tmp` in the place of `folder` (an earlier export, removed after the rename)."""
-    old = None
-    if folder.exists():
-        old = Path(_mkdtemp(folder))
-        old.rmdir()
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    os.chmod(folder, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

@@ -35,7 +35,7 @@ import os  # noqa: F401 (`ovseg.io.os`: tests patch os.replace through it)
 from typing import Iterator
 
 # one module per job; every public name stays importable from here
-from ovseg.io.atomic import atomic_write  # noqa: F401
+from ovseg.io.atomic import atomic_folder, atomic_write  # noqa: F401
 from ovseg.io.images import (  # noqa: F401
     DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, as_rgb_array, find_images, open_image, read_image, to_rgb,
 )
