@@ -36,7 +36,7 @@ class ExportSummary:
     format: str
     files: list[Path]
     images: int
-    annotations: int
+    annotations: int  # COCO: annotations (one per segment); YOLO: polygons (one per part)
     categories: list[str]
     left_out: int = 0  # "no class" segments, not exported
     empty_images: int = 0  # images with no annotation
@@ -45,7 +45,8 @@ class ExportSummary:
 
     def line(self) -> str:
         """One line for the command line."""
-        what = f"{self.annotations} annotation(s) of {self.images} image(s), {len(self.categories)} categor" \
+        unit = "annotation(s)" if self.format == "coco" else "polygon(s)"  # YOLO: a line per part
+        what = f"{self.annotations} {unit} of {self.images} image(s), {len(self.categories)} categor" \
                f"{'y' if len(self.categories) == 1 else 'ies'}"
         extra = [f"{self.left_out} no-class segment(s) left out"] if self.left_out else []
         if self.scaled_images:
