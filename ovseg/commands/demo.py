@@ -10,6 +10,21 @@ from ovseg.settings.defaults import PAMR_ITERATIONS
 INSTALL_HINT = 'the demo needs gradio: pip install "ovseg[demo]"'
 
 
+def gradio_missing() -> str | None:
+    """None when gradio is installed, else what to do. A folder named gradio/ on the path (one
+    left in the current folder) makes Python find a namespace package where gradio is missing:
+    that is named too, instead of `module 'gradio' has no attribute 'Blocks'` later."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gradio")
+    if spec is None:
+        return INSTALL_HINT
+    if spec.origin is None or spec.origin == "namespace":  # no __init__.py: not the package
+        where = ", ".join(str(p) for p in (spec.submodule_search_locations or []))
+        return f"{INSTALL_HINT} (the folder {where} is not gradio; it only looks like it to Python)"
+    return None
+
+
 @click.command("demo")
 @click.option("--backbone", default="ssd-1b", show_default=True,
               help="Feature extractor; `ovseg backbones` lists them.")
@@ -54,12 +69,11 @@ def demo_command(host, port, share, max_tau, refine_iterations, verbose, **kw) -
     ovseg demo --method kway              (the slider moves the K-way cut's merge threshold)
     HF_HUB_OFFLINE=1 ovseg demo --weights ./ssd-1b --clip-weights ./clip
     """
-    import importlib.util
-
     from ovseg.commands import edge as _edge
 
-    if importlib.util.find_spec("gradio") is None:  # without importing it (seconds)
-        raise click.ClickException(INSTALL_HINT)
+    missing = gradio_missing()  # without importing it (seconds)
+    if missing:
+        raise click.ClickException(missing)
     _edge.start(verbose)
     check_method_options(click.get_current_context(), kw["method"], kw)  # another method's options: exit 2
     with _edge.settings_checked():  # what needs no torch, before it is imported (2-7 s)

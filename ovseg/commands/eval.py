@@ -7,7 +7,11 @@ from typing import Iterator
 
 import click
 
+<<<<<<< HEAD
 from ovseg.commands.options import K_HELP, KParam, LayersParam, TauParam, alpha_option, method_option, min_area_option
+=======
+from ovseg.commands.options import K_HELP, KParam, LayersParam, SuggestingChoice, TauParam, method_option
+>>>>>>> main
 from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
 
 
@@ -20,6 +24,20 @@ def _clean_errors() -> Iterator[None]:
         yield
     except (ValueError, FileNotFoundError, WeightsNotFoundError) as err:
         raise click.ClickException(str(err)) from err
+
+
+def dataset_samples(dataset: str, root, image_list, ctx=None) -> list:
+    """The samples of `dataset` under `root`, listed before torch or any model loads (numpy only):
+    a root without the dataset's layout is a usage error on --root, a dataset that needs
+    --image-list without one a usage error too (exit 2, issue 31 item 5)."""
+    from ovseg.evaluation._datasets import get_dataset
+
+    try:
+        return get_dataset(dataset).samples(root, image_list)
+    except FileNotFoundError as err:  # the data is not where --root says
+        raise click.BadParameter(str(err), ctx, param_hint="'--root'") from None
+    except ValueError as err:  # the options do not fit the dataset (COCO without --image-list)
+        raise click.UsageError(str(err), ctx) from None
 
 
 def _device_dtype(device: str | None) -> tuple[str, str]:
@@ -97,6 +115,7 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
     Returns the dataset's spec."""
     from ovseg.commands import edge as _edge
     from ovseg.settings.checks import check_weights_path
+    from ovseg.settings.devices import precheck_device
     from ovseg.evaluation._datasets import get_dataset
 
     with _edge.settings_checked():
@@ -105,7 +124,7 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
         _check_method_options(ctx, method, backbone, layers, ks)
         check_weights_path("weights", weights)
         check_weights_path("clip_weights", clip_weights)
-        _edge.check_device(device)
+        precheck_device(device)  # torch-free; `check_device` (torch) once the data is found
     spec = get_dataset(dataset)
     if protocol == "open-vocabulary":
         if len(set(taus)) > 1:
@@ -125,7 +144,7 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
 
 
 @click.command("eval")
-@click.option("--dataset", required=True, type=click.Choice(list_datasets()), help="Benchmark to score on.")
+@click.option("--dataset", required=True, type=SuggestingChoice(list_datasets()), help="Benchmark to score on.")
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The dataset's folder, in its standard layout (docs/evaluation.md).")
 @click.option("--image-list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -189,6 +208,9 @@ def eval_command(dataset, root, image_list, protocol, tau, method, k, walk_steps
     _check_protocol_options(ctx, protocol)
     spec = _check_settings(ctx, dataset, protocol, tau, method, backbone, attention_layers, alpha,
                            weights, clip_weights, vocabulary, device, k)
+    samples = dataset_samples(dataset, root, image_list, ctx)  # a bad layout: exit 2, before torch and models
+    with _edge.settings_checked():
+        _edge.check_device(device)
     from ovseg.evaluation import _adapter
     from ovseg.evaluation._report import markdown_table, write_report
     from ovseg.evaluation._runner import evaluate
@@ -204,12 +226,6 @@ def eval_command(dataset, root, image_list, protocol, tau, method, k, walk_steps
         raise click.UsageError("--vocabulary auto applies to --protocol open-vocabulary")
     offset = 0 if vocabulary and not auto else spec.vocabulary_offset
     vocabulary = spec.vocabulary if auto or not vocabulary else vocabulary
-    try:  # fail on a bad layout before loading any model
-        samples = spec.samples(root, image_list)
-    except FileNotFoundError as err:  # the data is not there: exit 1
-        raise click.ClickException(str(err)) from err
-    except ValueError as err:  # the options do not fit the dataset (COCO without --image-list): exit 2
-        raise click.UsageError(str(err), ctx) from err
     with _clean_errors():
         predictor = _adapter.make_predictor(
             protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,

@@ -6,6 +6,22 @@ import click
 from ovseg.settings import defaults as _defaults  # torch-free: the help shows the defaults
 
 
+class SuggestingChoice(click.Choice):
+    """click.Choice whose refusal also names the closest choice ("'vco' ... did you mean 'voc'?")."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as err:
+            import difflib
+
+            close = difflib.get_close_matches(str(value).strip().lower(), [str(c) for c in self.choices],
+                                              n=1, cutoff=0.6)
+            if close:
+                err.message = f"{err.message.rstrip('.')}; did you mean {close[0]!r}?"
+            raise err
+
+
 class TauParam(click.ParamType):
     """An NCut threshold in [0, 2], or "auto" (chosen per image; docs/random-walk.md)."""
 

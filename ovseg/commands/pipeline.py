@@ -10,8 +10,13 @@ from pathlib import Path
 import click
 
 from ovseg.commands import edge as _edge
+<<<<<<< HEAD
 from ovseg.commands.options import (K_HELP, KParam, LayersParam, TauParam, alpha_option, check_method_options,
                                     method_option, min_area_option)
+=======
+from ovseg.commands.export import check_export, export_option, run_export
+from ovseg.commands.options import K_HELP, KParam, LayersParam, TauParam, check_method_options, method_option
+>>>>>>> main
 
 _MAX_PIXELS = 2**25  # ovseg.io.DEFAULT_MAX_PIXELS, repeated here so --help imports nothing
 
@@ -129,11 +134,11 @@ def _config(out_dir, **kw):
     check_method_options(click.get_current_context(), kw["method"], kw)  # another method's options: exit 2
     try:
         _edge.precheck(**kw)  # what needs no torch, before it is imported (2-7 s)
+        if not (isinstance(out_dir, str) and "://" in out_dir):  # a URI is written by --engine ray
+            check_output_dir(out_dir)  # torch-free too: before the config, which reads the backbone's defaults
         from ovseg.pipeline import SegmenterConfig
 
         config = SegmenterConfig(**kw)
-        if not (isinstance(out_dir, str) and "://" in out_dir):  # a URI is written by --engine ray
-            check_output_dir(out_dir)
         return config.validate()
     except SettingError as err:
         raise _setting_error(err) from None
@@ -141,18 +146,27 @@ def _config(out_dir, **kw):
         raise click.UsageError(str(err)) from None
 
 
-def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=None) -> None:
+def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=None, export=None) -> None:
     from ovseg.settings.checks import SettingError
     from ovseg.settings.weights import WeightsNotFoundError
     from ovseg.pipeline import ModelLoadError, Segmenter
 
     engine = engine or {"engine": "local"}
+    task = "segment" if classes is None else "label"
     if engine["engine"] == "ray":
         from ovseg.commands.ray import run_cli
 
-        return run_cli(config, inputs, out_dir, overwrite, classes, address=engine["ray_address"],
-                       workers=engine["workers"], gpus_per_worker=engine["gpus_per_worker"],
-                       fmt=engine["out_format"], timeout=engine.get("ray_timeout"), quiet=quiet)
+        try:
+            run_cli(config, inputs, out_dir, overwrite, classes, address=engine["ray_address"],
+                    workers=engine["workers"], gpus_per_worker=engine["gpus_per_worker"],
+                    fmt=engine["out_format"], timeout=engine.get("ray_timeout"), quiet=quiet)
+        except SystemExit as stop:  # some images failed (1): the others are still exported
+            if export and stop.code == _edge.EXIT_FAILED:
+                run_export(out_dir, export, task=task, quiet=quiet)
+            raise
+        if export:
+            run_export(out_dir, export, task=task, quiet=quiet)
+        return
     if engine.get("out_format", "files") != "files" or any(isinstance(p, str) for p in [*inputs, out_dir]):
         raise click.UsageError("--format parquet and URI inputs/outputs need --engine ray")
 
@@ -179,14 +193,20 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
             click.echo(f"redid {len(summary.redone)} made with other settings or classes", err=True)
         if summary.skipped:
             click.echo(f"skipped {len(summary.skipped)} already done (use --overwrite to redo)", err=True)
+        from ovseg.pipeline._notices import lines
+
+        for line in lines(summary.notices):  # not errors: what may not be what was meant
+            click.echo(line, err=True)
+    if export and (summary.done or summary.skipped):
+        run_export(out_dir, export, task=task, quiet=quiet)
     _edge.echo_failures(summary.failed)
 
 
 @click.command()
-@click.option("--classes", "-c", default=None, metavar="NAMES|FILE|NAME",
+@click.option("--classes", "-c", multiple=True, metavar="NAMES|FILE|NAME",
               help='Comma-separated class names ("person;people" gives synonyms), a vocabulary file '
                    '(classes.txt), or a shipped vocabulary (voc); "voc," is one class named voc. The '
-                   'same rule as Segmenter.label (prompts/README.md).')
+                   'same rule as Segmenter.label (prompts/README.md). Repeat to add classes: -c cat -c dog.')
 @click.option("--vocab", default=None, metavar="FILE|NAME|auto",
               help="A vocabulary file (one class per line) or a shipped one, e.g. voc; auto (or "
                    "neither --classes nor --vocab): names chosen per image from the name bank.")
@@ -208,7 +228,9 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
 @click.option("--clip-pooling", type=click.Choice(["binary", "area"]), default="binary", show_default=True,
               help="Segment masks on the CLIP grid: binary nearest-exact (DiffCut) or area weights.")
 @_engine_options
-def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, verbose, **kw) -> None:
+@export_option
+def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, verbose, export_format,
+          **kw) -> None:
     """Segment images and name every segment from a vocabulary, or with names of its own.
 
     INPUTS are image files and folders (searched recursively for image files). Per image, OUT
@@ -230,20 +252,23 @@ def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, 
     ovseg label photos/ --vocab voc --out out/ --device cuda --batch-size 4
     ovseg label photo.jpg -c "cat,sofa" --method random-walk --tau auto --walk-steps 2
     ovseg label photo.jpg -c "cat,sofa" --method kway --k auto --tau 0.4
+    ovseg label photos/ -c "cat,dog,grass" --export coco --out out/   (out/coco/instances.json)
     HF_HUB_OFFLINE=1 ovseg label a.jpg -c "dog,grass" --weights ./ssd-1b --clip-weights ./clip
     ovseg label s3://bkt/photos/ --vocab voc --engine ray --ray-address auto --workers 8 \\
         --format parquet --out s3://bkt/labels/      (pip install "ovseg[ray]"; docs/scale-out.md)
     """
     _edge.start(verbose)
+    check_export(export_format, out_dir)
+    classes = classes or None  # --classes given n times: a tuple of n strings
     if classes is not None and vocab is not None:
         raise click.UsageError("give at most one of --classes and --vocab")
-    if classes is not None and not classes.strip(" ,"):
+    if classes is not None and any(not c.strip(" ,") for c in classes):
         raise click.UsageError("--classes is empty")
     auto = classes is None and vocab in (None, "auto")
     if not auto and (max_classes is not None or bank is not None):
         raise click.UsageError("--max-classes and --bank apply to automatic names only "
                                "(neither --classes nor --vocab, or --vocab auto)")
-    from ovseg.labels import as_vocabulary
+    from ovseg.labels._classes import as_vocabulary, joined_vocabulary
 
     clip = kw.pop("clip_weights")
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
@@ -255,19 +280,20 @@ def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, 
 
             names = auto_vocabulary(config.bank, max_classes=config.max_classes)
         else:
-            names = as_vocabulary(classes, vocab=vocab)  # the API's rule (ovseg.labels._classes)
+            names = as_vocabulary(vocab=vocab) if vocab is not None else joined_vocabulary(classes)  # the API's rule
     except (ValueError, KeyError, OSError) as err:
         where = "--bank" if auto else "--vocab " + vocab if vocab is not None else "--classes"
         raise click.UsageError(f"{where}: {err}") from err
     if auto and engine["engine"] == "ray":
         raise click.UsageError("automatic names (no --classes or --vocab) are not available with --engine ray yet")
-    _run(config, inputs, out_dir, overwrite, classes=names, quiet=quiet, engine=engine)
+    _run(config, inputs, out_dir, overwrite, classes=names, quiet=quiet, engine=engine, export=export_format)
 
 
 @click.command()
 @_pipeline_options
 @_engine_options
-def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
+@export_option
+def segment(inputs, out_dir, overwrite, quiet, verbose, export_format, **kw) -> None:
     """Class-agnostic segments (no names): DiffCut masks only.
 
     Per image, OUT gets NAME.segments.png (palette PNG, value = segment id; 16-bit beyond 255),
@@ -280,5 +306,6 @@ def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
     ovseg segment photo.jpg --method kway --k 6 --out masks/     (K-way cut, six segments)
     """
     _edge.start(verbose)
+    check_export(export_format, out_dir)
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
-    _run(_config(out_dir, **kw), inputs, out_dir, overwrite, quiet=quiet, engine=engine)
+    _run(_config(out_dir, **kw), inputs, out_dir, overwrite, quiet=quiet, engine=engine, export=export_format)

@@ -136,7 +136,8 @@ def _build_vit(name: str, repo_id: str, download_size: str, *, weights=None, dev
 def _register(name, repo_id, size, resolution, stride, dim, description):
     layers = tuple(f"layer.{i}" for i in range(load_config(name)["vision"]["num_hidden_layers"]))
     register_backbone(name, repo_id=repo_id, download_size=size, resolution=resolution, stride=stride,
-                      feature_dim=dim, description=description, attention_layers=layers,
+                      feature_dim=dim, description=description, download_files=tuple(download_files(name)),
+                      attention_layers=layers,
                       defaults_from="the calibrated rule (METHOD.md 10): no published recipe; not measured "
                                     "on this backbone (no real weights on the development machine)",
                       conditioning="raw: the last layer's patch tokens (conditioning not measured)",

@@ -13,15 +13,16 @@ def check_backbone_weights(backbone: str, weights, hint: str = "weights") -> Non
     from ovseg.features import backbone_info
 
     info = backbone_info(backbone)
-    check_weights(backbone, weights, info.repo_id, info.download_size, hint)
+    files = None if info.download_files is None else list(info.download_files)
+    check_weights(backbone, weights, info.repo_id, info.download_size, hint, files=files)
 
 
 def check_labeler_weights(labeler: str, pretrained: str | None, weights, hint: str = "clip_weights") -> None:
-    from ovseg.labels._loading import _CHECKPOINTS, _SIZES, _official_repo
+    from ovseg.labels._loading import _CHECKPOINTS, _SIZES, DOWNLOAD_FILES, _official_repo
 
     repo = None if weights is not None else _official_repo(labeler, pretrained)
     check_weights(f"open_clip {labeler} ({pretrained or 'custom weights'})", weights, repo,
-                  _SIZES.get(labeler, "an unknown size"), hint, required=[_CHECKPOINTS])
+                  _SIZES.get(labeler, "an unknown size"), hint, required=[_CHECKPOINTS], files=DOWNLOAD_FILES)
 
 
 def preflight(config, *, labels: bool):

@@ -38,6 +38,7 @@ from ovseg.settings.checks import SettingError, check_output_dir
 from ovseg.settings.weights import WeightsNotFoundError
 from ovseg.pipeline._models import ModelLoadError
 from ovseg.pipeline._records import output_status
+from ovseg.pipeline import _notices
 from ovseg.pipeline._results import RunSummary
 
 # Errors that concern every image: they stop a run (local or Ray), never fail one image alone.
@@ -238,6 +239,8 @@ def run_files(segmenter, jobs: list, vocab, summary, bar) -> None:
             error = write_one(lambda: segmenter.write_outputs(result, outs), str(path))
             if error is None:
                 summary.done.append(path)
+                _notices.add(summary.notices, path, result.settings, len(result.segments),
+                             result.segment_map.shape, result.source_size)
             else:
                 summary.failed.append((path, error))
         else:

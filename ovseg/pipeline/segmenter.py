@@ -37,7 +37,9 @@ class Segmenter:
 
     Images, for `segment` and `label`: a path, a PIL image, a numpy array (H, W, 3|4) or (H, W)
     (uint8, uint16 scaled by 1/257, or float in [0, 1]; NaN/inf refused) or a tensor (3, H, W)
-    in [0, 1]; or a list of them (then a list of results comes back).
+    in [0, 1]; or a list of them (then a list of results comes back). A folder is its image
+    files, sorted and in subfolders too, as `ovseg label` takes it (a list comes back; all in
+    memory at once: for many images, `process_files` writes each image's files as it goes).
     """
 
     vocabulary = staticmethod(as_vocabulary)  # classes / vocab -> Vocabulary (ovseg.labels._classes)
