@@ -6,12 +6,9 @@ from pathlib import Path
 
 import click
 
-<<<<<<< HEAD
-from ovseg.commands.options import K_HELP, KParam, alpha_option, check_method_options, method_option, min_area_option
-=======
-from ovseg.commands.options import K_HELP, KParam, SuggestingChoice, check_method_options, method_option
+from ovseg.commands.options import (K_HELP, KParam, SuggestingChoice, alpha_option, check_method_options,
+                                    method_option, min_area_option)
 from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
->>>>>>> main
 from ovseg.settings.methods import get_method, list_methods, method_help
 
 

@@ -7,11 +7,8 @@ from typing import Iterator
 
 import click
 
-<<<<<<< HEAD
-from ovseg.commands.options import K_HELP, KParam, LayersParam, TauParam, alpha_option, method_option, min_area_option
-=======
-from ovseg.commands.options import K_HELP, KParam, LayersParam, SuggestingChoice, TauParam, method_option
->>>>>>> main
+from ovseg.commands.options import (K_HELP, KParam, LayersParam, SuggestingChoice, TauParam, alpha_option,
+                                    method_option, min_area_option)
 from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
 
 

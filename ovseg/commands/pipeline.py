@@ -10,13 +10,9 @@ from pathlib import Path
 import click
 
 from ovseg.commands import edge as _edge
-<<<<<<< HEAD
+from ovseg.commands.export import check_export, export_option, run_export
 from ovseg.commands.options import (K_HELP, KParam, LayersParam, TauParam, alpha_option, check_method_options,
                                     method_option, min_area_option)
-=======
-from ovseg.commands.export import check_export, export_option, run_export
-from ovseg.commands.options import K_HELP, KParam, LayersParam, TauParam, check_method_options, method_option
->>>>>>> main
 
 _MAX_PIXELS = 2**25  # ovseg.io.DEFAULT_MAX_PIXELS, repeated here so --help imports nothing
 

@@ -31,7 +31,6 @@ class BackboneInfo:
     # self-attention maps `extract(..., attention_layers=)` can record, in pass order (names of the
     # official architecture); None: this backbone gives no attention maps (no random-walk method)
     attention_layers: tuple[str, ...] | None = None
-<<<<<<< HEAD
     # the cut's defaults for this backbone (used when the user sets none; docs/benchmarks-real.md):
     # the calibrated rule (alpha "auto", METHOD.md 10) unless the backbone has a published recipe
     # (DiffCut's alpha 10, tau 0.5 on SSD-1B; SD1.x tau 0.2); `defaults_from` says where they come from
@@ -41,16 +40,9 @@ class BackboneInfo:
     defaults_from: str = "the calibrated rule (METHOD.md 10, docs/benchmarks-real.md): no published recipe"
     # what the features get before the cut (ovseg.features.conditioning): "raw" = as the model gives them
     conditioning: str = "raw"
-=======
-    # the cut's defaults for this backbone (used when the user sets neither; docs/benchmarks-real.md):
-    # DiffCut's alpha 10, tau 0.5 were tuned for SSD-1B; `defaults_from` says where each value comes from
-    alpha: float = _defaults.ALPHA
-    tau: float = _defaults.TAU
-    defaults_from: str = "DiffCut's values for SSD-1B (Couairon et al. 2024), not tuned for this backbone"
     # the globs a first run downloads from repo_id (docs/weights.md), for the offline message's
     # `hf download` command; None: the whole repository (or not a hub repository)
     download_files: tuple[str, ...] | None = None
->>>>>>> main
 
 
 _REGISTRY: dict[str, tuple[Callable[..., Any], BackboneInfo]] = {}

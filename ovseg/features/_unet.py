@@ -288,12 +288,8 @@ def _register(name, repo_id, size, sdxl, resolution, description):
 
     builder = partial(_build_unet_encoder, name, repo_id, size, sdxl, resolution)
     register_backbone(name, repo_id=repo_id, download_size=size, resolution=resolution, stride=32,
-<<<<<<< HEAD
                       feature_dim=1280, description=description, **_CUT_DEFAULTS[name],
-=======
-                      feature_dim=1280, description=description, **_CUT_DEFAULTS.get(name, {}),
                       download_files=tuple(download_files(sdxl)),
->>>>>>> main
                       attention_layers=encoder_attention_names(load_config(name)["unet"]))(builder)
 
 
