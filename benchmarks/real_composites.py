@@ -162,13 +162,16 @@ def cut_settings(methods=("diffcut",), *, alphas, taus, k_rules=("auto",), kway_
     return out
 
 
-def extract_all(composites, *, backbone: str, weights: str | None, device: str = "cpu") -> list:
+def extract_all(composites, *, backbone: str, weights: str | None, device: str = "cpu",
+                conditioning: str | None = None) -> list:
     """One backbone pass per composite (``stages.extract``): [features (1, C, h, w) float32]; every
-    cut of a run reads these same features."""
+    cut of a run reads these same features. conditioning: the Lite backbones' (None: the
+    registry's; "raw": the one stage, as the sections before the calibrated rule measured)."""
     import ovseg
     from ovseg.pipeline import stages
 
-    model = ovseg.create_backbone(backbone, weights=weights, device=device)
+    extra = {} if conditioning is None else {"conditioning": conditioning}
+    model = ovseg.create_backbone(backbone, weights=weights, device=device, **extra)
     model = model.eval() if hasattr(model, "eval") else model
     with torch.no_grad():
         return [stages.extract(model, _to_tensor(image)[None].to(device))[0] for image, _, _ in composites]
@@ -196,7 +199,7 @@ def low_res_cut(feats: torch.Tensor, setting: dict, true_k: int) -> torch.Tensor
 
 
 def evaluate(composites, *, backbone: str, weights: str | None, alphas, taus, device: str = "cpu",
-             methods=("diffcut",), k_rules=("auto",), kway_taus=None) -> list[dict]:
+             methods=("diffcut",), k_rules=("auto",), kway_taus=None, conditioning: str | None = None) -> list[dict]:
     """composites: [(image, gt, names)] -> one row per setting of ``cut_settings``: mIoU (dataset
     rule), img mIoU (+ its std and the per-composite values), K of the refined map and of the cut
     (mean / median / max), seconds per image of the cut (affinity + tree or solve + cut) and of
@@ -210,7 +213,7 @@ def evaluate(composites, *, backbone: str, weights: str | None, alphas, taus, de
 
     classes = 1 + max(int(gt.max()) for _, gt, _ in composites)
     gts = [_score_gt(gt) for _, gt, _ in composites]
-    feats_all = extract_all(composites, backbone=backbone, weights=weights, device=device)
+    feats_all = extract_all(composites, backbone=backbone, weights=weights, device=device, conditioning=conditioning)
     smalls = [F.interpolate(_to_tensor(image)[None], size=(SCORE, SCORE), mode="bilinear",
                             align_corners=False)[0].to(device) for image, _, _ in composites]
     pamr = PAMRConfig.benchmark()  # as sweep_predictor: 10 iterations, dilations 1-8, median filter

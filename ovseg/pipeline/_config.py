@@ -34,19 +34,14 @@ class SegmenterConfig:
         repo id ("org/name"), or a local folder (a value that looks like a path must exist).
       resolution (int | None): square backbone input in pixels, a multiple of the backbone's
         stride; None: the backbone's own (1024 for ssd-1b, the paper's).
-      alpha (float | "auto" | None): affinity exponent, W = C**alpha; finite and > 0, or "auto":
-        chosen per image so that W's mean off-diagonal entry is d* = 0.005, self-loops removed
-        (METHOD.md 10; the JSON records it as alpha_chosen). None: the backbone's default
-        (`ovseg.backbone_info(name).alpha`: ssd-1b 10, the paper's; "auto" for every backbone
-        without a published recipe, e.g. efficientnet-lite*, dinov2-*).
-      tau (float | "auto" | None): NCut threshold in [0, 2]; a split is kept when its NCut < tau;
-        None: the backbone's default (ssd-1b: 0.5, the paper's; `ovseg backbones` lists each,
-        docs/benchmarks-real.md); "auto" picks it per image from the hierarchy
-        (docs/random-walk.md; the JSON records the chosen value as tau_chosen). The JSON records
-        the values used.
-      min_area (float | None): segments under this fraction of the image, in [0, 1), merge into
-        their most similar adjacent segment (mean feature) before PAMR; 0: none. None: the
-        backbone's default (0 for the published recipes, 0.03 for the calibrated rule).
+      alpha (float | "auto" | None): affinity exponent, W = C**alpha, > 0; "auto": per image, W's mean
+        off-diagonal entry 0.005, no self-loops (METHOD.md 10; JSON: alpha_chosen). None: the backbone's
+        (`ovseg.backbone_info(name).alpha`: ssd-1b 10, the paper's; "auto" without a published recipe).
+      tau (float | "auto" | None): NCut threshold in [0, 2]; a split is kept when its NCut < tau; None:
+        the backbone's (ssd-1b: 0.5, the paper's; `ovseg backbones` lists each); "auto": per image from
+        the hierarchy (docs/random-walk.md; JSON: tau_chosen). The JSON records the values used.
+      min_area (float | None): segments under this fraction of the image, in [0, 1), merge into their most
+        similar neighbour before PAMR; 0: none. None: the backbone's (0 for ssd-1b, 0.03 with "auto").
       method (str): a cut method of `ovseg.masks.list_methods()`: "diffcut" (recursive NCut of
         the feature affinity, the paper), "random-walk" (NCut of the backbone's self-attention
         read as a random walk, seed 002) or "kway" (discrete K-way NCut, docs/kway.md).
@@ -93,14 +88,12 @@ class SegmenterConfig:
     backbone: str = "ssd-1b"  # the paper's encoder: SSD-1B, a distilled SDXL UNet
     weights: str | None = None  # None: the official repo; or another repo id, or a local folder
     resolution: int | None = None  # square backbone input; None: the backbone's own (ssd-1b: 1024, the paper's)
-    alpha: float | str | None = None  # affinity exponent W = C**alpha, a soft threshold, or "auto"
-    # (per image, METHOD.md 10); None: the backbone's default (`backbone_info(name).alpha`; ssd-1b:
-    # _defaults.ALPHA, the paper's; _defaults.AUTO without a published recipe)
+    alpha: float | str | None = None  # W = C**alpha, a soft threshold, or "auto" (per image, METHOD.md 10);
+    # None: the backbone's (`backbone_info(name).alpha`; ssd-1b: _defaults.ALPHA, the paper's)
     tau: float | str | None = None  # a split is kept when its NCut < tau; lower tau, fewer segments;
     # None: the backbone's default (ssd-1b: _defaults.TAU, the paper's); "auto": chosen per image
     # (widest stable tau interval, docs/random-walk.md), recorded in the JSON
-    min_area: float | None = None  # merge segments under this fraction of the image (before PAMR);
-    # None: the backbone's default (_defaults.MIN_AREA for the calibrated rule, 0 for DiffCut's)
+    min_area: float | None = None  # merge smaller segments (a fraction of the image); None: the backbone's
     method: str = "diffcut"  # a name of ovseg.masks.list_methods(): "diffcut": NCut of the feature
     # affinity; "random-walk": NCut of the walk on the self-attention (METHOD.md 5, docs/random-walk.md)
     k: int | str = "auto"  # kway: segments, or a K rule ("auto": merge at tau; "eigengap"; "tree")
@@ -133,8 +126,7 @@ class SegmenterConfig:
         self._backbone_defaults()
         if self.resolution is not None and self.resolution < 32:
             raise SettingError("resolution", f"resolution must be at least 32, got {self.resolution}")
-        if isinstance(self.alpha, bool) or self.alpha != _defaults.AUTO and not (
-                math.isfinite(_number(self.alpha)) and _number(self.alpha) > 0):
+        if isinstance(self.alpha, bool) or self.alpha != _defaults.AUTO and not 0 < _number(self.alpha) < math.inf:
             raise SettingError("alpha", f'alpha must be a finite positive number or "auto", got {self.alpha!r}')
         if isinstance(self.min_area, (bool, str)) or not 0 <= _number(self.min_area) < 1:
             raise SettingError("min_area", f"min_area must be a fraction of the image in [0, 1), got {self.min_area!r}")
@@ -194,12 +186,10 @@ class SegmenterConfig:
         return self
 
     def _backbone_defaults(self) -> None:
-        """alpha/tau None -> the backbone's registry defaults, so the JSON and the cache key record
-        the values used (docs/benchmarks-real.md; ssd-1b: DiffCut's 10 and 0.5). `_from_backbone`
-        names the fields so filled: `Segmenter(config, backbone=...)` fills them again for the new
-        backbone (a plain `dataclasses.replace(config, backbone=...)` keeps the old values)."""
-        object.__setattr__(self, "_from_backbone",
-                           frozenset(k for k in ("alpha", "tau", "min_area") if getattr(self, k) is None))
+        """alpha/tau/min_area None -> the backbone's registry defaults, recorded in the JSON and the cache
+        key. `_from_backbone` names the fields so filled: `Segmenter(config, backbone=...)` fills them
+        again for the new backbone (`dataclasses.replace(config, backbone=...)` keeps the old values)."""
+        object.__setattr__(self, "_from_backbone", frozenset(k for k in _FILLED if getattr(self, k) is None))
         if not self._from_backbone:
             return
         from ovseg.features import backbone_info
@@ -208,12 +198,8 @@ class SegmenterConfig:
             info = backbone_info(self.backbone)
         except ValueError as err:
             raise SettingError("backbone", str(err)) from None
-        if self.alpha is None:
-            object.__setattr__(self, "alpha", info.alpha if info.alpha == _defaults.AUTO else float(info.alpha))
-        if self.tau is None:
-            object.__setattr__(self, "tau", float(info.tau))
-        if self.min_area is None:
-            object.__setattr__(self, "min_area", float(info.min_area))
+        for k in self._from_backbone:  # numbers as floats, "auto" as it is
+            object.__setattr__(self, k, getattr(info, k) if getattr(info, k) == _defaults.AUTO else float(getattr(info, k)))
 
     def _check_method(self) -> None:
         """tau, method, k, walk_steps, attention_layers; random-walk: the backbone's layers, from the registry."""
@@ -269,8 +255,7 @@ class SegmenterConfig:
 
         out = {k: getattr(self, k) for k in ("backbone", "weights", "resolution")}
         out.update(self.method_settings())  # alpha and tau for DiffCut (their order in the JSON)
-        if self.min_area:  # recorded when it merges (0, DiffCut's recipe, leaves the key as it was)
-            out["min_area"] = self.min_area
+        out.update({"min_area": self.min_area} if self.min_area else {})  # 0 (DiffCut's): the key as before
         out.update({k: getattr(self, k) for k in ("refine", "dtype", "method", "work_aspect")})
         if "attention_layers" in get_method(self.method).settings:
             out["attention_layers"] = "all" if self.attention_layers is None else list(self.attention_layers)
@@ -302,6 +287,7 @@ class SegmenterConfig:
                           label_filter=self.refine_filter)
 
 
+_FILLED = ("alpha", "tau", "min_area")  # None: the backbone's registry default (`_backbone_defaults`)
 # The settings' descriptions, shown by help(ovseg.Segmenter) too
 SETTINGS_DOC = SegmenterConfig.__doc__[SegmenterConfig.__doc__.index("    Arguments:"):].rstrip()
 
