@@ -496,15 +496,18 @@ def test_cli_end_to_end_with_tiny_weights(tmp_path, roots, tiny_weights):
 
 
 # -- defaults from the backbone, and method="kway" with its K sweep (issues 19, 20) ----------------
-@pytest.mark.parametrize("backbone, alpha, tau", [("efficientnet-lite0", 5.0, 0.5), ("ssd-1b", 10.0, 0.5)])
-def test_eval_alpha_and_tau_default_to_the_backbones(tmp_path, roots, monkeypatch, backbone, alpha, tau):
-    """`ovseg eval` without --alpha/--tau uses the backbone's registry defaults (as label/segment)
-    and records them; efficientnet-lite0's alpha is 5, not the paper's 10."""
+@pytest.mark.parametrize("backbone, alpha, tau, min_area", [("efficientnet-lite0", "auto", 0.4, 0.03),
+                                                           ("ssd-1b", 10.0, 0.5, None)])
+def test_eval_alpha_and_tau_default_to_the_backbones(tmp_path, roots, monkeypatch, backbone, alpha, tau, min_area):
+    """`ovseg eval` without --alpha/--tau/--min-area uses the backbone's registry defaults (as
+    label/segment) and records them; efficientnet-lite0 takes the calibrated rule (alpha "auto",
+    its tau and min_area), ssd-1b the paper's 10 and 0.5 with no minimum size (nothing recorded)."""
     from ovseg.evaluation import _adapter
     from ovseg.commands.eval import eval_command
     from ovseg.features import backbone_info
 
     assert (backbone_info(backbone).alpha, backbone_info(backbone).tau) == (alpha, tau)
+    assert backbone_info(backbone).min_area == (min_area or 0.0)
     seen = {}
 
     def fake(protocol, **kw):
@@ -518,8 +521,10 @@ def test_eval_alpha_and_tau_default_to_the_backbones(tmp_path, roots, monkeypatc
                                             "--limit", "1", "--backbone", backbone, "--no-progress"])
     assert res.exit_code == 0, res.output
     assert seen["alpha"] == alpha and seen["taus"] == (tau,) and "k" not in seen
+    assert seen.get("min_area") == min_area
     settings = json.loads((out / "results.json").read_text())[0]["settings"]
     assert settings["alpha"] == alpha and settings["taus"] == [tau] and settings["method"] == "diffcut"
+    assert settings.get("min_area") == min_area
 
 
 @pytest.fixture(scope="module")
@@ -546,7 +551,8 @@ def test_eval_kway_k_and_tau_sweep_tiny_checkpoint(tmp_path, roots, lite0_weight
     assert sorted(results) == ["k=3", "k=auto,tau=0.3", "k=auto,tau=0.6"]
     for variant, r in results.items():
         s = r["settings"]
-        assert s["method"] == "kway" and s["k"] == [3, "auto"] and s["alpha"] == 5.0 and s["taus"] == [0.3, 0.6]
+        assert s["method"] == "kway" and s["k"] == [3, "auto"] and s["taus"] == [0.3, 0.6]
+        assert (s["alpha"], s["min_area"]) == ("auto", 0.03)  # the backbone's: the calibrated rule
         assert s["k_chosen"]["images"] == 2 and 1 <= s["k_chosen"]["min"] <= s["k_chosen"]["max"] <= 16
     assert results["k=3"]["settings"]["k_chosen"]["max"] <= 3
     low, high = (results[f"k=auto,tau={t}"]["settings"]["k_chosen"]["mean"] for t in (0.3, 0.6))
