@@ -158,7 +158,7 @@ def _default_segment(method: str, alpha: float | None, tau: float | str | None, 
     tau = tau if tau is not None else float(info.tau) if info else TAU
     from dataclasses import fields
 
-    from ovseg.pipeline._config import SegmenterConfig  # the other options' defaults, as `ovseg label`
+    from ovseg.settings.config import SegmenterConfig  # the other options' defaults, as `ovseg label`
 
     given = {**{f.name: f.default for f in fields(SegmenterConfig)}, "alpha": alpha, **options}
     build_options = {k: given[k] for k in entry.options if k in given}

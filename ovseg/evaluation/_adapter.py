@@ -191,8 +191,10 @@ def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, tau
                              "(one class per line, in the dataset's class order)")
         extra = {"clip_resolution": 2048} if recipe == "published" and dataset == "coco-object" else {}
         single = {k: v[0] if isinstance(v, list) else v for k, v in mine.items()}
+        entry = get_method(method)  # a setting the method ignores here (kway's fixed k: tau) is not given
+        tau = None if entry.setting in entry.ignores({**single, entry.setting: taus[0]}) else taus[0]
         return labeler_predictor(vocabulary=vocabulary, offset=vocabulary_offset, backbone=backbone,
-                                 weights=weights, clip_weights=clip_weights, device=device, tau=taus[0],
+                                 weights=weights, clip_weights=clip_weights, device=device, tau=tau,
                                  refine=refine, method=method, attention_layers=attention_layers,
                                  auto_names=auto_names, **single, **extra)
     return sweep_predictor(taus=taus, backbone=backbone, weights=weights, device=device, refine=refine,

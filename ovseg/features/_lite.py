@@ -224,19 +224,11 @@ def _build_lite(name: str, *, weights=None, device=None, dtype=None, resolution:
                         resolution=resolution or 448, device=device, dtype=dtype)
 
 
-# The cut's defaults (docs/benchmarks-real.md): on the real-photo composites DiffCut's alpha 10
-# shatters Lite0's features into hundreds of segments and alpha <= 4 leaves one; alpha 5, tau 0.5
-# scored best. Lite1/Lite2 take Lite0's values (not measured for them).
-_CUT = dict(alpha=5.0, tau=0.5)
-_CUT_FROM = {"efficientnet-lite0": "the real-photo composite benchmark (docs/benchmarks-real.md)",
-             "efficientnet-lite1": "efficientnet-lite0's (docs/benchmarks-real.md); not measured for Lite1",
-             "efficientnet-lite2": "efficientnet-lite0's (docs/benchmarks-real.md); not measured for Lite2"}
-
-
+# The cut's defaults (alpha 5, tau 0.5: docs/benchmarks-real.md) are ovseg.settings.defaults.BACKBONE_CUT's.
 def _register(name: str, size: str, dims: int, description: str) -> None:
     register_backbone(name, repo_id=f"pypi:{_VARIANTS[name][3]}", download_size=size, resolution=448,
-                      stride=16, feature_dim=dims, description=description, attention_layers=None,
-                      defaults_from=_CUT_FROM[name], **_CUT)(partial(_build_lite, name))
+                      stride=16, feature_dim=dims, description=description,
+                      attention_layers=None)(partial(_build_lite, name))
 
 
 _register("efficientnet-lite0", "17 MB (PyPI wheel)", 112,

@@ -177,7 +177,7 @@ def test_cli_random_walk_auto_recovers_the_planted_pairs(planted, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--tau", "autoo"], "neither a number nor"),
+    (["--tau", "autoo"], "tau must be a number in [0, 2]"),
     (["--tau", "2.5"], "range"),
     (["--method", "random-walk", "--walk-steps", "0"], "walk-steps"),
     (["--method", "random-walk", "--attention-layers", "walk.99"], "unknown attention layer"),
@@ -261,7 +261,7 @@ def test_eval_cli_options_reach_the_predictor_and_the_key(planted, tmp_path, mon
     assert seen[1]["walk_steps"] == 2 and seen[2]["attention_layers"] == (0,) and seen[3]["method"] == "diffcut"
     keys = {json.loads(line)["settings"] for line in (out / RESULTS_FILE).read_text().splitlines()}
     assert len(keys) == 4  # no run resumed from another's results
-    for extra, message in [(["--tau", "autoo"], "neither"), (["--walk-steps", "0"], "walk-steps"),
+    for extra, message in [(["--tau", "autoo"], "must be a number"), (["--walk-steps", "0"], "walk-steps"),
                            (["--method", "random-walk", "--attention-layers", "9"], "out of range"),
                            (["--walk-steps", "2"], "random-walk only")]:
         res = CliRunner().invoke(eval_command, base + extra)
@@ -294,7 +294,8 @@ def test_tiny_checkpoint_runs_every_new_option(tiny_weights, tmp_path):
 def test_capture_combines_every_layer_into_one_walk(name):
     """UNet (streamed through attention_sink) and ViT (maps returned, combined after): P on the
     feature grid, row-stochastic, equal to combining the returned maps by hand."""
-    from ovseg.masks import capture_transitions, combine_attention
+    from ovseg.masks import capture_transitions
+    from ovseg.masks.random_walk import combine_attention
     from ovseg.testing import make_random_backbone
 
     b = make_random_backbone(name, "tiny")

@@ -115,10 +115,10 @@ def test_cli_k_reaches_the_json(planted, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--method", "kway", "--k", "0"], "number of segments"),
     (["--method", "kway", "--k", "six"], "number of segments"),
-    (["--k", "4"], "--k applies to --method kway only"),
-    (["--method", "kway", "--k", "4", "--tau", "0.3"], "--tau: k=4 fixes K"),
+    (["--k", "4"], "'--k': k applies to method kway only"),
+    (["--method", "kway", "--k", "4", "--tau", "0.3"], "'--tau': tau: k=4 fixes K"),
     (["--method", "kway", "--tau", "auto"], "kway has no automatic tau"),
-    (["--method", "kway", "--walk-steps", "2"], "--walk-steps applies to --method random-walk only"),
+    (["--method", "kway", "--walk-steps", "2"], "'--walk-steps': walk_steps applies to method random-walk only"),
 ])
 def test_cli_k_checked_before_any_model(no_models, tmp_path, command, args, message):
     Image.fromarray(_picture()).save(tmp_path / "a.png")

@@ -92,8 +92,11 @@ def test_local_a_write_error_fails_that_image(error, config, models, folder, tmp
 
 
 def test_local_a_bad_setting_stops_before_any_model(tmp_path, folder, no_models):
-    config = SegmenterConfig(**{**FAST, "device": "cuda:99"})
     with pytest.raises(SettingError, match="device"):  # at construction, or at the latest here
+        Segmenter(SegmenterConfig(**{**FAST, "device": "cuda:99"})).process_files(folder, tmp_path / "out",
+                                                                                   progress=False)
+    config = SegmenterConfig(**{**FAST, "dtype": "float16"})  # on the CPU: found by validate(), torch
+    with pytest.raises(SettingError, match="dtype"):
         Segmenter(config).process_files(folder, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()  # the run stopped before any image or output
 
@@ -168,8 +171,8 @@ def test_ray_entry_points_check_the_config_first(entry, folder, tmp_path):
     from ovseg import distributed
 
     was_running = ray.is_initialized()
-    bad = SegmenterConfig(**{**FAST, "resolution": 72})  # not a multiple of ssd-1b's stride 64
+    bad = SegmenterConfig(**{**FAST, "dtype": "float16"})  # float16 on the CPU: validate() refuses it
     args = (str(folder), "cat,dog") if entry == "label_dataset" else (str(folder),)
-    with pytest.raises(SettingError, match="stride"):
+    with pytest.raises(SettingError, match="dtype"):
         getattr(distributed, entry)(*args, out=str(tmp_path / "out"), config=bad)
     assert ray.is_initialized() == was_running  # refused before Ray was started
