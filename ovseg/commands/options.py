@@ -15,6 +15,7 @@ from dataclasses import fields
 import click
 from click.core import ParameterSource
 
+from ovseg.commands.edge import setting_error
 from ovseg.settings import checks
 from ovseg.settings.checks import SettingError
 from ovseg.settings.config import K_HELP, SegmenterConfig  # noqa: F401  (K_HELP: the commands' --k help)
@@ -117,8 +118,6 @@ def check_method_options(ctx: click.Context, method: str, values: dict | None = 
     these values, e.g. --tau with kway's --k 6): a usage error naming the option, before any
     model loads (the one check, `ovseg.settings.checks.check_method_settings`). values: the
     method's settings as given ({name: value}), for ``ignores``."""
-    from ovseg.commands.edge import setting_error
-
     try:
         checks.check_method_settings(method, dict(values or {}), given(ctx))
     except SettingError as err:

@@ -28,7 +28,7 @@ from ovseg.settings import checks
 from ovseg.settings import defaults as _defaults
 from ovseg.settings import methods as _methods
 from ovseg.settings.checks import SettingError
-from ovseg.settings.devices import DTYPES, precheck_device
+from ovseg.settings.devices import DTYPES, precheck_device, resolve_device
 
 __all__ = ["SETTINGS_DOC", "SegmenterConfig", "setting"]
 
@@ -231,8 +231,6 @@ class SegmenterConfig:
     def validate(self) -> SegmenterConfig:
         """What needs torch, before any model loads: the device exists on this machine and the dtype
         suits it. Raises SettingError (a ValueError) naming the setting; returns self."""
-        from ovseg.settings.devices import resolve_device
-
         device = resolve_device(self.device)
         if self.dtype == "float16" and device.type == "cpu":
             raise SettingError("dtype", "dtype float16 is not supported on the CPU (slow, and some kernels "
