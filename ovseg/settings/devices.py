@@ -20,7 +20,7 @@ __all__ = ["precheck_device", "resolve_device", "resolve_dtype"]
 GPU_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
 
 
-def precheck_device(device) -> None:
+def precheck_device(device):
     """Without torch: SettingError("device") for a device name that is not one, for "cuda" on
     Linux with none of GPU_DRIVER_FILES (or on macOS, where torch has no CUDA) and for "mps" off
     macOS. Anything it cannot be sure of passes: `resolve_device` (torch) decides. Returns `device`."""
