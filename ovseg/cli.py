@@ -25,6 +25,7 @@ def main() -> None:
     \b
     ovseg label photo.jpg --classes "cat,sofa,wall" --out out/
     ovseg segment photos/ --out masks/
+    ovseg export out/ --format coco
     ovseg backbones
     ovseg eval --dataset voc --root data --out eval/voc
     ovseg coherence ref.jpg target.jpg --backbones ssd-1b,dinov2-b --point 0.5,0.4 --out fig.png
@@ -36,9 +37,10 @@ from ovseg.commands.cache import backbones, cache  # noqa: E402
 from ovseg.commands.coherence import coherence_command  # noqa: E402
 from ovseg.commands.demo import demo_command  # noqa: E402
 from ovseg.commands.eval import eval_command  # noqa: E402
+from ovseg.commands.export import export_command  # noqa: E402
 from ovseg.commands.pipeline import label, segment  # noqa: E402
 
-for _command in (label, segment, cache, backbones, eval_command, coherence_command, demo_command):
+for _command in (label, segment, export_command, cache, backbones, eval_command, coherence_command, demo_command):
     main.add_command(_command)
 
 if __name__ == "__main__":

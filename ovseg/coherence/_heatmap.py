@@ -123,7 +123,8 @@ def plot_similarity(
     A row per backbone: the reference image with the chosen point (red), the heatmap over the
     reference, and the heatmap over the target (this column only with a target). All heatmaps
     share one colour scale (min to max over the whole figure) and one colour bar, so rows compare.
-    The figure's axes are the `rows x columns` panels followed by the colour bar.
+    Each row's first axes is blank but for the backbone's name (its label in `maps`); the figure's
+    axes are, row by row, that label and the panels, then the colour bar.
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -149,10 +150,22 @@ def plot_similarity(
 
     columns = 3 if has_target else 2
     rows = len(maps)
-    aspect = ref_show.shape[-1] / ref_show.shape[-2]
-    fig = Figure(figsize=(columns * 3.2 * max(aspect, 0.6) + 1.0, rows * 3.2), dpi=dpi,
+    # each column as wide as its image at the panel height (the target's aspect may differ from
+    # the reference's), so no panel is shrunk inside its slot and no gap opens beside it; the
+    # extra inches hold the row labels (the backbones' names) and the colour bar
+    panel = 3.2
+    widths = [ref_show.shape[-1] / ref_show.shape[-2]] * 2
+    if has_target:
+        widths.append(target_show.shape[-1] / target_show.shape[-2])
+    label_width = 0.12  # a blank first column holds each row's name: always inside the figure
+    fig = Figure(figsize=(panel * (sum(widths) + label_width) + 1.6, rows * panel + 0.5), dpi=dpi,
                  layout="constrained")
-    axes = fig.subplots(rows, columns, squeeze=False)
+    grid = fig.subplots(rows, columns + 1, squeeze=False, gridspec_kw={"width_ratios": [label_width, *widths]})
+    axes = grid[:, 1:]
+    for r, label in enumerate(maps):
+        grid[r, 0].axis("off")
+        grid[r, 0].text(0.5, 0.5, label, rotation=90, ha="center", va="center", fontsize=11,
+                        transform=grid[r, 0].transAxes)
     scale_x = ref_show.shape[-1] / ref_image.shape[-1]
     scale_y = ref_show.shape[-2] / ref_image.shape[-2]
     mappable = None
@@ -175,7 +188,6 @@ def plot_similarity(
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(titles[c], fontsize=10)
-        axes[r, 0].set_ylabel(label, fontsize=11)
     # The bar shows the colours opaque, not blended with the image as in the panels.
     opaque = ScalarMappable(norm=Normalize(vmin, vmax), cmap=mappable.get_cmap())
     fig.colorbar(opaque, ax=axes.ravel().tolist(), shrink=0.8, label="cosine similarity")

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ovseg.commands import edge as _edge
-from ovseg.commands.options import K_HELP, check_method_options, method_option, option
+from ovseg.commands.options import K_HELP, SuggestingChoice, check_method_options, method_option, option
+from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
 from ovseg.settings import checks
 from ovseg.settings.catalog import BACKBONES
 from ovseg.settings.checks import SettingError
@@ -55,7 +56,7 @@ def _check_point(ctx, param, value: str) -> str:
     return value
 
 
-def _check_settings(backbones: str, weights: dict, resolution, device) -> list[str]:
+def _check_settings(backbones: str, weights: dict, resolution) -> list[str]:
     """Every setting, before any image or model is read (`ovseg.settings.checks`; alpha and tau:
     their option types): exit 2 naming the option. Returns the backbone names."""
     names = [b.strip() for b in backbones.split(",") if b.strip()]
@@ -72,8 +73,7 @@ def _check_settings(backbones: str, weights: dict, resolution, device) -> list[s
             if name not in names:
                 raise SettingError("weights", f"--weights {name}=...: {name} is not among the backbones (--backbones)")
             checks.check_weights_path("weights", path)
-        resolve_device(device)  # imports torch: after every torch-free check
-    return names
+    return names  # the device: its option's check now (torch-free); torch's answer in `_check_weights`
 
 
 def _check_files(paths) -> None:
@@ -91,8 +91,27 @@ def _check_files(paths) -> None:
         _edge.echo_failures(bad)
 
 
-def _check_weights(names: list[str], weights: dict) -> None:
-    """Every backbone's weights found (local, cached or downloadable) before the first loads."""
+def _check_point_inside(image, point: str) -> None:
+    """--point inside REF_IMAGE (its upright size, as the heatmaps read it): else exit 2, before
+    torch or any model (issue 31 item 5)."""
+    from PIL import ImageOps
+
+    from ovseg.coherence._inputs import parse_point
+    from ovseg.io import open_image
+
+    with open_image(image) as im:
+        width, height = ImageOps.exif_transpose(im).size
+    try:
+        parse_point(point).to_pixels(width, height)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--point'") from None
+
+
+def _check_weights(names: list[str], weights: dict, device=None) -> None:
+    """The device (torch), then every backbone's weights found (local, cached or downloadable)
+    before the first loads."""
+    with _edge.settings_checked():
+        resolve_device(device)  # imports torch: after every torch-free check
     with _edge.models_found(" Here, name the backbone: --weights NAME=DIR (repeatable)."):
         for name in names:
             _edge.check_backbone_weights(name, weights.get(name))
@@ -109,8 +128,8 @@ def _check_weights(names: list[str], weights: dict) -> None:
               help="Heatmaps: the PNG to write. Score mode: the folder for the CSV/JSON/PNG.")
 @click.option("--pairs", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Score mode: a folder of name.jpg + name.png (class map) pairs.")
-@click.option("--dataset", help="Score mode: a dataset the evaluation reads (voc, ade20k, ...; "
-              "see `ovseg eval --help`), with --root.")
+@click.option("--dataset", type=SuggestingChoice(list_datasets()),
+              help="Score mode: a dataset the evaluation reads (voc, ade20k, ...), with --root.")
 @click.option("--root", "--data-root", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Score mode: the dataset's root folder, in its standard layout.")
 @click.option("--image-list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -159,7 +178,7 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
     """
     _edge.start(verbose)
     weights_map = _parse_weights(weights)
-    names = _check_settings(backbones, weights_map, resolution, device)
+    names = _check_settings(backbones, weights_map, resolution)
     ctx = click.get_current_context()
     check_method_options(ctx, method, {"k": k})  # another method's options (or ignored ones): exit 2
     if get_method(method).needs != "features":
@@ -174,6 +193,10 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
             raise click.UsageError("give either images (heatmaps) or --pairs/--dataset (scores), not both")
         if pairs is not None and dataset is not None:
             raise click.UsageError("give --pairs DIR or --dataset NAME, not both")
+        if dataset is not None:  # the layout, before torch or any model: exit 2 on --root
+            from ovseg.commands.eval import dataset_samples
+
+            dataset_samples(dataset, data_root, image_list, ctx)
         _score(pairs, dataset, data_root, image_list, backbones, out, weights_map, resolution,
                device, num_pairs, seed, ignore_index, max_images, miou, alpha, tau, method, cut_options)
         return
@@ -183,10 +206,11 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
         raise click.BadParameter(f"{out}: the figure is written as PNG; name it *.png",
                                  param_hint="--out")
     _refuse_overwrite([out], [ref_image, target_image])
+    _check_files([ref_image, target_image])
+    _check_point_inside(ref_image, point)
     from ovseg.coherence import plot_similarity, similarity_maps
 
-    _check_files([ref_image, target_image])
-    _check_weights(names, weights_map)
+    _check_weights(names, weights_map, device)
     try:
         maps = similarity_maps(ref_image, target_image, backbones, point, resolution=resolution,
                                weights=weights_map, device=device)
@@ -214,7 +238,7 @@ def _score(folder, dataset, data_root, image_list, backbones, out, weights, reso
     except (ValueError, TypeError, FileNotFoundError) as error:
         raise _fail(error) from None
     _check_files(files)
-    _check_weights([b.strip() for b in backbones.split(",") if b.strip()], weights)
+    _check_weights([b.strip() for b in backbones.split(",") if b.strip()], weights, device)
     try:
         scores = coherence_scores(
             items, backbones, num_pairs=num_pairs, seed=seed, resolution=resolution, miou=miou,

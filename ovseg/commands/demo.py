@@ -13,6 +13,21 @@ INSTALL_HINT = 'the demo needs gradio: pip install "ovseg[demo]"'
 _SSD = BACKBONES["ssd-1b"]  # the paper's backbone, whose cut defaults the help quotes
 
 
+def gradio_missing() -> str | None:
+    """None when gradio is installed, else what to do. A folder named gradio/ on the path (one
+    left in the current folder) makes Python find a namespace package where gradio is missing:
+    that is named too, instead of `module 'gradio' has no attribute 'Blocks'` later."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gradio")
+    if spec is None:
+        return INSTALL_HINT
+    if spec.origin is None or spec.origin == "namespace":  # no __init__.py: not the package
+        where = ", ".join(str(p) for p in (spec.submodule_search_locations or []))
+        return f"{INSTALL_HINT} (the folder {where} is not gradio; it only looks like it to Python)"
+    return None
+
+
 @click.command("demo")
 @option("backbone")
 @option("weights")
@@ -49,10 +64,9 @@ def demo_command(host, port, share, max_tau, refine_iterations, verbose, **kw) -
     ovseg demo --method kway              (the slider moves the K-way cut's merge threshold)
     HF_HUB_OFFLINE=1 ovseg demo --weights ./ssd-1b --clip-weights ./clip
     """
-    import importlib.util
-
-    if importlib.util.find_spec("gradio") is None:  # without importing it (seconds)
-        raise click.ClickException(INSTALL_HINT)
+    missing = gradio_missing()  # without importing it (seconds)
+    if missing:
+        raise click.ClickException(missing)
     _edge.start(verbose)
     check_method_options(click.get_current_context(), kw["method"], kw)  # another method's options: exit 2
     from ovseg.settings.config import SegmenterConfig

@@ -8,7 +8,7 @@ from typing import Iterator
 import click
 
 from ovseg.commands import edge as _edge
-from ovseg.commands.options import K_HELP, check_method_options, given, method_option, option
+from ovseg.commands.options import K_HELP, SuggestingChoice, check_method_options, given, method_option, option
 from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
 from ovseg.settings.catalog import BACKBONES
 from ovseg.settings.methods import get_method
@@ -42,6 +42,20 @@ def _check_protocol_options(ctx: click.Context, protocol: str) -> None:
         if protocol != wanted and name in given(ctx):
             flag = "--" + name.replace("_", "-")
             raise click.UsageError(f"{flag} applies to the {wanted} protocol only, not to {protocol}", ctx)
+
+
+def dataset_samples(dataset: str, root, image_list, ctx=None) -> list:
+    """The samples of `dataset` under `root`, listed before torch or any model loads (numpy only):
+    a root without the dataset's layout is a usage error on --root, a dataset that needs
+    --image-list without one a usage error too (exit 2, issue 31 item 5)."""
+    from ovseg.evaluation._datasets import get_dataset
+
+    try:
+        return get_dataset(dataset).samples(root, image_list)
+    except FileNotFoundError as err:  # the data is not where --root says
+        raise click.BadParameter(str(err), ctx, param_hint="'--root'") from None
+    except ValueError as err:  # the options do not fit the dataset (COCO without --image-list)
+        raise click.UsageError(str(err), ctx) from None
 
 
 def _check_settings(ctx, dataset, protocol, taus, ks, vocabulary, **settings):
@@ -90,7 +104,7 @@ def _method_options(config, taus, ks) -> tuple[dict, dict]:
 
 
 @click.command("eval")
-@click.option("--dataset", required=True, type=click.Choice(list_datasets()), help="Benchmark to score on.")
+@click.option("--dataset", required=True, type=SuggestingChoice(list_datasets()), help="Benchmark to score on.")
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The dataset's folder, in its standard layout (docs/evaluation.md).")
 @click.option("--image-list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -150,11 +164,13 @@ def eval_command(dataset, root, image_list, protocol, tau, method, k, walk_steps
     spec, config = _check_settings(ctx, dataset, protocol, tau, k, vocabulary, method=method, backbone=backbone,
                                    weights=weights, clip_weights=clip_weights, alpha=alpha, walk_steps=walk_steps,
                                    attention_layers=attention_layers, refine=refine, device=device)
+    samples = dataset_samples(dataset, root, image_list, ctx)  # a bad layout: exit 2, before torch and models
+    with _edge.settings_checked():  # the device exists (torch): once the data is found
+        device, dtype = _device_dtype(device)
     from ovseg.evaluation import _adapter
     from ovseg.evaluation._report import markdown_table, write_report
     from ovseg.evaluation._runner import evaluate
 
-    device, dtype = _device_dtype(device)
     out = out or Path("eval") / ((dataset if protocol == "unsupervised" else f"{dataset}-{protocol}")
                                  + ("-published" if recipe == "published" else ""))
     options, method_settings = _method_options(config, tau, k)
@@ -165,12 +181,6 @@ def eval_command(dataset, root, image_list, protocol, tau, method, k, walk_steps
         raise click.UsageError("--vocabulary auto applies to --protocol open-vocabulary")
     offset = 0 if vocabulary and not auto else spec.vocabulary_offset
     vocabulary = spec.vocabulary if auto or not vocabulary else vocabulary
-    try:  # fail on a bad layout before loading any model
-        samples = spec.samples(root, image_list)
-    except FileNotFoundError as err:  # the data is not there: exit 1
-        raise click.ClickException(str(err)) from err
-    except ValueError as err:  # the options do not fit the dataset (COCO without --image-list): exit 2
-        raise click.UsageError(str(err), ctx) from err
     with _clean_errors():
         predictor = _adapter.make_predictor(
             protocol, vocabulary=vocabulary, vocabulary_offset=offset, taus=taus, backbone=backbone,

@@ -10,6 +10,7 @@ the field's check (`ovseg.settings.checks`), so `ovseg label --tau 3`, `Segmente
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import fields
 
 import click
@@ -22,6 +23,20 @@ from ovseg.settings.config import K_HELP, SegmenterConfig  # noqa: F401  (K_HELP
 from ovseg.settings.methods import get_method, list_methods, method_help
 
 FIELDS = {f.name: f for f in fields(SegmenterConfig) if f.init}
+
+
+class SuggestingChoice(click.Choice):
+    """click.Choice whose refusal also names the closest choice ("'vco' ... did you mean 'voc'?")."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as err:
+            close = difflib.get_close_matches(str(value).strip().lower(), [str(c) for c in self.choices],
+                                              n=1, cutoff=0.6)
+            if close:
+                err.message = f"{err.message.rstrip('.')}; did you mean {close[0]!r}?"
+            raise err
 
 
 class SettingType(click.ParamType):
@@ -43,8 +58,8 @@ class SettingType(click.ParamType):
             self.fail(str(err), param, ctx)
 
 
-class SettingChoice(click.Choice):
-    """click.Choice of a setting's words; `none`: the word that means None (dtype "auto")."""
+class SettingChoice(SuggestingChoice):
+    """The choice of a setting's words (a close one suggested); `none`: the word that means None (dtype "auto")."""
 
     def __init__(self, choices, none: str | None = None) -> None:
         super().__init__([none, *choices] if none else list(choices))

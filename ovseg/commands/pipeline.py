@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ovseg.commands import edge as _edge
+from ovseg.commands.export import check_export, export_option, run_export
 from ovseg.commands.options import apply, check_method_options, config_options, given
 from ovseg.settings.checks import SettingError, check_names, check_output_dir
 from ovseg.settings.weights import WeightsNotFoundError
@@ -79,22 +80,30 @@ def _config(out_dir, **kw):
     check_method_options(click.get_current_context(), kw["method"], kw)  # another method's options: exit 2
     try:
         with _edge.settings_checked():
-            config = SegmenterConfig(**kw)
             if not (isinstance(out_dir, str) and "://" in out_dir):  # a URI is written by --engine ray
                 check_output_dir(out_dir)
-        return config
+            return SegmenterConfig(**kw)
     except ValueError as err:  # a check that names no single option
         raise click.UsageError(str(err)) from None
 
 
-def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=None) -> None:
+def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=None, export=None) -> None:
     engine = engine or {"engine": "local"}
+    task = "segment" if classes is None else "label"
     if engine["engine"] == "ray":
         from ovseg.commands.ray import run_cli
 
-        return run_cli(config, inputs, out_dir, overwrite, classes, address=engine["ray_address"],
-                       workers=engine["workers"], gpus_per_worker=engine["gpus_per_worker"],
-                       fmt=engine["out_format"], timeout=engine.get("ray_timeout"), quiet=quiet)
+        try:
+            run_cli(config, inputs, out_dir, overwrite, classes, address=engine["ray_address"],
+                    workers=engine["workers"], gpus_per_worker=engine["gpus_per_worker"],
+                    fmt=engine["out_format"], timeout=engine.get("ray_timeout"), quiet=quiet)
+        except SystemExit as stop:  # some images failed (1): the others are still exported
+            if export and stop.code == _edge.EXIT_FAILED:
+                run_export(out_dir, export, task=task, quiet=quiet)
+            raise
+        if export:
+            run_export(out_dir, export, task=task, quiet=quiet)
+        return
     if engine.get("out_format", "files") != "files" or any(isinstance(p, str) for p in [*inputs, out_dir]):
         raise click.UsageError("--format parquet and URI inputs/outputs need --engine ray")
 
@@ -123,14 +132,20 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
             click.echo(f"redid {len(summary.redone)} made with other settings or classes", err=True)
         if summary.skipped:
             click.echo(f"skipped {len(summary.skipped)} already done (use --overwrite to redo)", err=True)
+        from ovseg.pipeline._notices import lines
+
+        for line in lines(summary.notices):  # not errors: what may not be what was meant
+            click.echo(line, err=True)
+    if export and (summary.done or summary.skipped):
+        run_export(out_dir, export, task=task, quiet=quiet)
     _edge.echo_failures(summary.failed)
 
 
 @click.command()
-@click.option("--classes", "-c", default=None, metavar="NAMES|FILE|NAME",
+@click.option("--classes", "-c", multiple=True, metavar="NAMES|FILE|NAME",
               help='Comma-separated class names ("person;people" gives synonyms), a vocabulary file '
                    '(classes.txt), or a shipped vocabulary (voc); "voc," is one class named voc. The '
-                   'same rule as Segmenter.label (prompts/README.md).')
+                   'same rule as Segmenter.label (prompts/README.md). Repeat to add classes: -c cat -c dog.')
 @click.option("--vocab", default=None, metavar="FILE|NAME|auto",
               help="A vocabulary file (one class per line) or a shipped one, e.g. voc; auto (or "
                    "neither --classes nor --vocab): names chosen per image from the name bank.")
@@ -138,7 +153,8 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
 @_pipeline_options
 @apply(config_options("labeler"))
 @_engine_options
-def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> None:
+@export_option
+def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, export_format, **kw) -> None:
     """Segment images and name every segment from a vocabulary, or with names of its own.
 
     INPUTS are image files and folders (searched recursively for image files). Per image, OUT
@@ -160,33 +176,37 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, **kw) -> N
     ovseg label photos/ --vocab voc --out out/ --device cuda --batch-size 4
     ovseg label photo.jpg -c "cat,sofa" --method random-walk --tau auto --walk-steps 2
     ovseg label photo.jpg -c "cat,sofa" --method kway --k auto --tau 0.4
+    ovseg label photos/ -c "cat,dog,grass" --export coco --out out/   (out/coco/instances.json)
     HF_HUB_OFFLINE=1 ovseg label a.jpg -c "dog,grass" --weights ./ssd-1b --clip-weights ./clip
     ovseg label s3://bkt/photos/ --vocab voc --engine ray --ray-address auto --workers 8 \\
         --format parquet --out s3://bkt/labels/      (pip install "ovseg[ray]"; docs/scale-out.md)
     """
     _edge.start(verbose)
+    check_export(export_format, out_dir)
+    classes = classes or None  # --classes given n times: a tuple of n strings
     with _edge.settings_checked():  # automatic names or not: the one rule (ovseg.settings.checks)
         auto = check_names(classes, vocab, given(click.get_current_context()))
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
     config = _config(out_dir, **kw)
-    from ovseg.labels import as_vocabulary  # torch: every setting is checked by now
-    from ovseg.labels._auto import auto_vocabulary
+    from ovseg.labels._auto import auto_vocabulary  # torch: every setting is checked by now
+    from ovseg.labels._classes import as_vocabulary, joined_vocabulary
 
     try:  # checked before any model loads: blank, duplicate or unreadable names stop here
         names = (auto_vocabulary(config.bank, max_classes=config.max_classes) if auto
-                 else as_vocabulary(classes, vocab=vocab))  # the API's rule (ovseg.labels._classes)
+                 else as_vocabulary(vocab=vocab) if vocab is not None else joined_vocabulary(classes))  # the API's rule
     except (ValueError, KeyError, OSError) as err:
         where = "--bank" if auto else "--vocab " + vocab if vocab is not None else "--classes"
         raise click.UsageError(f"{where}: {err}") from err
     if auto and engine["engine"] == "ray":
         raise click.UsageError("automatic names (no --classes or --vocab) are not available with --engine ray yet")
-    _run(config, inputs, out_dir, overwrite, classes=names, quiet=quiet, engine=engine)
+    _run(config, inputs, out_dir, overwrite, classes=names, quiet=quiet, engine=engine, export=export_format)
 
 
 @click.command()
 @_pipeline_options
 @_engine_options
-def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
+@export_option
+def segment(inputs, out_dir, overwrite, quiet, verbose, export_format, **kw) -> None:
     """Class-agnostic segments (no names): DiffCut masks only.
 
     Per image, OUT gets NAME.segments.png (palette PNG, value = segment id; 16-bit beyond 255),
@@ -199,5 +219,6 @@ def segment(inputs, out_dir, overwrite, quiet, verbose, **kw) -> None:
     ovseg segment photo.jpg --method kway --k 6 --out masks/     (K-way cut, six segments)
     """
     _edge.start(verbose)
+    check_export(export_format, out_dir)
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
-    _run(_config(out_dir, **kw), inputs, out_dir, overwrite, quiet=quiet, engine=engine)
+    _run(_config(out_dir, **kw), inputs, out_dir, overwrite, quiet=quiet, engine=engine, export=export_format)

@@ -65,6 +65,9 @@ def _run(config, inputs, out, overwrite, classes, *, address, workers, gpus_per_
     click.echo(f"{verb} {counts['done']} image(s) into {out} ({fmt}, Ray, {workers} worker(s))", err=True)
     if counts["skipped"]:
         click.echo(f"skipped {counts['skipped']} already done (use --overwrite to redo)", err=True)
+    if not quiet:
+        for line in _notice_lines(records):  # as the local engine's (ovseg.pipeline._notices)
+            click.echo(line, err=True)
     if counts["failed"]:
         click.echo(f"{counts['failed']} image(s) failed:", err=True)
         for message in failures:
@@ -72,3 +75,19 @@ def _run(config, inputs, out, overwrite, classes, *, address, workers, gpus_per_
         if counts["failed"] > len(failures):
             click.echo(f"  ... and {counts['failed'] - len(failures)} more (see the records)", err=True)
         raise SystemExit(1)
+
+
+def _notice_lines(records) -> list[str]:
+    """The local engine's notices (one segment with --tau auto, many segments, scaled down) from
+    the done records."""
+    import json
+
+    from ovseg.pipeline import _notices
+
+    notices: dict[str, list] = {}
+    columns = ["path", "status", "settings", "segments", "height", "width", "source_height", "source_width"]
+    for row in records.select_columns(columns).iter_rows():
+        if row["status"] == "done":
+            _notices.add(notices, row["path"], json.loads(row["settings"] or "{}"), len(row["segments"] or []),
+                         (row["height"], row["width"]), (row["source_height"], row["source_width"]))
+    return _notices.lines(notices)

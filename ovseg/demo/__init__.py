@@ -17,7 +17,8 @@ def __getattr__(name: str):
             from ovseg.demo import _app
         except ImportError as err:
             if err.name and err.name.split(".")[0] in ("gradio", "gradio_client"):
-                raise ImportError('the demo needs gradio: pip install "ovseg[demo]"') from err
+                shadow = f" ({err})" if "is not gradio" in str(err) else ""  # a stray gradio/ folder
+                raise ImportError(f'the demo needs gradio: pip install "ovseg[demo]"{shadow}') from err
             raise
         return getattr(_app, name)
     if name in ("DemoSession", "ImageState"):

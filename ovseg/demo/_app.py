@@ -25,6 +25,9 @@ from ovseg.io import viz
 from ovseg.settings.defaults import SLIDER_TAU_MAX
 from ovseg.demo._session import DemoSession
 
+if getattr(gr, "__file__", None) is None:  # a stray gradio/ folder (namespace package), not gradio
+    raise ImportError(f"the folder {', '.join(map(str, gr.__path__))} is not gradio", name="gradio")
+
 log = logging.getLogger("ovseg.demo")
 
 TYPED = "(typed classes)"

@@ -9,9 +9,12 @@ first (TCP connect) and `ray.init` runs in a thread that is given up when the ti
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import sys
+import tempfile
 import threading
 import time
 
@@ -61,10 +64,38 @@ def connect(address: str | None = None, *, timeout: float = DEFAULT_CONNECT_TIME
     quiet(verbose)
     kwargs = {"address": address, "include_dashboard": False, "log_to_driver": verbose,
               "logging_level": logging.INFO if verbose else logging.ERROR, **init_args}
-    if not named:
-        ray.init(**kwargs)  # starting a local Ray has Ray's own timeouts
-        return
-    _init_within(kwargs, address, source, deadline, timeout)
+    with contextlib.nullcontext() if verbose else without_stderr_lines(RAY_LEVEL_LINE):
+        if not named:
+            ray.init(**kwargs)  # starting a local Ray has Ray's own timeouts
+            return
+        _init_within(kwargs, address, source, deadline, timeout)
+
+
+# What Ray's C++ core prints (on the process's stderr, not through Python) when it reads the log
+# level `quiet` sets: "[... I 123 123] logging.cc:303: Set ray log level from environment variable ..."
+RAY_LEVEL_LINE = "Set ray log level from environment variable"
+
+
+@contextlib.contextmanager
+def without_stderr_lines(text: str):
+    """Inside, what is written to file descriptor 2 (Python's and C++'s alike) is held back, then
+    written out without the lines that contain `text` (also when the block raises)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode(errors="replace").splitlines(keepends=True)
+                    if text not in line]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def quiet(verbose: bool) -> None:

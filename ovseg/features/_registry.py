@@ -39,6 +39,9 @@ class BackboneInfo:
     alpha: float = _defaults.BACKBONE_CUT_FALLBACK[0]
     tau: float = _defaults.BACKBONE_CUT_FALLBACK[1]
     defaults_from: str = _defaults.BACKBONE_CUT_FALLBACK[2]
+    # the globs a first run downloads from repo_id (docs/weights.md), for the offline message's
+    # `hf download` command; None: the whole repository (or not a hub repository)
+    download_files: tuple[str, ...] | None = None
 
 
 _REGISTRY: dict[str, tuple[Callable[..., Any], BackboneInfo]] = {}

@@ -262,7 +262,7 @@ _TEXT_XL, _TEXT_SD1 = "+1.6 GB text encoders on first use", "+0.25 GB text encod
 def _register(name, repo_id, size, sdxl, resolution, description):
     builder = partial(_build_unet_encoder, name, repo_id, size, sdxl, resolution)  # cut defaults: the catalog's
     register_backbone(name, repo_id=repo_id, download_size=size, resolution=resolution, stride=32,
-                      feature_dim=1280, description=description,
+                      feature_dim=1280, description=description, download_files=tuple(download_files(sdxl)),
                       attention_layers=encoder_attention_names(load_config(name)["unet"]))(builder)
 
 

@@ -22,7 +22,6 @@ _REQUIRED = ["config.json", ("model.safetensors", "pytorch_model.bin")]
 _DOWNLOADS = {"clip-b16": ["config.json", "pytorch_model.bin"]}  # what the official repo holds, for the hint
 
 
-
 class ViTBackbone(Backbone):
     """A transformers vision model (Dinov2Model, CLIPVisionModel, SiglipVisionModel) as a backbone.
 
@@ -131,7 +130,7 @@ def _build_vit(name: str, repo_id: str, download_size: str, *, weights=None, dev
 def _register(name, repo_id, size, resolution, stride, dim, description):
     layers = tuple(f"layer.{i}" for i in range(load_config(name)["vision"]["num_hidden_layers"]))
     register_backbone(name, repo_id=repo_id, download_size=size, resolution=resolution, stride=stride,
-                      feature_dim=dim, description=description,
+                      feature_dim=dim, description=description, download_files=tuple(download_files(name)),
                       attention_layers=layers)(partial(_build_vit, name, repo_id, size))
 
 

@@ -35,14 +35,14 @@ import os  # noqa: F401 (`ovseg.io.os`: tests patch os.replace through it)
 from typing import Iterator
 
 # one module per job; every public name stays importable from here
-from ovseg.io.atomic import atomic_write  # noqa: F401
+from ovseg.io.atomic import atomic_folder, atomic_write  # noqa: F401
 from ovseg.io.images import (  # noqa: F401
     DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, as_rgb_array, find_images, open_image, read_image, to_rgb,
 )
 from ovseg.io.nearest import NEAREST_MODES, nearest_indices, resize_nearest  # noqa: F401
 from ovseg.io.outputs import (  # noqa: F401
-    OUTPUT_KINDS, bbox_of, is_ovseg_output, output_paths, output_stems, remove_outputs, rle_decode, rle_encode,
-    stale_outputs,
+    OUTPUT_KINDS, bbox_of, is_ovseg_output, output_paths, output_stems, remove_outputs, rle_decode, rle_decode_map,
+    rle_encode, rle_encode_map, stale_outputs,
 )
 
 

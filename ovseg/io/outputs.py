@@ -134,6 +134,98 @@ def rle_decode(rle: dict) -> np.ndarray:
     return flat.reshape((w, h)).T.copy()
 
 
+def rle_encode_map(segments: np.ndarray, size: tuple[int, int] | None = None) -> dict[int, tuple[dict, int, list[int]]]:
+    """Every region of a label map as COCO compressed RLE, in one pass over the map, optionally
+    scaled up by the nearest-exact rule (`resize_nearest`, pixel centres aligned) without
+    building the larger map.
+
+    segments: (h, w) integer map, values >= 0 (segment ids); size: (H, W) with H >= h, W >= w,
+    None: (h, w). Returns {value: (rle {"size": [H, W], "counts": str}, area, COCO box
+    [x, y, width, height])} for each value present, each rle equal to
+    `rle_encode(resize_nearest(segments, size) == value)`.
+    """
+    from ovseg.io.nearest import nearest_indices
+
+    seg = np.asarray(segments)
+    h, w = seg.shape
+    big_h, big_w = (h, w) if size is None else (int(size[0]), int(size[1]))
+    if big_h < h or big_w < w:
+        raise ValueError(f"size {(big_h, big_w)} is smaller than the map {(h, w)}")
+    # an output row / column i takes source row rows[i] (non-decreasing, every source row taken):
+    # first_row[r] = the first output row from source row r (first_row[h] = H)
+    first_row = np.searchsorted(nearest_indices(h, big_h), np.arange(h + 1))
+    cols = nearest_indices(w, big_w)
+    start = np.ones((h, w), dtype=bool)  # where a run starts in each source column
+    start[1:] = seg[1:] != seg[:-1]
+    c_runs, r_runs = np.nonzero(start.T)  # column by column, rows down: column-major order
+    per_col = np.bincount(c_runs, minlength=w)
+    offset = np.concatenate([[0], np.cumsum(per_col)])
+    n = per_col[cols]  # runs in each output column
+    k = np.repeat(offset[cols], n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    j = np.repeat(np.arange(big_w), n)  # output column of each run
+    begin = j * big_h + first_row[r_runs[k]]  # flat column-major positions
+    value = seg[r_runs[k], c_runs[k]]
+    total = big_h * big_w
+    end = np.append(begin[1:], total)  # each run ends where the next begins (its column's end at most)
+    row_lo, row_hi = first_row[r_runs[k]], np.minimum(end - j * big_h, big_h)
+    keep = np.ones(begin.size, dtype=bool)  # a run that goes on into the next column is one run
+    keep[1:] = value[1:] != value[:-1]
+    kept = np.flatnonzero(keep)
+    m_begin, m_value = begin[kept], value[kept]
+    m_end = np.append(m_begin[1:], total)
+    out: dict[int, tuple[dict, int, list[int]]] = {}
+    by_value = np.argsort(value, kind="stable")
+    m_by_value = np.argsort(m_value, kind="stable")
+    groups = np.split(by_value, np.flatnonzero(np.diff(value[by_value])) + 1)
+    m_groups = np.split(m_by_value, np.flatnonzero(np.diff(m_value[m_by_value])) + 1)
+    for group, m_group in zip(groups, m_groups):
+        b, e = m_begin[m_group], m_end[m_group]
+        counts = np.empty(2 * b.size, dtype=np.int64)
+        counts[0::2] = b - np.concatenate([[0], e[:-1]])  # 0s before each run of 1s (may be 0)
+        counts[1::2] = e - b
+        counts = counts.tolist() + ([total - int(e[-1])] if e[-1] < total else [])
+        x0, x1 = int(j[group].min()), int(j[group].max())
+        y0, y1 = int(row_lo[group].min()), int(row_hi[group].max())
+        out[int(value[group[0]])] = ({"size": [big_h, big_w], "counts": _pack(counts)},
+                                     int((e - b).sum()), [x0, y0, x1 - x0 + 1, y1 - y0])
+    return out
+
+
+def rle_decode_map(rles: dict[int, dict], size: tuple[int, int]) -> np.ndarray:
+    """The label map that RLE masks of several regions make together, in one pass.
+
+    rles: {value: COCO RLE (compressed or not)} of masks of size (H, W) that do not overlap.
+    Returns (H, W) int32: `value` where its mask is 1, -1 where no mask is. Raises ValueError
+    when two masks overlap or a mask's size is not `size`.
+    """
+    h, w = (int(v) for v in size)
+    starts, lengths, values = [], [], []
+    for value, rle in rles.items():
+        if [int(v) for v in rle["size"]] != [h, w]:
+            raise ValueError(f"mask {value} has size {rle['size']}, expected {[h, w]}")
+        counts = rle["counts"]
+        counts = _unpack_array(counts) if isinstance(counts, (str, bytes)) else np.asarray(counts, dtype=np.int64)
+        if counts.sum() != h * w:
+            raise ValueError(f"mask {value}: RLE counts sum to {counts.sum()}, expected {h * w}")
+        begin = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        ones = slice(1, None, 2)  # runs alternate 0s and 1s, starting with 0s
+        starts.append(begin[ones]), lengths.append(counts[ones])
+        values.append(np.full(counts[ones].size, int(value), dtype=np.int64))
+    start, length, value = (np.concatenate(v) if v else np.zeros(0, np.int64) for v in (starts, lengths, values))
+    order = np.argsort(start, kind="stable")
+    start, length, value = start[order], length[order], value[order]
+    end = start + length
+    gap = np.diff(np.concatenate([[0], start])) - np.concatenate([[0], length[:-1]])
+    if (gap < 0).any():
+        raise ValueError("two masks overlap")
+    tail = h * w - (int(end[-1]) if end.size else 0)
+    # runs of -1 (the gaps) and of each value, in order
+    seq_v = np.stack([np.full(value.size, -1), value], 1).reshape(-1)
+    seq_n = np.stack([gap, length], 1).reshape(-1)
+    flat = np.concatenate([np.repeat(seq_v, seq_n), np.full(tail, -1)]).astype(np.int32)
+    return flat.reshape((w, h)).T.copy()
+
+
 def _runs(mask: np.ndarray) -> list[int]:
     flat = mask.T.reshape(-1)  # column-major order
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
@@ -172,6 +264,28 @@ def _unpack(s: str | bytes) -> list[int]:
         if len(counts) > 2:
             x += counts[-2]
         counts.append(x)
+    return counts
+
+
+def _unpack_array(s: str | bytes) -> np.ndarray:
+    """`_unpack` with arrays (the same counts, as int64): 5 bits per character, a set 0x20 bit
+    means "more characters", the last one's 0x10 bit the sign; then each count from the fourth on
+    is stored as its difference to the count two back."""
+    c = np.frombuffer(s.encode() if isinstance(s, str) else s, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    last = (c & 0x20) == 0  # the last character of each count
+    number = np.cumsum(np.concatenate([[0], last[:-1]]))  # which count each character belongs to
+    first = np.concatenate([[True], last[:-1]])
+    k = np.arange(c.size) - np.flatnonzero(first)[number]  # the character's place in its count
+    x = np.bincount(number, weights=(c & 0x1F) << (5 * k)).astype(np.int64)
+    ends, places = np.flatnonzero(last), k[last] + 1
+    negative = (c[ends] & 0x10) != 0
+    x[negative] -= np.left_shift(1, 5 * places[negative])  # sign extension: x |= -1 << 5k
+    counts = x.copy()
+    if counts.size > 3:  # counts[i] = x[i] + counts[i - 2] for i > 2: running sums, odd and even apart
+        counts[3::2] = x[1] + np.cumsum(x[3::2])
+        counts[4::2] = x[2] + np.cumsum(x[4::2])
     return counts
 
 

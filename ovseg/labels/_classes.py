@@ -8,6 +8,9 @@ user gives as classes into a Vocabulary (prompts/README.md documents it):
     "missing.txt"        looks like a file (a path separator or a suffix) but is none: an error
     "vocc"               any other single word: one class name, with a warning when it is close
                          to a shipped vocabulary's name (in case that was meant)
+
+Several strings at once (the CLI's `-c cat -c dog`, `joined_vocabulary`): each read by this
+rule, their classes one after the other (a name given twice is an error, as in one string).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from typing import Sequence
 from ovseg.settings.checks import looks_like_file
 from ovseg.labels._vocabulary import Vocabulary, VocabularyError, list_vocabularies, load_vocabulary
 
-__all__ = ["as_vocabulary"]
+__all__ = ["as_vocabulary", "joined_vocabulary"]
 
 
 def as_vocabulary(classes=None, *, vocab=None) -> Vocabulary:
@@ -55,6 +58,15 @@ def as_vocabulary(classes=None, *, vocab=None) -> Vocabulary:
     if isinstance(classes, Sequence):  # "person;people" (or "person,people") = synonyms
         return Vocabulary.from_names([str(c).strip().replace(";", ",") for c in classes])
     raise TypeError(f"classes must be names, a comma string or a Vocabulary, not {type(classes)}")
+
+
+def joined_vocabulary(values: Sequence[str]) -> Vocabulary:
+    """Several class strings (`--classes` repeated), each read by `as_vocabulary`'s rule, as one
+    Vocabulary: their classes in the order given. Raises VocabularyError for a name in two of them."""
+    if len(values) == 1:
+        return as_vocabulary(values[0])
+    parts = [as_vocabulary(v) for v in values]
+    return Vocabulary(tuple(c for p in parts for c in p.classes), name="+".join(p.name for p in parts))
 
 
 def _warn_if_close(text: str) -> None:

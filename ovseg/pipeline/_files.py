@@ -15,10 +15,22 @@ __all__ = ["no_images", "plan_files", "read_inputs", "write_outputs"]
 def read_inputs(images, max_pixels) -> tuple[bool, list[np.ndarray], list, list]:
     """images: one image or a list (as `Segmenter`'s docstring says) -> (a list was given, arrays
     (H, W, 3) uint8, sources (path or None), source sizes (the file's (H, W) before a max_pixels
-    shrink, or None))."""
+    shrink, or None)). A folder stands for its image files, as the CLI takes them
+    (`ovseg.io.find_images`: recursive, sorted, ovseg's outputs left out), and makes a list."""
     many = isinstance(images, (list, tuple)) or (type(images).__module__.startswith("torch") and images.ndim == 4)
-    arrays, sources, sizes = [], [], []
+    items = []
     for item in list(images) if many else [images]:
+        if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
+            found = _io.find_images([item])
+            if not found:
+                raise FileNotFoundError(f"{item}: no image files in this folder (looked for "
+                                        f"{', '.join(_io.IMAGE_EXTENSIONS)}, in subfolders too)")
+            items += found
+            many = True
+        else:
+            items.append(item)
+    arrays, sources, sizes = [], [], []
+    for item in items:
         if isinstance(item, (str, os.PathLike)):
             array, size = _io.read_image(item, max_pixels=max_pixels)
             sources.append(str(item))

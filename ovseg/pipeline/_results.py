@@ -168,9 +168,12 @@ def build_result(array, full, labels, names, settings, source, source_size,
 class RunSummary:
     """What `Segmenter.process_files` did, per input image: done (outputs written), skipped (outputs
     up to date), failed (with the reason); `redone` lists the done images whose earlier outputs were
-    made with other settings, vocabulary or output format (so they were redone, not skipped)."""
+    made with other settings, vocabulary or output format (so they were redone, not skipped);
+    `notices` {kind: [(image, detail)]} what was done that may not be what was meant
+    (`ovseg.pipeline._notices`: one segment from --tau auto, many segments, scaled down)."""
 
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     redone: list[Path] = field(default_factory=list)
+    notices: dict[str, list[tuple[Path, str]]] = field(default_factory=dict)

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from ovseg import io as _io
 from ovseg.settings.checks import SettingError
 from ovseg.settings.weights import WeightsNotFoundError
+from ovseg.pipeline import _notices
 from ovseg.pipeline._models import ModelLoadError
 from ovseg.pipeline._records import output_status
 from ovseg.pipeline._results import RunSummary
@@ -245,6 +246,8 @@ def run_files(stages: FileStages, jobs: list, summary, bar, *, overlap: bool = T
             error = write_one(lambda: stages.write(result, outs), str(path))
             if error is None:
                 summary.done.append(path)
+                _notices.add(summary.notices, path, result.settings, len(result.segments),
+                             result.segment_map.shape, result.source_size)
             else:
                 summary.failed.append((path, error))
         else:

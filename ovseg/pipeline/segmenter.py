@@ -43,7 +43,9 @@ class Segmenter:
 
     Images, for `segment` and `label`: a path, a PIL image, a numpy array (H, W, 3|4) or (H, W)
     (uint8, uint16 scaled by 1/257, or float in [0, 1]; NaN/inf refused) or a tensor (3, H, W)
-    in [0, 1]; or a list of them (then a list of results comes back).
+    in [0, 1]; or a list of them (then a list of results comes back). A folder is its image files,
+    sorted, subfolders too, as `ovseg label` takes it (a list comes back; all in memory: for many
+    images `process_files` writes each image's files as it goes).
     """
 
     vocabulary = staticmethod(as_vocabulary)  # classes / vocab -> Vocabulary (ovseg.labels._classes)
@@ -58,15 +60,12 @@ class Segmenter:
         self.models = models if models is not None else Models(self.config)
         if self.models.config is None:
             self.models.config = self.config
-        self._auto = None  # the AutoVocabulary of these settings, once needed
         self.cache = SegmentCache(self.config.cache_dir) if self.config.cache else None  # the segment cache
-        self._key_settings = None
+        self._auto = self._key_settings = None  # the AutoVocabulary, the cache key's settings: once needed
         self._validated = False  # config.validate() done: once per Segmenter, before any model loads
 
-    @property
-    def device(self):
-        """torch.device of config.device (`ovseg.settings.devices.resolve_device`)."""
-        return resolve_device(self.config.device)
+    device = property(lambda self: resolve_device(self.config.device),
+                      doc="torch.device of config.device (`ovseg.settings.devices.resolve_device`).")
 
     def validate(self) -> None:
         """`config.validate()` (the device, the dtype on it: torch), once; every run calls it first."""

@@ -319,7 +319,8 @@ def check_names(classes, vocab, given: Iterable[str] = ()) -> bool:
     `automatic_names(classes, vocab)`."""
     if classes is not None and vocab is not None:
         raise SettingError("classes", "give at most one of classes and vocab")
-    if isinstance(classes, str) and not classes.strip(" ,"):
+    texts = [classes] if isinstance(classes, str) else classes if isinstance(classes, (list, tuple)) else []
+    if texts and any(isinstance(t, str) and not t.strip(" ,") for t in texts):  # the CLI's -c, given n times
         raise SettingError("classes", "classes is empty")
     auto = automatic_names(classes, vocab)
     for name in ("max_classes", "bank"):

@@ -158,11 +158,12 @@ def resolve_weights(
 
 
 def check_weights(model: str, weights, repo_id: str | None, download_size: str, hint: str,
-                  required=None) -> None:
+                  required=None, files: list[str] | None = None) -> None:
     """WeightsNotFoundError (with the advice of `ovseg.settings.weights`) unless the weights are a local
     folder, in the Hugging Face cache, or the hub answers (the loader downloads them then).
     Reads no weights and downloads nothing: seconds, where a model load takes a minute.
-    required: globs a cached snapshot must hold to count (as `resolve_weights`)."""
+    required: globs a cached snapshot must hold to count (as `resolve_weights`); files: the globs
+    the message's `hf download` command names, one `--include` each (as the loader's message)."""
     if weights is not None:
         path = Path(str(weights)).expanduser()
         if path.is_dir():
@@ -181,4 +182,4 @@ def check_weights(model: str, weights, repo_id: str | None, download_size: str, 
     except Exception:  # noqa: BLE001 - not cached (the error type differs by huggingface_hub version)
         pass
     if not _hub_reachable():
-        raise WeightsNotFoundError(weights_help(model, repo_id, download_size, hint))
+        raise WeightsNotFoundError(weights_help(model, repo_id, download_size, hint, files))

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -203,6 +204,22 @@ def _add_fp16_variant(folder: Path, stem: str) -> None:
     save_file(half, str(folder / f"{stem}.fp16.safetensors"), metadata=metadata)
 
 
+@contextlib.contextmanager
+def _no_bars():
+    """transformers' progress bars off ("Writing model shards", one per text encoder written:
+    noise around a tiny file), restored afterwards (issue 31 item 8)."""
+    import transformers.utils.logging as log
+
+    was = log.is_progress_bar_enabled()
+    log.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            log.enable_progress_bar()
+
+
+@_no_bars()
 def make_tiny_backbone_weights(name: str, directory, *, fp16: bool = True) -> str:
     """Write a tiny random-weight checkpoint of backbone `name` to `directory`; return its path.
 

@@ -198,12 +198,45 @@ def test_figure_has_a_row_per_backbone(scenes, tmp_path, with_target):
     out = tmp_path / "fig.png"
     fig = plot_similarity(maps, image, target, out=out)
     columns = 3 if with_target else 2
-    assert len(fig.axes) == 3 * columns + 1  # the panels, then the shared colour bar
-    assert [ax.get_ylabel() for ax in fig.axes[: 3 * columns : columns]] == ["a", "b", "c"]
+    assert len(fig.axes) == 3 * (columns + 1) + 1  # per row its name and the panels, then the colour bar
+    assert [ax.texts[0].get_text() for ax in fig.axes[: 3 * (columns + 1) : columns + 1]] == ["a", "b", "c"]
     with Image.open(out) as png:
         png.verify()
     with pytest.raises(ValueError, match="target"):
         plot_similarity(maps, image, None if with_target else image)
+
+
+def test_the_figure_names_each_row_inside_it_and_leaves_no_gap(tmp_path):
+    """Issue 31 item 2: each row's backbone is written in the figure, whole, inside the canvas
+    (the rendered text, read back from the figure's Text artists and from its SVG), and the
+    panels follow each other evenly, also when the target's aspect is not the reference's."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from ovseg.coherence._heatmap import SimilarityMaps
+
+    wide = np.zeros((300, 451, 3), np.uint8)  # chelsea's aspect, and a square target
+    square = np.zeros((512, 512, 3), np.uint8)
+    names = ["efficientnet-lite0", "efficientnet-lite2"]
+    maps = {n: SimilarityMaps(n, torch.rand(28, 28), torch.rand(28, 28), (14, 14), (225.0, 150.0)) for n in names}
+    fig = plot_similarity(maps, wide, square)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    texts = [t for ax in fig.axes for t in ax.texts if t.get_text() in names]
+    assert sorted(t.get_text() for t in texts) == names
+    box = fig.bbox
+    for t in texts:
+        e = t.get_window_extent(renderer)
+        assert box.x0 <= e.x0 and e.x1 <= box.x1 and box.y0 <= e.y0 and e.y1 <= box.y1, (t.get_text(), e)
+    columns = 4  # the name, reference, similarity: reference, similarity: target
+    for row in range(2):
+        panels = [fig.axes[row * columns + c].get_window_extent(renderer) for c in range(1, columns)]
+        gaps = [b.x0 - a.x1 for a, b in zip(panels, panels[1:])]
+        assert max(gaps) - min(gaps) < 5 and max(gaps) < 20, gaps  # no wide gap before the target
+    svg = tmp_path / "fig.svg"
+    fig.savefig(svg, format="svg")
+    text = svg.read_text()
+    assert all(f"<!-- {n} -->" in text for n in names)  # matplotlib writes each text's string
 
 
 # ---------------------------------------------------------------- points
@@ -365,7 +398,7 @@ def test_tiny_real_backbones_through_the_api(tiny_backbones, scenes, tmp_path):
         assert m.reference[m.cell] == pytest.approx(1.0, abs=1e-4)  # a cell is itself
         assert m.target.shape == m.reference.shape
     fig = plot_similarity(maps, image, target, out=tmp_path / "tiny.png")
-    assert len(fig.axes) == len(TINY) * 3 + 1
+    assert len(fig.axes) == len(TINY) * 4 + 1
     scores = coherence_scores(scenes[:2], ["dinov2-b"], num_pairs=300, resolution=64,
                               weights={"dinov2-b": tiny_backbones["dinov2-b"]})
     assert 0.0 <= scores[0].auc <= 1.0 and 0.0 <= scores[0].miou <= 1.0

@@ -366,14 +366,15 @@ def test_cli_writes_all_outputs(tmp_path, roots, monkeypatch):
 
 
 def test_cli_ordinary_mistakes_are_clean_errors(tmp_path, roots, monkeypatch):
-    """Wrong layout, missing weights, a ValueError while scoring: a one-line 'Error:', exit 1."""
+    """Wrong layout: a usage error on --root (exit 2, issue 31 item 5); missing weights, a
+    ValueError while scoring: a one-line 'Error:', exit 1."""
     import ovseg
     from ovseg.evaluation import _adapter, _runner
     from ovseg.commands.eval import eval_command
 
     runner = CliRunner()
     wrong = runner.invoke(eval_command, ["--dataset", "voc", "--root", str(tmp_path), "--no-progress"])
-    assert wrong.exit_code == 1 and wrong.output.startswith("Error: ") and "not found" in wrong.output
+    assert wrong.exit_code == 2 and "Invalid value for '--root'" in wrong.output and "not found" in wrong.output
     assert not isinstance(wrong.exception, FileNotFoundError)
 
     def no_weights(protocol, **kw):

@@ -424,3 +424,17 @@ def test_vit_folder_without_weights_names_both_files(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ovseg.WeightsNotFoundError, match=r"lacks model\.safetensors or pytorch_model\.bin"):
         create_backbone("clip-b16", weights=str(tmp_path), device="cpu")
+
+
+def test_tiny_checkpoints_are_written_without_progress_bars(tmp_path, capfd):
+    """Issue 31 item 8: transformers' "Writing model shards" bars (one per text encoder) no longer
+    show while `make_tiny_backbone_weights` writes, and its bars are on again afterwards."""
+    import transformers.utils.logging as tlog
+
+    from ovseg.testing import make_tiny_backbone_weights
+
+    was = tlog.is_progress_bar_enabled()
+    make_tiny_backbone_weights("ssd-1b", tmp_path / "ssd")
+    err = capfd.readouterr().err
+    assert "Writing model shards" not in err and "it/s" not in err, err
+    assert tlog.is_progress_bar_enabled() == was

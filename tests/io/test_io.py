@@ -269,3 +269,27 @@ def test_io_keeps_every_public_name_after_the_split():
         for name in names:
             assert getattr(ovio, name) is getattr(module, name), name
     assert callable(ovio.iter_batches)
+
+
+def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
+    from ovseg.io import atomic_folder
+
+    target = tmp_path / "data"
+
+    def fill(folder, text):
+        (folder / "a.txt").write_text(text)
+        return text
+
+    assert atomic_folder(target, lambda f: fill(f, "one")) == "one"
+    assert (target / "a.txt").read_text() == "one"
+
+    def broken(folder):
+        fill(folder, "two")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_folder(target, broken)
+    assert (target / "a.txt").read_text() == "one"  # the earlier folder, as it was
+    atomic_folder(target, lambda f: fill(f, "three"))
+    assert (target / "a.txt").read_text() == "three"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no temporary folder left

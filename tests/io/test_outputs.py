@@ -121,3 +121,38 @@ def test_legend_with_cjk_names_draws_text():
         out = np.asarray(viz.overlay(img, lab, {0: "狗", 1: "草地"}))
     panel = out[:, 40:]
     assert (panel < 128).all(2).sum() > 50  # dark pixels: swatch outlines and text
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools on numpy 2
+def test_rle_of_a_whole_map_at_once_scaled_up_or_not():
+    """`rle_encode_map` (one pass, scaled by the nearest-exact rule without building the larger
+    map) equals `rle_encode` of each region of the resized map, and pycocotools' own encoder;
+    area and box too. `rle_decode_map` puts the masks back into one map (issue 31, the export)."""
+    from scipy import ndimage
+
+    from ovseg.io import bbox_of, resize_nearest, rle_decode_map, rle_encode, rle_encode_map
+    from ovseg.io.outputs import _unpack, _unpack_array
+
+    mask_api = pytest.importorskip("pycocotools.mask", reason='needs pip install -e ".[test]"')
+    rng = np.random.default_rng(1)
+    for t in range(120):
+        h, w = (int(v) for v in rng.integers(1, 20, 2))
+        seg = rng.integers(0, int(rng.integers(1, 7)), (h, w))
+        if t % 2:
+            seg = ndimage.median_filter(seg, 3)
+        size = (h, w) if t % 3 == 0 else (h + int(rng.integers(0, 30)), w + int(rng.integers(0, 30)))
+        big = resize_nearest(seg, size)
+        out = rle_encode_map(seg, size)
+        assert sorted(out) == np.unique(seg).tolist()
+        for value, (rle, area, box) in out.items():
+            m = big == value
+            assert rle == rle_encode(m) and area == m.sum() and box == bbox_of(m)
+            assert mask_api.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode() == rle["counts"]
+            assert _unpack_array(rle["counts"]).tolist() == _unpack(rle["counts"])
+        assert (rle_decode_map({v: r for v, (r, _, _) in out.items()}, size) == big).all()
+    holes = rle_decode_map({3: rle_encode(np.eye(4, dtype=bool))}, (4, 4))
+    assert (holes == np.where(np.eye(4, dtype=bool), 3, -1)).all()  # no mask: -1
+    with pytest.raises(ValueError, match="overlap"):
+        rle_decode_map({0: rle_encode(np.ones((2, 2), bool)), 1: rle_encode(np.eye(2, dtype=bool))}, (2, 2))
+    with pytest.raises(ValueError, match="smaller"):
+        rle_encode_map(np.zeros((4, 4), int), (3, 4))

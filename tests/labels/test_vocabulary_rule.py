@@ -105,3 +105,26 @@ def test_semicolon_synonyms_in_files_and_on_the_command_line(tmp_path, monkeypat
         result = CliRunner().invoke(main, [str(a) for a in ["label", tmp_path / "a.png", *args, "--out", tmp_path / "o"]])
         assert result.exit_code == 0, result.output
     assert [v.classes for v in seen] == [(("dog", "puppy"), ("cat", "kitten"))] * 2
+
+
+@pytest.mark.parametrize("values, expected", [
+    (["cat", "dog"], [["cat"], ["dog"]]),  # issue 31 item 4: it labelled only `dog`
+    (["cat,dog", "sky;heaven"], [["cat"], ["dog"], ["sky", "heaven"]]),
+    (["voc", "hamster"], None),  # a shipped vocabulary and one more class
+])
+def test_repeated_classes_add_up(values, expected, image, tmp_path, captured):
+    args = [a for v in values for a in ("-c", v)]
+    result = CliRunner().invoke(main, ["label", str(image), *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    got = _classes(captured[0])
+    if expected is None:
+        assert got == _classes(Segmenter.vocabulary("voc")) + [["hamster"]]
+    else:
+        assert got == expected
+
+
+def test_a_class_repeated_across_values_is_a_usage_error(image, tmp_path, captured):
+    result = CliRunner().invoke(main, ["label", str(image), "-c", "cat,dog", "-c", "dog", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "duplicate name 'dog'" in result.output and not captured
+    result = CliRunner().invoke(main, ["label", str(image), "-c", "cat", "-c", " , ", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "'--classes': classes is empty" in result.output

@@ -400,3 +400,20 @@ def test_sixteen_bit_label_json_mentions_no_palette():
     few = build_result(array, np.zeros((20, 20), np.int32), {}, None, {}, None, None)
     assert "palette" not in many.to_json()["label_map"] and "16-bit" in many.to_json()["label_map"]["format"]
     assert "palette" in few.to_json()["label_map"]
+
+
+def test_a_folder_is_its_images_sorted(segmenter, tmp_path):
+    """Issue 31 item 3: `segment("photos/")` takes the folder's images (sorted, subfolders too,
+    ovseg's own outputs left out) as `ovseg label` does, not a raw "Is a directory"."""
+    (tmp_path / "sub").mkdir()
+    for name, seed in (("b.png", 1), ("a.png", 2), ("sub/c.png", 3)):
+        Image.fromarray(_picture(seed=seed)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    results = segmenter.segment(tmp_path)
+    assert [r.source for r in results] == [str(tmp_path / n) for n in ("a.png", "b.png", "sub/c.png")]
+    results[0].save_png(tmp_path / "a.segments.png")  # an output beside them is no input
+    results[0].save_json(tmp_path / "a.segments.json")
+    assert len(segmenter.label([str(tmp_path), tmp_path / "a.png"], "cat,dog")) == 4
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no image files"):
+        segmenter.segment(tmp_path / "empty")

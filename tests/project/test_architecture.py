@@ -17,7 +17,7 @@ PACKAGE = ROOT / "ovseg"
 # join, in the order of the data; 4: the join; 5: its uses; 6: the command line on top of them.
 LAYERS = [("ovseg.settings", "ovseg.io"),
           ("ovseg.features",), ("ovseg.masks",), ("ovseg.labels",), ("ovseg.pipeline",),
-          ("ovseg.demo", "ovseg.evaluation", "ovseg.distributed", "ovseg.coherence"),
+          ("ovseg.demo", "ovseg.evaluation", "ovseg.distributed", "ovseg.coherence", "ovseg.export"),
           ("ovseg.cli", "ovseg.commands")]
 PRIVATE_USE = re.compile(r"\b(seg|segmenter|square|aspect)\._[a-z]")
 
