@@ -40,7 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ncut import paper_ncut, peak_rss_kib, planted  # noqa: E402
 
-from ovseg.masks import KWayConfig, NCutConfig, SolverConfig, affinity, kway_affinity_cut, ncut_value, segment_features  # noqa: E402
+from ovseg.masks import KWayConfig, NCutConfig, affinity, segment_features  # noqa: E402
+from ovseg.masks.kway import kway_affinity_cut  # noqa: E402
+from ovseg.masks.kway_solver import SolverConfig, ncut_value  # noqa: E402
 from ovseg.masks.affinity import batch_affinity  # noqa: E402
 from ovseg.masks.ncut import ncut_tree  # noqa: E402
 from ovseg.testing import PLANTED_SET, planted_case, planted_miou  # noqa: E402

@@ -36,7 +36,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ovseg.masks import affinity, ncut_hierarchy, segment_features  # noqa: E402
+from ovseg.masks import affinity, segment_features  # noqa: E402
+from ovseg.masks.ncut import ncut_hierarchy  # noqa: E402
 
 C = 1280
 

@@ -202,7 +202,7 @@ def run_stages(seg, paths: list[Path], vocab, out_dir: Path, timer: Timer, deadl
 
     cfg, backbone, labeler = seg.config, seg.backbone, seg.labeler
     settings, names, segments, done = cfg.segment_settings(), list(vocab.names), 0, 0
-    refine = cfg.pamr()
+    refine = stages.pamr_settings(cfg)
     vae = backbone.encode_latents
 
     def timed_vae(images):

@@ -61,7 +61,9 @@ def _timer(rows: list[dict], device: str):
 
 def _after_backbone(timed, rw_feats, dc_feats, P, steps: list[int]) -> None:
     """The stages after the backbone: stationary distribution, P^k, both cuts at tau 0.5 and auto."""
-    from ovseg.masks import build_hierarchy, segment_image, stationary_distribution
+    from ovseg.masks import build_hierarchy
+    from ovseg.masks.random_walk import stationary_distribution
+    from ovseg.masks.segment import segment_image
 
     timed("stationary", lambda: stationary_distribution(P))
     for k in steps:

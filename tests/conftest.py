@@ -25,6 +25,23 @@ def no_models(monkeypatch):
     monkeypatch.setitem(vars(ovseg), "create_backbone", refuse)
 
 
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    """$OVSEG_CACHE in this test's temporary folder: no test reads or fills the user's caches
+    (a module takes it for every test with `pytestmark = pytest.mark.usefixtures("cache_home")`)."""
+    monkeypatch.setenv("OVSEG_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def planted():
+    """The "planted-walk" and "no-attention" backbones registered for the test
+    (`ovseg.testing.register_planted_walk`): yields (build calls, extract calls)."""
+    from ovseg.testing import register_planted_walk
+
+    with register_planted_walk() as calls:
+        yield calls
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
     """Tiny random-weight SSD-1B and CLIP checkpoints, built once per test session.

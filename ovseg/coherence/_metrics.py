@@ -10,7 +10,7 @@ Beside it, the unsupervised mIoU the backbone's features give through the normal
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,9 @@ from ovseg.coherence._inputs import (
     load_mask,
 )
 from ovseg.evaluation._metrics import mean_iou  # the evaluation's mIoU: NaN classes left out
+from ovseg.settings.config import SegmenterConfig  # the other options' defaults, as `ovseg label`
+from ovseg.settings.defaults import ALPHA, AUTO, TAU
+from ovseg.settings.methods import get_method, list_methods
 
 DROPPED = -1  # label of a cell with no usable ground truth
 
@@ -138,10 +141,6 @@ def _default_segment(method: str, alpha: float | None, tau: float | str | None, 
     """feats (1, C, h, w) -> (h, w) ids by the registered cut `method` (`ovseg.masks.get_method`);
     alpha / tau None: `backbone`'s registry defaults (`backbone_info(name)`, as `ovseg label`),
     or the paper's 10 and 0.5 for an unregistered backbone object."""
-    from ovseg.settings.methods import get_method
-    from ovseg.masks.min_area import with_min_area
-    from ovseg.settings.defaults import ALPHA, AUTO, TAU
-
     entry = get_method(method)
     if entry.needs != "features":
         raise ValueError(f"method {method!r} needs the backbone's self-attention; coherence scores feature "
@@ -160,14 +159,12 @@ def _default_segment(method: str, alpha: float | None, tau: float | str | None, 
     options = dict(options)
     min_area = options.pop("min_area", None)  # any method's (ovseg.masks.min_area); None: the backbone's
     min_area = min_area if min_area is not None else float(info.min_area) if info else 0.0
-    from dataclasses import fields
-
-    from ovseg.pipeline._config import SegmenterConfig  # the other options' defaults, as `ovseg label`
-
     given = {**{f.name: f.default for f in fields(SegmenterConfig)}, "alpha": alpha, **options}
     build_options = {k: given[k] for k in entry.options if k in given}
 
     def segment(feats):
+        from ovseg.masks.min_area import with_min_area  # the cut needs torch; this module does not
+
         tree = with_min_area(entry.build(feats, None, **build_options), feats, min_area)[0]  # then its cut at tau
         seg, info = tree.cut(tau)
         segment.infos.append(info)
@@ -191,8 +188,6 @@ def _cut_record(cut: Callable, chosen: list[int]) -> dict | None:
 
 
 def _feature_methods() -> list[str]:
-    from ovseg.settings.methods import get_method, list_methods
-
     return [m for m in list_methods() if get_method(m).needs == "features"]
 
 

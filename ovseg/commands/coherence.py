@@ -6,10 +6,17 @@ from pathlib import Path
 
 import click
 
-from ovseg.commands.options import (K_HELP, KParam, SuggestingChoice, alpha_option, check_method_options,
-                                    method_option, min_area_option)
+from ovseg.commands import edge as _edge
+from ovseg.commands.options import K_HELP, SuggestingChoice, check_method_options, method_option, option
 from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
+from ovseg.settings import checks
+from ovseg.settings.catalog import BACKBONES
+from ovseg.settings.checks import SettingError
+from ovseg.settings.devices import resolve_device
 from ovseg.settings.methods import get_method, list_methods, method_help
+from ovseg.settings.weights import WeightsNotFoundError
+
+_SSD = BACKBONES["ssd-1b"]  # the paper's backbone, whose cut defaults the help quotes
 
 
 def _parse_weights(values: tuple[str, ...]) -> dict[str, str]:
@@ -24,8 +31,6 @@ def _parse_weights(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def _fail(error: Exception) -> click.ClickException:
-    from ovseg.settings.weights import WeightsNotFoundError
-
     message = str(error)
     if isinstance(error, WeightsNotFoundError):
         message += " Here, name the backbone: --weights NAME=DIR (repeatable)."
@@ -51,51 +56,24 @@ def _check_point(ctx, param, value: str) -> str:
     return value
 
 
-def _check_settings(backbones: str, weights: dict, resolution, device, alpha) -> list[str]:
-    """Every setting, before any image or model is read (`ovseg.commands.edge`): exit 2 naming the
-    option. Returns the backbone names."""
-    from ovseg.commands import edge as _edge
-    from ovseg.settings.checks import SettingError, check_weights_path
-    from ovseg.settings.devices import precheck_device
-
+def _check_settings(backbones: str, weights: dict, resolution) -> list[str]:
+    """Every setting, before any image or model is read (`ovseg.settings.checks`; alpha and tau:
+    their option types): exit 2 naming the option. Returns the backbone names."""
     names = [b.strip() for b in backbones.split(",") if b.strip()]
     with _edge.settings_checked():
         if not names:
             raise SettingError("backbones", "no backbone given")
-        _edge.check_alpha(alpha)  # also with --no-miou: nan is no setting
         for name in names:
             try:
-                _edge.check_resolution(name, None)  # a known name (the valid ones listed if not)
+                checks.check_backbone(name)  # a known name (the valid ones listed if not)
             except SettingError as err:
                 raise SettingError("backbones", str(err)) from None
-        _check_resolution(names, resolution)
+        checks.check_resolution(resolution, names)  # one input size, a multiple of every stride
         for name, path in weights.items():
             if name not in names:
                 raise SettingError("weights", f"--weights {name}=...: {name} is not among the backbones (--backbones)")
-            check_weights_path("weights", path)
-        precheck_device(device)  # torch-free; `check_device` (torch) once the inputs are checked
-    return names
-
-
-def _check_resolution(names: list[str], resolution: int | None) -> None:
-    """One input size for every backbone, as `ovseg label` takes it: at least 32 and a multiple of
-    each backbone's stride (else SettingError, suggesting the nearest common multiple)."""
-    import math
-
-    from ovseg.settings.catalog import backbone_facts  # torch-free
-    from ovseg.settings.checks import SettingError
-
-    if resolution is None:
-        return
-    if resolution < 32:
-        raise SettingError("resolution", f"resolution must be at least 32, got {resolution}")
-    strides = {n: backbone_facts(n).stride for n in names if backbone_facts(n).stride}
-    step = math.lcm(*strides.values()) if strides else 1
-    if resolution % step:
-        near = max(step, round(resolution / step) * step)
-        raise SettingError("resolution", f"resolution {resolution} is not a multiple of every backbone's "
-                                         f"stride ({', '.join(f'{n}: {s}' for n, s in strides.items())}); "
-                                         f"try {near}")
+            checks.check_weights_path("weights", path)
+    return names  # the device: its option's check now (torch-free); torch's answer in `_check_weights`
 
 
 def _check_files(paths) -> None:
@@ -110,8 +88,6 @@ def _check_files(paths) -> None:
         except ImageReadError as err:
             bad.append((path, str(err)))
     if bad:
-        from ovseg.commands import edge as _edge
-
         _edge.echo_failures(bad)
 
 
@@ -134,11 +110,8 @@ def _check_point_inside(image, point: str) -> None:
 def _check_weights(names: list[str], weights: dict, device=None) -> None:
     """The device (torch), then every backbone's weights found (local, cached or downloadable)
     before the first loads."""
-    from ovseg.commands import edge as _edge
-
     with _edge.settings_checked():
-        _edge.check_device(device)
-
+        resolve_device(device)  # imports torch: after every torch-free check
     with _edge.models_found(" Here, name the backbone: --weights NAME=DIR (repeatable)."):
         for name in names:
             _edge.check_backbone_weights(name, weights.get(name))
@@ -163,10 +136,9 @@ def _check_weights(names: list[str], weights: dict, device=None) -> None:
               help="Score mode: ids of the dataset images to use [default: its val list].")
 @click.option("--weights", "-w", multiple=True, metavar="NAME=DIR",
               help="Local weights of a backbone; repeatable.")
-@click.option("--resolution", type=click.IntRange(min=32),
-              help="Square input size for every backbone, a multiple of each one's stride "
-                   "[default: each backbone's own].")
-@click.option("--device", default=None, help="torch device, e.g. cpu or cuda [default: the backbone's].")
+@option("resolution", help="Square input size for every backbone, a multiple of each one's stride "
+                          "[default: each backbone's own].")
+@option("device", help="torch device, e.g. cpu or cuda [default: the backbone's].")
 @click.option("--num-pairs", default=2000, show_default=True, type=click.IntRange(min=1),
               help="Score mode: patch pairs drawn per image.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Score mode: sampling seed.")
@@ -177,12 +149,13 @@ def _check_weights(names: list[str], weights: dict, device=None) -> None:
               help="Score mode: also measure the unsupervised mIoU through the cut.")
 @method_option(needs="features", help="Score mode, the cut behind mIoU (the methods that cut features): "
                                       + method_help([m for m in list_methods() if get_method(m).needs == "features"]))
-@click.option("--k", "k", type=KParam(), default="auto", show_default=True, help="Cut: " + K_HELP)
-@alpha_option()
-@min_area_option()
-@click.option("--tau", default=None, type=click.FloatRange(0, 2),
-              help="Cut: NCut threshold (kway: the merge threshold of --k auto) [default: each backbone's; "
-                   "0.5 for ssd-1b].")
+@option("k", help="Cut: " + K_HELP)
+@option("alpha", help=f"Cut: affinity exponent [default: each backbone's; {_SSD.alpha:g} for ssd-1b].")
+@option("min_area", help="Cut: merge segments under this fraction of the image into their most similar "
+                        "neighbour [default: each backbone's; 0 for ssd-1b].")
+@option("tau", type=click.FloatRange(0, 2),  # a number: the cut behind mIoU is fixed
+        help=f"Cut: NCut threshold (kway: the merge threshold of --k auto) [default: each backbone's; "
+             f"{_SSD.tau:g} for ssd-1b].")
 @click.option("--verbose", "-v", is_flag=True,
               help="Show the warnings, logs and progress bars of the libraries loading models.")
 def coherence_command(ref_image, target_image, backbones, point, out, pairs, dataset, data_root,
@@ -205,11 +178,9 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
     ovseg coherence --dataset voc --root data/VOCdevkit --max-images 200 --out results/
     ovseg coherence --pairs my_pairs/ -b ssd-1b --method kway --k 6 --out results/
     """
-    from ovseg.commands import edge as _edge
-
     _edge.start(verbose)
     weights_map = _parse_weights(weights)
-    names = _check_settings(backbones, weights_map, resolution, device, alpha)
+    names = _check_settings(backbones, weights_map, resolution)
     ctx = click.get_current_context()
     check_method_options(ctx, method, {"k": k})  # another method's options (or ignored ones): exit 2
     if get_method(method).needs != "features":
@@ -241,7 +212,6 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
     _refuse_overwrite([out], [ref_image, target_image])
     _check_files([ref_image, target_image])
     _check_point_inside(ref_image, point)
-    from ovseg.settings.weights import WeightsNotFoundError
     from ovseg.coherence import plot_similarity, similarity_maps
 
     _check_weights(names, weights_map, device)
@@ -259,7 +229,6 @@ def coherence_command(ref_image, target_image, backbones, point, out, pairs, dat
 def _score(folder, dataset, data_root, image_list, backbones, out, weights, resolution, device,
            num_pairs, seed, ignore_index, max_images, miou, alpha, tau, method="diffcut",
            cut_options=None) -> None:
-    from ovseg.settings.weights import WeightsNotFoundError
     from ovseg.coherence import coherence_scores, dataset_pairs, format_table, read_pairs, save_scores
 
     try:

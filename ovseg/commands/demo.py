@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import click
 
-from ovseg.commands.options import K_HELP, KParam, alpha_option, check_method_options, method_option, min_area_option
+from ovseg.commands import edge as _edge
+from ovseg.commands.options import K_HELP, check_method_options, method_option, option
+from ovseg.settings.catalog import BACKBONES
+from ovseg.settings.defaults import SLIDER_TAU_MAX
 from ovseg.settings.methods import method_help
-from ovseg.settings.defaults import PAMR_ITERATIONS
 
 INSTALL_HINT = 'the demo needs gradio: pip install "ovseg[demo]"'
+_SSD = BACKBONES["ssd-1b"]  # the paper's backbone, whose cut defaults the help quotes
 
 
 def gradio_missing() -> str | None:
@@ -26,29 +29,22 @@ def gradio_missing() -> str | None:
 
 
 @click.command("demo")
-@click.option("--backbone", default="ssd-1b", show_default=True,
-              help="Feature extractor; `ovseg backbones` lists them.")
-@click.option("--weights", default=None, metavar="DIR|REPO",
-              help="Backbone weights: a local folder or a Hugging Face repo id.")
-@click.option("--clip-weights", default=None, metavar="DIR|REPO",
-              help="Labeler (open_clip) weights: a local folder or a repo id.")
-@click.option("--resolution", type=click.IntRange(min=32), default=None,
-              help="Square backbone input size [default: the backbone's own].")
-@alpha_option()
-@min_area_option()
-@click.option("--tau", type=click.FloatRange(0, 2), default=None,
-              help="The slider's starting NCut threshold [default: the backbone's; 0.5 for ssd-1b].")
-@click.option("--max-tau", type=click.FloatRange(0, 2, min_open=True), default=1.0,
+@option("backbone")
+@option("weights")
+@option("clip_weights")
+@option("resolution")
+@option("alpha")
+@option("min_area")
+@option("tau", type=click.FloatRange(0, 2),  # a number: the slider's first position
+        help=f"The slider's starting NCut threshold [default: the backbone's; {_SSD.tau:g} for ssd-1b].")
+@click.option("--max-tau", type=click.FloatRange(0, 2, min_open=True), default=SLIDER_TAU_MAX,
               show_default=True, help="Top of the slider: each image's tree is built there once.")
-@click.option("--refine-iterations", type=click.IntRange(min=0), default=PAMR_ITERATIONS, show_default=True,
-              help="PAMR iterations (0: no refinement); 15 is DiffCut's open-vocabulary setting.")
+@option("refine_iterations", help="PAMR iterations (0: no refinement); 15 is DiffCut's open-vocabulary setting.")
 @method_option(help=method_help().rstrip(".") + ". The slider recuts the method's tree (kway: the "
                                                  "merge threshold of --k auto).")
-@click.option("--k", "k", type=KParam(), default="auto", show_default=True,
-              help=K_HELP + " A fixed K freezes the slider.")
-@click.option("--walk-steps", type=click.IntRange(min=1), default=1, show_default=True,
-              help="random-walk: k-step walks P^k.")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1, ... [default: cuda if available]")
+@option("k", help=K_HELP + " A fixed K freezes the slider.")
+@option("walk_steps")
+@option("device")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to serve on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
@@ -69,26 +65,25 @@ def demo_command(host, port, share, max_tau, refine_iterations, verbose, **kw) -
     ovseg demo --method kway              (the slider moves the K-way cut's merge threshold)
     HF_HUB_OFFLINE=1 ovseg demo --weights ./ssd-1b --clip-weights ./clip
     """
-    from ovseg.commands import edge as _edge
-
     missing = gradio_missing()  # without importing it (seconds)
     if missing:
         raise click.ClickException(missing)
     _edge.start(verbose)
     check_method_options(click.get_current_context(), kw["method"], kw)  # another method's options: exit 2
-    with _edge.settings_checked():  # what needs no torch, before it is imported (2-7 s)
-        _edge.precheck(**kw, cache=True)
-    from ovseg.pipeline import Segmenter, SegmenterConfig
+    from ovseg.settings.config import SegmenterConfig
 
-    try:  # settings (exit 2), device, then every model's weights (exit 1): before gradio loads
+    try:  # settings before torch is imported (exit 2); the device, then every model's weights (exit 1)
+        with _edge.settings_checked():
+            config = SegmenterConfig(refine=refine_iterations > 0, refine_iterations=max(refine_iterations, 0), **kw)
+        from ovseg.pipeline import Segmenter
+
+        segmenter = Segmenter(config)
         with _edge.settings_checked(), _edge.models_found():
-            config = SegmenterConfig(refine=refine_iterations > 0,
-                                     refine_iterations=max(refine_iterations, 0), **kw)
-            _edge.preflight(config, labels=True)
+            segmenter.preflight(labels=True)  # before gradio loads
     except (ValueError, KeyError) as err:  # a check that names no single option
         raise click.UsageError(str(err)) from err
     from ovseg.demo import build_app, launch_app
 
-    app = build_app(Segmenter(config), max_tau=max_tau)
+    app = build_app(segmenter, max_tau=max_tau)
     click.echo(f"ovseg demo on http://{host}:{port} (Ctrl+C stops it)", err=True)
     launch_app(app, host=host, port=port, share=share)

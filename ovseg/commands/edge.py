@@ -1,10 +1,14 @@
 """The command edge: what every `ovseg` command does before, and around, its work.
 
     ovseg label / segment / eval / coherence / cache / demo
-      1. settings     each value checked before any model loads    -> exit 2, naming the option
-      2. device       the torch device exists on this machine       -> exit 2 (--device)
+      1. settings     each value checked before torch is imported: the click types call the
+                      settings checks, then `SegmenterConfig(...)` ties them together
+                      (ovseg.settings; ovseg.commands.options)   -> exit 2, naming the option
+      2. device       the torch device exists on this machine (`SegmenterConfig.validate`,
+                      once per run)                                -> exit 2 (--device)
       3. weights      every model's weights (backbone AND CLIP) on disk, in the cache or
-                      downloadable, found before any model runs     -> exit 1, in seconds
+                      downloadable, found before any model runs
+                      (`Segmenter.preflight`)                       -> exit 1, in seconds
       4. quiet        third-party warnings, logs and bars off unless --verbose; ovseg's own
                       warnings as one line each
       run             a bad image is one line (the command goes on where it can) -> exit 1
@@ -20,6 +24,9 @@ import sys
 from typing import Iterator
 
 import click
+
+from ovseg.settings.checks import SettingError
+from ovseg.settings.weights import WeightsNotFoundError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -57,8 +64,6 @@ def setting_error(err) -> click.UsageError:
 @contextlib.contextmanager
 def settings_checked() -> Iterator[None]:
     """SettingError inside -> exit 2 naming the option."""
-    from ovseg.settings.checks import SettingError
-
     try:
         yield
     except SettingError as err:
@@ -68,8 +73,6 @@ def settings_checked() -> Iterator[None]:
 @contextlib.contextmanager
 def models_found(extra_hint: str = "") -> Iterator[None]:
     """WeightsNotFoundError inside -> one clean line, exit 1 (`extra_hint` appended)."""
-    from ovseg.settings.weights import WeightsNotFoundError
-
     try:
         yield
     except WeightsNotFoundError as err:
@@ -92,135 +95,13 @@ def start(verbose: bool = False) -> None:
     warnings.showwarning = show
 
 
-def check_device(device: str | None):
-    """Step 2: the torch.device of `device` (None: cuda when available), or SettingError: at once,
-    before torch is imported, where the answer is certain (`ovseg.settings.devices.precheck_device`)."""
-    from ovseg.settings.devices import precheck_device, resolve_device
-
-    precheck_device(device)
-    return resolve_device(device)
-
-
-def check_resolution(backbone: str, resolution: int | None) -> None:
-    """Step 1 for a backbone's input size: at least 32 and a multiple of its stride; an unknown
-    backbone names the valid ones. Torch-free (`ovseg.settings.catalog`)."""
-    from ovseg.settings.catalog import backbone_facts
-    from ovseg.settings.checks import SettingError
-
-    try:
-        facts = backbone_facts(backbone)
-    except ValueError as err:
-        raise SettingError("backbone", str(err)) from None
-    if resolution is None:
-        return
-    if resolution < 32:
-        raise SettingError("resolution", f"resolution must be at least 32, got {resolution}")
-    if facts.stride and resolution % facts.stride:
-        near = max(facts.stride, round(resolution / facts.stride) * facts.stride)
-        raise SettingError("resolution", f"resolution {resolution} is not a multiple of the {backbone} "
-                                         f"backbone's stride {facts.stride}; try {near}")
-
-
-def check_method(method: str | None, backbone: str | None, attention_layers=None) -> None:
-    """Step 1 for the cut method: a known name; one that needs self-attention maps, on a backbone
-    that gives them (torch-free when the layers are all, else the registry checks them)."""
-    from ovseg.settings.catalog import attention_backbones, backbone_facts, method_names, method_needs
-    from ovseg.settings.checks import SettingError
-
-    if method is None:
-        return
-    if method not in method_names():
-        raise SettingError("method", f"method must be one of {', '.join(method_names())}, got {method!r}")
-    if method_needs(method) != "attention" or backbone is None:
-        return
-    if attention_layers is None and backbone_facts(backbone).attention is not None:
-        if not backbone_facts(backbone).attention:
-            raise SettingError("method", f"backbone {backbone!r} gives no self-attention maps, which the "
-                                         f"random-walk method needs; backbones that do: "
-                                         f"{', '.join(attention_backbones())}")
-        return
-    from ovseg.features import check_attention_layers  # layer names: the registry (imports torch)
-
-    try:
-        check_attention_layers(backbone, attention_layers)
-    except ValueError as err:
-        raise SettingError("method" if "gives no self-attention" in str(err) else "attention_layers",
-                           str(err)) from None
-
-
-def check_tau(tau) -> None:
-    """Step 1 for the NCut threshold: a number in [0, 2], or "auto"."""
-    import math
-
-    from ovseg.settings.checks import SettingError
-
-    if tau is None or tau == "auto":
-        return
-    if isinstance(tau, (str, bool)) or not (isinstance(tau, (int, float)) and math.isfinite(tau) and 0 <= tau <= 2):
-        raise SettingError("tau", f'tau must be a number in [0, 2] (the range of NCut) or "auto", got {tau!r}')
-
-
-def check_alpha(alpha) -> None:
-    """Step 1 for the affinity exponent: a finite number > 0, or "auto"."""
-    if alpha != "auto":
-        check_finite("alpha", alpha, positive=True)
-
-
-def check_min_area(min_area) -> None:
-    """Step 1 for the minimum segment size: a fraction of the image in [0, 1)."""
-    from ovseg.settings.checks import SettingError
-
-    if min_area is not None and (isinstance(min_area, (str, bool)) or not 0 <= min_area < 1):
-        raise SettingError("min_area", f"min_area must be a fraction of the image in [0, 1), got {min_area!r}")
-
-
-def check_finite(setting: str, value: float | None, *, positive: bool = False) -> None:
-    """Step 1 for a number: finite (and > 0 with `positive`), else SettingError."""
-    import math
-
-    from ovseg.settings.checks import SettingError
-
-    if value is None:
-        return
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise SettingError(setting, f"{setting} must be a finite{' positive' if positive else ''} "
-                                    f"number, got {value}")
-
-
-def precheck(*, backbone: str | None = None, resolution: int | None = None, alpha=None, tau=None,
-             method: str | None = None, attention_layers=None, device=None, cache: bool = False,
-             min_area=None, **_ignored) -> None:
-    """Steps 1-2 before torch is imported (it takes 2-7 s): every check that needs no model and no
-    torch, so that a bad setting answers at once. Raises SettingError; what needs torch (a device
-    the pre-check cannot be sure of, dtype on that device) is left to `SegmenterConfig.validate`.
-    cache: the segment cache is on, so $OVSEG_CACHE_SIZE must parse."""
-    check_alpha(alpha)
-    check_min_area(min_area)
-    check_tau(tau)
-    if backbone is not None:
-        check_resolution(backbone, resolution)
-    check_method(method, backbone, attention_layers)
-    from ovseg.settings.devices import precheck_device
-
-    precheck_device(device)
-    if cache:
-        from ovseg.io.cache import max_cache_bytes
-
-        max_cache_bytes()
-
-
-# -- step 3: weights, found before any model runs (ovseg/pipeline/_preflight.py, imported when used) --
+# -- step 3: weights, found before any model runs (`Segmenter.preflight`; ovseg/pipeline/_preflight.py) --
 def check_backbone_weights(backbone: str, weights, hint: str = "weights") -> None:
-    from ovseg.pipeline import _preflight
+    """A backbone's weights on disk, cached or downloadable (WeightsNotFoundError): for the
+    commands that build backbones without a Segmenter (coherence)."""
+    from ovseg.pipeline import _preflight  # imports torch: after every settings check
 
     _preflight.check_backbone_weights(backbone, weights, hint)
-
-
-def preflight(config, *, labels: bool):
-    """`validate()`, then every model's weights (`ovseg.pipeline._preflight.preflight`)."""
-    from ovseg.pipeline import _preflight
-
-    return _preflight.preflight(config, labels=labels)
 
 
 def check_has_images(inputs) -> None:

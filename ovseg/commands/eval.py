@@ -7,20 +7,41 @@ from typing import Iterator
 
 import click
 
-from ovseg.commands.options import (K_HELP, KParam, LayersParam, SuggestingChoice, TauParam, alpha_option,
-                                    method_option, min_area_option)
+from ovseg.commands import edge as _edge
+from ovseg.commands.options import K_HELP, SuggestingChoice, check_method_options, given, method_option, option
 from ovseg.evaluation._datasets import list_datasets  # numpy and a small JSON file only
+from ovseg.settings.catalog import BACKBONES
+from ovseg.settings.methods import get_method
+from ovseg.settings.devices import resolve_device, resolve_dtype  # the one rule, the backbones' too
+from ovseg.settings.weights import WeightsNotFoundError
+
+_SSD = BACKBONES["ssd-1b"]  # the paper's backbone, whose cut defaults the help quotes
 
 
 @contextmanager
 def _clean_errors() -> Iterator[None]:
     """Ordinary mistakes (bad layout, missing --image-list, no weights) -> one clean line, exit 1."""
-    from ovseg import WeightsNotFoundError
-
     try:
         yield
     except (ValueError, FileNotFoundError, WeightsNotFoundError) as err:
         raise click.ClickException(str(err)) from err
+
+
+def _device_dtype(device: str | None) -> tuple[str, str]:
+    """The device the backbone runs on and its dtype (float16 on CUDA, float32 elsewhere), as text."""
+    dev = resolve_device(device)
+    return str(dev), resolve_dtype(None, dev)
+
+
+_PROTOCOL_ONLY = {"matching": "unsupervised", "vocabulary": "open-vocabulary", "clip_weights": "open-vocabulary"}
+
+
+def _check_protocol_options(ctx: click.Context, protocol: str) -> None:
+    """An option the chosen protocol ignores, given explicitly, is a usage error (not a silent no-op)."""
+    for name, wanted in _PROTOCOL_ONLY.items():
+        if protocol != wanted and name in given(ctx):
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} applies to the {wanted} protocol only, not to {protocol}", ctx)
 
 
 def dataset_samples(dataset: str, root, image_list, ctx=None) -> list:
@@ -37,91 +58,18 @@ def dataset_samples(dataset: str, root, image_list, ctx=None) -> list:
         raise click.UsageError(str(err), ctx) from None
 
 
-def _device_dtype(device: str | None) -> tuple[str, str]:
-    """The device the backbone runs on and its dtype (float16 on CUDA, float32 elsewhere), as text."""
-    from ovseg.settings.devices import resolve_device, resolve_dtype  # the one rule, the backbones' too
-
-    dev = resolve_device(device)
-    return str(dev), resolve_dtype(None, dev)
-
-
-_PROTOCOL_ONLY = {"matching": "unsupervised", "vocabulary": "open-vocabulary", "clip_weights": "open-vocabulary"}
-
-
-def _check_protocol_options(ctx: click.Context, protocol: str) -> None:
-    """An option the chosen protocol ignores, given explicitly, is a usage error (not a silent no-op)."""
-    from click.core import ParameterSource
-
-    for name, wanted in _PROTOCOL_ONLY.items():
-        if protocol != wanted and ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
-            flag = "--" + name.replace("_", "-")
-            raise click.UsageError(f"{flag} applies to the {wanted} protocol only, not to {protocol}", ctx)
-
-
-def _check_method_options(ctx: click.Context, method: str, backbone: str, layers, ks) -> None:
-    """Another cut method's options (or ones this method ignores, as --tau with kway's fixed --k),
-    or a backbone/layers the registry refuses: usage errors, before any model loads."""
-    from ovseg.commands.options import check_method_options
-    from ovseg.settings.methods import get_method
-
-    check_method_options(ctx, method, {"k": "auto" if not ks or "auto" in ks else ks[0],
-                                        "tau": list(ctx.params.get("tau") or ())})
-    if get_method(method).needs != "attention":
-        return
-    from ovseg.commands import edge as _edge
-
-    with _edge.settings_checked():  # torch-free for all layers (ovseg.settings.catalog)
-        _edge.check_method(method, backbone, layers)
-
-
-def _method_options(ctx: click.Context, backbone: str, method: str, layers) -> tuple[dict, dict]:
-    """The cut method's options from the command line, defaults filled as label/segment fill them
-    (`SegmenterConfig`: alpha and tau from the backbone) -> (options for the predictor, a repeated
-    option as a list: swept; the settings the results record: `SegmenterConfig.method_settings`)."""
-    from ovseg.commands import edge as _edge
-    from ovseg.masks import get_method
-    from ovseg.pipeline import SegmenterConfig
-
-    entry = get_method(method)
-    names = [n for n in entry.options if n in ctx.params]
-    multi = {n: list(dict.fromkeys(ctx.params[n])) for n in names if isinstance(ctx.params[n], tuple)}
-    single = {n: ctx.params[n] for n in names if n not in multi and ctx.params[n] is not None}
-    if ctx.params.get("min_area") is not None:  # any method's (None: the backbone's)
-        single["min_area"] = ctx.params["min_area"]
-    with _edge.settings_checked():  # each value checked as label/segment check it: exit 2
-        config = SegmenterConfig(backbone=backbone, method=method, attention_layers=layers, **single,
-                                 **{n: v[0] for n, v in multi.items() if v})
-        for n, values in multi.items():
-            for v in values[1:]:
-                SegmenterConfig(backbone=backbone, method=method, attention_layers=layers, **{n: v})
-    recorded = config.method_settings()
-    options = {n: recorded[n] for n in entry.options}
-    if config.min_area:  # any method's; recorded when it merges (0: DiffCut's recipe, as before)
-        options["min_area"] = recorded["min_area"] = config.min_area
-    for n, values in multi.items():
-        if len(values) > 1:
-            options[n] = recorded[n] = values
-    if "attention_layers" in recorded:
-        recorded["attention_layers"] = "all" if layers is None else list(layers)
-    return options, recorded
-
-
-def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alpha, weights,
-                    clip_weights, vocabulary, device, ks=()):
-    """Every setting, before any data or model is read (`ovseg.commands.edge`): exit 2 naming the option.
-    Returns the dataset's spec."""
-    from ovseg.commands import edge as _edge
-    from ovseg.settings.checks import check_weights_path
-    from ovseg.settings.devices import precheck_device
+def _check_settings(ctx, dataset, protocol, taus, ks, vocabulary, **settings):
+    """Every setting, before any data or model is read: each value (the option types), another
+    method's options, then the config that ties them together (`SegmenterConfig`, once per swept
+    value): exit 2 naming the option. Returns (the dataset's spec, the config of the first value)."""
     from ovseg.evaluation._datasets import get_dataset
+    from ovseg.settings.config import SegmenterConfig
 
-    with _edge.settings_checked():
-        _edge.check_alpha(alpha)
-        _edge.check_resolution(backbone, None)  # an unknown backbone, named with the valid ones
-        _check_method_options(ctx, method, backbone, layers, ks)
-        check_weights_path("weights", weights)
-        check_weights_path("clip_weights", clip_weights)
-        precheck_device(device)  # torch-free; `check_device` (torch) once the data is found
+    check_method_options(ctx, settings["method"], {"k": "auto" if not ks or "auto" in ks else ks[0], "tau": list(taus)})
+    with _edge.settings_checked():  # each tau: its option type; with the method: just above
+        config = SegmenterConfig(**settings, k=ks[0] if ks else "auto", cache=False)  # no segment cache here
+        for k in ks[1:]:
+            config.replace(k=k)
     spec = get_dataset(dataset)
     if protocol == "open-vocabulary":
         if len(set(taus)) > 1:
@@ -137,7 +85,24 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
             Segmenter.vocabulary(vocabulary or spec.vocabulary)
         except (ValueError, TypeError, OSError) as err:
             raise click.BadParameter(str(err), ctx, param_hint="'--vocabulary'") from None
-    return spec
+    return spec, config
+
+
+def _method_options(config, taus, ks) -> tuple[dict, dict]:
+    """The cut method's options, defaults filled as label/segment fill them (`SegmenterConfig`:
+    alpha and tau from the backbone) -> (options for the predictor, a repeated option as a list:
+    swept; the settings the results record: `SegmenterConfig.method_settings`)."""
+    entry = get_method(config.method)
+    recorded = config.method_settings()
+    swept = {"k": list(dict.fromkeys(ks))} if "k" in entry.options and len(set(ks)) > 1 else {}
+    options = {n: recorded[n] for n in entry.options}
+    for n, values in swept.items():
+        options[n] = recorded[n] = values
+    if "attention_layers" in recorded:
+        recorded["attention_layers"] = "all" if config.attention_layers is None else list(config.attention_layers)
+    if config.min_area:  # any method's; recorded when it merges (0: DiffCut's recipe, as before)
+        options["min_area"] = recorded["min_area"] = config.min_area
+    return options, recorded
 
 
 @click.command("eval")
@@ -148,23 +113,21 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
               help="File of image ids; required for COCO (Coco164kFull_Stuff_Coarse_7.txt, 2,175 images).")
 @click.option("--protocol", type=click.Choice(["unsupervised", "open-vocabulary"]), default="unsupervised",
               show_default=True, help="Hungarian-matched segments, or named classes (the labeler).")
-@click.option("--tau", type=TauParam(), multiple=True,
-              help="NCut threshold, or auto (per image); repeat (--tau 0.3 --tau 0.5 --tau auto) to "
-                   "sweep, one hierarchy per image; kway: the merge threshold of --k auto "
-                   "[default: the backbone's; 0.5 for ssd-1b].")
+@option("tau", multiple=True,
+        help="NCut threshold, or auto (per image); repeat (--tau 0.3 --tau 0.5 --tau auto) to sweep, one "
+             "hierarchy per image; kway: the merge threshold of --k auto [default: the backbone's; "
+             f"{_SSD.tau:g} for ssd-1b].")
 @method_option()
-@click.option("--k", "k", type=KParam(), multiple=True,
-              help=K_HELP.replace("The JSON records", "Repeat (--k 4 --k 8 --k auto) to sweep, one affinity per "
-                                  "image; the report records") + " [default: auto]")
-@click.option("--walk-steps", type=click.IntRange(min=1), default=1, show_default=True,
-              help="random-walk: k-step walks P^k.")
-@click.option("--attention-layers", type=LayersParam(), default="all", show_default=True,
-              help="random-walk: self-attention layers (indices or names, comma-separated), or all.")
-@alpha_option()
-@min_area_option()
-@click.option("--backbone", default="ssd-1b", show_default=True, help="Feature extractor (ovseg backbones).")
-@click.option("--weights", default=None, help="Backbone weights: hub id or local folder.")
-@click.option("--clip-weights", default=None, help="Labeler (CLIP) weights, open-vocabulary protocol.")
+@option("k", multiple=True,
+        help=K_HELP.replace("The JSON records", "Repeat (--k 4 --k 8 --k auto) to sweep, one affinity per "
+                            "image; the report records") + " [default: auto]")
+@option("walk_steps")
+@option("attention_layers")
+@option("alpha")
+@option("min_area")
+@option("backbone")
+@option("weights")
+@option("clip_weights", help="Labeler (CLIP) weights, open-vocabulary protocol: a local folder or a repo id.")
 @click.option("--vocabulary", "--vocab", "vocabulary", default=None,
               help="Vocabulary in prompts/ (default: the dataset's); auto: the labeler picks its own "
                    "names from the name bank, mapped to the dataset's classes by synonyms "
@@ -175,8 +138,8 @@ def _check_settings(ctx, dataset, protocol, taus, method, backbone, layers, alph
 @click.option("--recipe", type=click.Choice(["ovseg", "published"]), default="ovseg", show_default=True,
               help="published: DiffCut's crop (min side - 1), float bilinear resize, label rules and "
                    "per-image open-vocabulary mIoU, to reproduce the published table (docs/fidelity.md).")
-@click.option("--refine/--no-refine", default=True, show_default=True, help="PAMR on the 128 px masks.")
-@click.option("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda if available).")
+@option("refine", help="PAMR on the 128 px masks.")
+@option("device")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N images.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [default: eval/<dataset>, or eval/<dataset>-open-vocabulary]. "
@@ -198,25 +161,24 @@ def eval_command(dataset, root, image_list, protocol, tau, method, k, walk_steps
     ovseg eval --dataset voc --root data --recipe published   # the published rules, eval/voc-published
     ovseg eval --dataset ade20k --root data/ADEChallengeData2016 --protocol open-vocabulary --vocab auto
     """
-    from ovseg.commands import edge as _edge
-
     _edge.start(verbose)
     ctx = click.get_current_context()
     _check_protocol_options(ctx, protocol)
-    spec = _check_settings(ctx, dataset, protocol, tau, method, backbone, attention_layers, alpha,
-                           weights, clip_weights, vocabulary, device, k)
+    spec, config = _check_settings(ctx, dataset, protocol, tau, k, vocabulary, method=method, backbone=backbone,
+                                   weights=weights, clip_weights=clip_weights, alpha=alpha, min_area=min_area,
+                                   walk_steps=walk_steps,
+                                   attention_layers=attention_layers, refine=refine, device=device)
     samples = dataset_samples(dataset, root, image_list, ctx)  # a bad layout: exit 2, before torch and models
-    with _edge.settings_checked():
-        _edge.check_device(device)
+    with _edge.settings_checked():  # the device exists (torch): once the data is found
+        device, dtype = _device_dtype(device)
     from ovseg.evaluation import _adapter
     from ovseg.evaluation._report import markdown_table, write_report
     from ovseg.evaluation._runner import evaluate
 
-    device, dtype = _device_dtype(device)
     out = out or Path("eval") / ((dataset if protocol == "unsupervised" else f"{dataset}-{protocol}")
                                  + ("-published" if recipe == "published" else ""))
-    options, method_settings = _method_options(ctx, backbone, method, attention_layers)
-    taus = tuple(dict.fromkeys(tau)) or (method_settings.pop("tau"),)  # None: the backbone's
+    options, method_settings = _method_options(config, tau, k)
+    taus = tuple(dict.fromkeys(tau)) or (method_settings.pop("tau"),)  # none given: the backbone's
     method_settings.pop("tau", None)  # recorded as taus
     auto = vocabulary == "auto"  # automatic names, scored through the dataset's own vocabulary
     if auto and protocol != "open-vocabulary":

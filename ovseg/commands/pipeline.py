@@ -1,7 +1,8 @@
 """`ovseg label` and `ovseg segment`: images in, label maps / segment maps, overlays and JSON out.
 
-The options of both commands, the checks before any model loads (`_config`), and the run on the
-local engine or on Ray (`_run`). Imports click and torch-free modules only.
+The options of both commands (SegmenterConfig's fields, `ovseg.commands.options`), the checks
+before torch is imported (`_config`), and the run on the local engine or on Ray (`_run`).
+Imports click and torch-free modules only.
 """
 from __future__ import annotations
 
@@ -11,61 +12,19 @@ import click
 
 from ovseg.commands import edge as _edge
 from ovseg.commands.export import check_export, export_option, run_export
-from ovseg.commands.options import (K_HELP, KParam, LayersParam, TauParam, alpha_option, check_method_options,
-                                    method_option, min_area_option)
-
-_MAX_PIXELS = 2**25  # ovseg.io.DEFAULT_MAX_PIXELS, repeated here so --help imports nothing
-
+from ovseg.commands.options import apply, check_method_options, config_options, given
+from ovseg.settings.checks import SettingError, check_names, check_output_dir
+from ovseg.settings.weights import WeightsNotFoundError
 
 def _pipeline_options(f):
-    """Options shared by `label` and `segment` (applied bottom-up, so listed in reverse)."""
-    options = [
-        click.argument("inputs", nargs=-1, required=True,
-                       type=_OrUri(exists=True, path_type=Path)),
+    """Options shared by `label` and `segment`: the inputs and --out, every "pipeline" setting of
+    `SegmenterConfig` (built from its fields, `ovseg.commands.options`), then the run's own flags."""
+    return apply([
+        click.argument("inputs", nargs=-1, required=True, type=_OrUri(exists=True, path_type=Path)),
         click.option("--out", "-o", "out_dir", default="ovseg-out", show_default=True,
                      type=_OrUri(file_okay=False, path_type=Path),
                      help="Folder for outputs (a URI such as s3://bucket/out with --engine ray)."),
-        click.option("--backbone", default="ssd-1b", show_default=True,
-                     help="Feature extractor; `ovseg backbones` lists them."),
-        click.option("--weights", default=None, metavar="DIR|REPO",
-                     help="Backbone weights: a local folder or a Hugging Face repo id "
-                          "[default: the backbone's official repo]."),
-        click.option("--resolution", type=click.IntRange(min=32), default=None,
-                     help="Square backbone input size in pixels, a multiple of its stride "
-                          "[default: the backbone's own; 1024 for ssd-1b, as in the paper]."),
-        alpha_option(),
-        min_area_option(),
-        method_option(),
-        click.option("--tau", type=TauParam(), default=None,
-                     help="NCut threshold in [0, 2]: lower gives fewer, larger segments; auto: chosen "
-                          "per image (recorded in the JSON as tau_chosen) [default: the backbone's; "
-                          "0.5 for ssd-1b, as in the paper]; kway: the merge threshold of --k auto."),
-        click.option("--k", "k", type=KParam(), default="auto", show_default=True, help=K_HELP),
-        click.option("--walk-steps", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="random-walk: k-step walks P^k (larger merges more)."),
-        click.option("--attention-layers", type=LayersParam(), default="all", show_default=True,
-                     help="random-walk: self-attention layers to combine, comma-separated indices "
-                          "(negative allowed) or names; all: every one the pass runs through."),
-        click.option("--refine/--no-refine", default=True, show_default=True,
-                     help="Refine mask edges with PAMR."),
-        click.option("--refine-iterations", type=click.IntRange(min=0), default=15,
-                     show_default=True, help="PAMR iterations (DiffCut's open-vocabulary setting)."),
-        click.option("--refine-filter", type=click.Choice(["median", "mode", "none"]), default="median",
-                     show_default=True, help="3x3 label filter after PAMR: median (DiffCut) or mode (majority)."),
-        click.option("--work-aspect", type=click.Choice(["square", "image"]), default="square",
-                     show_default=True, help="Assign, refine and name segments on the backbone's square "
-                                             "input (DiffCut) or at the image's own aspect."),
-        click.option("--device", default=None, help="cpu, cuda, cuda:1, ... [default: cuda if available]"),
-        click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]),
-                     default="auto", show_default=True,
-                     help="Backbone precision; auto: fp16 on GPU, fp32 on CPU (the backbone's choice)."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Images per backbone pass."),
-        click.option("--max-pixels", type=click.IntRange(min=1), default=_MAX_PIXELS,
-                     show_default=True, help="Larger images (any format) are scaled down to this many "
-                     "pixels; files above 179 MP are refused as possible decompression bombs."),
-        click.option("--cache/--no-cache", default=True, show_default=True,
-                     help="Reuse segments of images seen before with the same settings."),
+        *config_options("pipeline"),
         click.option("--overwrite", is_flag=True,
                      help="Redo every image (by default only those whose outputs are missing or "
                           "were made with other settings or classes)."),
@@ -73,10 +32,7 @@ def _pipeline_options(f):
         click.option("--verbose", "-v", is_flag=True,
                      help="Show the warnings, logs and progress bars of the libraries loading models "
                           "(and Ray's, with --engine ray)."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    ])(f)
 
 
 def _engine_options(f):
@@ -100,9 +56,7 @@ def _engine_options(f):
                      default="files", show_default=True,
                      help="[ray] files: three files per image, as --engine local; parquet: a table."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply(options)(f)
 
 
 class _OrUri(click.Path):
@@ -117,36 +71,23 @@ class _OrUri(click.Path):
 _ENGINE_OPTIONS = ("engine", "ray_address", "ray_timeout", "workers", "gpus_per_worker", "out_format")
 
 
-_setting_error = _edge.setting_error  # a SettingError as a usage error on its option (exit 2)
-
-
 def _config(out_dir, **kw):
-    """SegmenterConfig from the options, checked before any model loads: each value (construction),
-    the output folder (a write probe), then what needs the backbone registry (`validate`)."""
-    from ovseg.settings.checks import SettingError, check_output_dir
+    """SegmenterConfig from the options, checked before torch is imported: each value (the click
+    types), another method's options given explicitly, then the config (`SegmenterConfig`: what
+    ties the values together) and the output folder (a write probe)."""
+    from ovseg.settings.config import SegmenterConfig
 
-    kw["dtype"] = None if kw["dtype"] == "auto" else kw["dtype"]
-    kw["weights"] = None if kw["weights"] is None else str(kw["weights"])
     check_method_options(click.get_current_context(), kw["method"], kw)  # another method's options: exit 2
     try:
-        _edge.precheck(**kw)  # what needs no torch, before it is imported (2-7 s)
-        if not (isinstance(out_dir, str) and "://" in out_dir):  # a URI is written by --engine ray
-            check_output_dir(out_dir)  # torch-free too: before the config, which reads the backbone's defaults
-        from ovseg.pipeline import SegmenterConfig
-
-        config = SegmenterConfig(**kw)
-        return config.validate()
-    except SettingError as err:
-        raise _setting_error(err) from None
+        with _edge.settings_checked():
+            if not (isinstance(out_dir, str) and "://" in out_dir):  # a URI is written by --engine ray
+                check_output_dir(out_dir)
+            return SegmenterConfig(**kw)
     except ValueError as err:  # a check that names no single option
         raise click.UsageError(str(err)) from None
 
 
 def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=None, export=None) -> None:
-    from ovseg.settings.checks import SettingError
-    from ovseg.settings.weights import WeightsNotFoundError
-    from ovseg.pipeline import ModelLoadError, Segmenter
-
     engine = engine or {"engine": "local"}
     task = "segment" if classes is None else "label"
     if engine["engine"] == "ray":
@@ -167,10 +108,12 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
         raise click.UsageError("--format parquet and URI inputs/outputs need --engine ray")
 
     _edge.check_has_images(inputs)
+    from ovseg.pipeline import ModelLoadError, Segmenter  # torch: every setting is checked by now
+
     try:
-        with _edge.models_found():  # every model's weights, before any model runs (seconds)
-            _edge.preflight(config, labels=classes is not None)
         segmenter = Segmenter(config)
+        with _edge.models_found():  # the device, then every model's weights, before any model runs (seconds)
+            segmenter.preflight(labels=classes is not None)
         summary = segmenter.process_files(inputs, out_dir, classes=classes, overwrite=overwrite,
                                           progress=False if quiet else None)
     except KeyboardInterrupt:
@@ -179,7 +122,7 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
     except (WeightsNotFoundError, ModelLoadError, FloatingPointError) as err:  # FloatingPointError: fp16 overflow
         raise click.ClickException(str(err)) from err
     except SettingError as err:
-        raise _setting_error(err) from None
+        raise _edge.setting_error(err) from None
     except (ValueError, FileNotFoundError) as err:  # a bad vocabulary, bad settings
         raise click.UsageError(str(err)) from err
     verb = "labelled" if classes is not None else "segmented"
@@ -206,27 +149,12 @@ def _run(config, inputs, out_dir, overwrite, classes=None, quiet=False, engine=N
 @click.option("--vocab", default=None, metavar="FILE|NAME|auto",
               help="A vocabulary file (one class per line) or a shipped one, e.g. voc; auto (or "
                    "neither --classes nor --vocab): names chosen per image from the name bank.")
-@click.option("--max-classes", type=click.IntRange(min=1), default=None,
-              help="Automatic names: at most this many per image [default: 12].")
-@click.option("--bank", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              metavar="FILE", help="Automatic names: your own name bank (one class per line, synonyms "
-                                   "by commas) [default: the shipped bank, 2,135 names].")
+@apply(config_options("names"))
 @_pipeline_options
-@click.option("--clip-weights", default=None, metavar="DIR|REPO",
-              help="Labeler (open_clip) weights: a local folder or a repo id.")
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Alternative classes kept per segment in the JSON.")
-@click.option("--clip-resolution", type=click.IntRange(min=32), default=None,
-              help="CLIP input short side; 320 is ~10x faster on CPU [default: the backbone's square "
-                   "input, as DiffCut].")
-@click.option("--clip-normalize/--no-clip-normalize", default=False, show_default=True,
-              help="Apply CLIP's mean/std to its input (DiffCut feeds raw [0, 1]).")
-@click.option("--clip-pooling", type=click.Choice(["binary", "area"]), default="binary", show_default=True,
-              help="Segment masks on the CLIP grid: binary nearest-exact (DiffCut) or area weights.")
+@apply(config_options("labeler"))
 @_engine_options
 @export_option
-def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, verbose, export_format,
-          **kw) -> None:
+def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, export_format, **kw) -> None:
     """Segment images and name every segment from a vocabulary, or with names of its own.
 
     INPUTS are image files and folders (searched recursively for image files). Per image, OUT
@@ -256,27 +184,16 @@ def label(inputs, out_dir, overwrite, classes, vocab, max_classes, bank, quiet, 
     _edge.start(verbose)
     check_export(export_format, out_dir)
     classes = classes or None  # --classes given n times: a tuple of n strings
-    if classes is not None and vocab is not None:
-        raise click.UsageError("give at most one of --classes and --vocab")
-    if classes is not None and any(not c.strip(" ,") for c in classes):
-        raise click.UsageError("--classes is empty")
-    auto = classes is None and vocab in (None, "auto")
-    if not auto and (max_classes is not None or bank is not None):
-        raise click.UsageError("--max-classes and --bank apply to automatic names only "
-                               "(neither --classes nor --vocab, or --vocab auto)")
+    with _edge.settings_checked():  # automatic names or not: the one rule (ovseg.settings.checks)
+        auto = check_names(classes, vocab, given(click.get_current_context()))
+    engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
+    config = _config(out_dir, **kw)
+    from ovseg.labels._auto import auto_vocabulary  # torch: every setting is checked by now
     from ovseg.labels._classes import as_vocabulary, joined_vocabulary
 
-    clip = kw.pop("clip_weights")
-    engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
-    extra = {"max_classes": max_classes, "bank": None if bank is None else str(bank)} if auto else {}
-    config = _config(out_dir, clip_weights=clip, **{k: v for k, v in extra.items() if v is not None}, **kw)
     try:  # checked before any model loads: blank, duplicate or unreadable names stop here
-        if auto:
-            from ovseg.labels._auto import auto_vocabulary
-
-            names = auto_vocabulary(config.bank, max_classes=config.max_classes)
-        else:
-            names = as_vocabulary(vocab=vocab) if vocab is not None else joined_vocabulary(classes)  # the API's rule
+        names = (auto_vocabulary(config.bank, max_classes=config.max_classes) if auto
+                 else as_vocabulary(vocab=vocab) if vocab is not None else joined_vocabulary(classes))  # the API's rule
     except (ValueError, KeyError, OSError) as err:
         where = "--bank" if auto else "--vocab " + vocab if vocab is not None else "--classes"
         raise click.UsageError(f"{where}: {err}") from err

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ovseg.io import viz
+from ovseg.settings.defaults import SLIDER_TAU_MAX
 from ovseg.demo._session import DemoSession
 
 if getattr(gr, "__file__", None) is None:  # a stray gradio/ folder (namespace package), not gradio
@@ -180,7 +181,7 @@ class DemoApp:
         return self.api(image, None, tau)
 
 
-def build_app(segmenter, *, max_tau: float = 1.0) -> gr.Blocks:
+def build_app(segmenter, *, max_tau: float = SLIDER_TAU_MAX) -> gr.Blocks:
     """The demo page for `segmenter` (an `ovseg.Segmenter`; models load on the first Run).
 
     Returns a `gradio.Blocks`; serve it with `launch_app` (or `.launch()`).

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ovseg import io as _io
-from ovseg.settings.defaults import TAU
+from ovseg.settings.defaults import SLIDER_TAU_MAX, TAU
 from ovseg.pipeline import stages
 from ovseg.pipeline._results import SegmentationResult
 
@@ -66,7 +66,7 @@ class DemoSession:
     Thread-safe: gradio calls it from worker threads; one image is computed at a time.
     """
 
-    def __init__(self, segmenter, *, max_tau: float = 1.0, max_images: int = 4, max_cuts: int = 32):
+    def __init__(self, segmenter, *, max_tau: float = SLIDER_TAU_MAX, max_images: int = 4, max_cuts: int = 32):
         if not 0 < max_tau <= 2:
             raise ValueError(f"max_tau must lie in (0, 2] (the range of NCut), got {max_tau}")
         self.segmenter = segmenter
@@ -186,7 +186,7 @@ class DemoSession:
         leaves = tuple(state.tree.leaves(tau))  # the cut is identified by its leaves
         if leaves not in state.work_maps:
             low, info = stages.cut(state.tree, tau)  # pruning of the kept tree (Hierarchy.cut)
-            work = stages.refine(state.feats, low, state.work, self.segmenter.config.pamr()).astype(np.int32)
+            work = stages.refine(state.feats, low, state.work, stages.pamr_settings(self.segmenter.config)).astype(np.int32)
             state.work_maps[leaves] = {"work": work, "info": info}
             while len(state.work_maps) > self.max_cuts:
                 state.work_maps.popitem(last=False)

@@ -1,4 +1,5 @@
-"""Predictors for `evaluate`, built from ovseg's own stages (imported lazily, only here).
+"""Predictors for `evaluate`, built from ovseg's own stages (`ovseg eval` imports this module only
+once every setting is checked).
 
 The runner needs a callable `image (3, H, W) [0, 1] -> map (h, w) int`. For the unsupervised
 benchmark, `sweep_predictor` makes the masks the way the published benchmark did (one hierarchy
@@ -7,7 +8,20 @@ per image, cut at every tau, masks at 128 px refined there); for the open-vocabu
 """
 from __future__ import annotations
 
+import itertools
+from dataclasses import fields
 from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import ovseg
+from ovseg.evaluation._auto_names import UNMATCHED, NameMapper
+from ovseg.masks import PAMRConfig, get_method
+from ovseg.pipeline import Segmenter, SegmenterConfig, _preflight, stages
+from ovseg.settings.defaults import AUTO_TAU_MAX
+from ovseg.settings.devices import resolve_device
 
 
 
@@ -39,23 +53,11 @@ def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", we
     ``auto_tau`` on the same tree (built up to tau = 1 then). The runner records each variant's
     info (tau_chosen, k_chosen) per image and the report averages it.
     """
-    import itertools
-
-    import torch
-    import torch.nn.functional as F
-
-    import ovseg
-    from ovseg.masks import PAMRConfig, get_method
-    from ovseg.masks.tree import AUTO_TAU_MAX
-    from ovseg.pipeline import stages
-
     entry = get_method(method)
     pamr = PAMRConfig.benchmark() if refine else None  # METHOD.md 4, the benchmark setting
     fixed = sorted({float(t) for t in taus if t != "auto"})
     auto = any(t == "auto" for t in taus)
     top = max(fixed + ([AUTO_TAU_MAX] if auto else []))  # auto reads the tree up to tau = 1
-    from ovseg.pipeline import SegmenterConfig  # options not given: as label/segment fill them
-
     base = SegmenterConfig(backbone=backbone, method=method, attention_layers=attention_layers).method_settings()
     mine = {k: options[k] if options.get(k) is not None else base[k] for k in entry.options}
     min_area = options.get("min_area")  # any method's; None: the backbone's default, as label/segment
@@ -95,10 +97,6 @@ def sweep_predictor(*, taus: Sequence[float | str], backbone: str = "ssd-1b", we
 
 def _causes(entry, opts: dict) -> list[str]:
     """The options that make `entry` ignore its setting (each one's SegmenterConfig default would not)."""
-    from dataclasses import fields
-
-    from ovseg.pipeline import SegmenterConfig
-
     defaults = {f.name: f.default for f in fields(SegmenterConfig)}
     return [k for k in opts if k in defaults
             and entry.setting not in entry.ignores({**opts, k: defaults[k]})] or list(opts)
@@ -118,10 +116,6 @@ def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", 
     mapped to a dataset class of `vocabulary` by its words (`_auto_names.NameMapper`), unmatched
     names give no class; the predictor's `stats` counts segments and names, and the unmatched.
     """
-    import numpy as np
-
-    from ovseg.pipeline import Segmenter
-
     segmenter_options = {k: v for k, v in segmenter_options.items() if v is not None}
     segmenter = Segmenter(backbone=backbone, weights=weights, clip_weights=clip_weights, device=device,
                           tau=tau, refine=refine, cache=False, method=method,
@@ -139,10 +133,6 @@ def labeler_predictor(*, vocabulary, offset: int = 0, backbone: str = "ssd-1b", 
 
 
 def _auto_names_predictor(segmenter, vocab, offset: int) -> Callable:
-    import numpy as np
-
-    from ovseg.evaluation._auto_names import UNMATCHED, NameMapper
-
     mapper = NameMapper(vocab, segmenter.auto_vocabulary().bank, offset)
     stats = {"images": 0, "segments": 0, "unmatched_segments": 0, "names": 0, "unmatched_names": 0}
 
@@ -173,14 +163,9 @@ def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, tau
     1024 px image upsampled to 2048 px, as DiffCut's open-vocabulary script; every other setting is
     already the published one.
     """
-    from ovseg.pipeline import _preflight
-    from ovseg.settings.devices import resolve_device
-    from ovseg.masks import get_method
-
     _preflight.check_backbone_weights(backbone, weights)  # every model's weights found before any loads
     if protocol == "open-vocabulary":
-        from ovseg.pipeline import SegmenterConfig as C  # the labeler Segmenter loads
-
+        C = SegmenterConfig  # the labeler the Segmenter loads
         _preflight.check_labeler_weights(C.labeler, C.labeler_pretrained, clip_weights)
 
     device = str(resolve_device(device))
@@ -193,8 +178,10 @@ def make_predictor(protocol: str, *, vocabulary, vocabulary_offset: int = 0, tau
                              "(one class per line, in the dataset's class order)")
         extra = {"clip_resolution": 2048} if recipe == "published" and dataset == "coco-object" else {}
         single = {k: v[0] if isinstance(v, list) else v for k, v in mine.items()}
+        entry = get_method(method)  # a setting the method ignores here (kway's fixed k: tau) is not given
+        tau = None if entry.setting in entry.ignores({**single, entry.setting: taus[0]}) else taus[0]
         return labeler_predictor(vocabulary=vocabulary, offset=vocabulary_offset, backbone=backbone,
-                                 weights=weights, clip_weights=clip_weights, device=device, tau=taus[0],
+                                 weights=weights, clip_weights=clip_weights, device=device, tau=tau,
                                  refine=refine, method=method, attention_layers=attention_layers,
                                  auto_names=auto_names, **single, **extra)
     return sweep_predictor(taus=taus, backbone=backbone, weights=weights, device=device, refine=refine,

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+from ovseg.settings.devices import resolve_device, resolve_dtype
 import torch.nn.functional as F
 
 
@@ -77,7 +79,5 @@ def check_images(images: torch.Tensor, stride: int) -> torch.Tensor:
 
 def default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
     """device None -> cuda if available else cpu; dtype None -> float16 on CUDA, float32 elsewhere."""
-    from ovseg.settings.devices import resolve_device, resolve_dtype
-
     device = resolve_device(device)  # the one rule (ovseg.settings.devices): a device that is not there is a SettingError
     return device, getattr(torch, resolve_dtype(dtype, device))

@@ -14,7 +14,10 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ovseg.io.quiet import quiet_loading  # no accelerate advice, no "Loading weights" bars
 from ovseg.settings import catalog as _catalog
+from ovseg.settings import checks as _checks
+from ovseg.settings.checks import check_resolution
 from ovseg.settings import defaults as _defaults
 from ovseg.settings.catalog import ENTRY_POINT_GROUP  # noqa: F401  (the names, torch-free: ovseg.settings.catalog)
 
@@ -32,12 +35,12 @@ class BackboneInfo:
     # official architecture); None: this backbone gives no attention maps (no random-walk method)
     attention_layers: tuple[str, ...] | None = None
     # the cut's defaults for this backbone (used when the user sets none; docs/benchmarks-real.md):
-    # the calibrated rule (alpha "auto", METHOD.md 10) unless the backbone has a published recipe
-    # (DiffCut's alpha 10, tau 0.5 on SSD-1B; SD1.x tau 0.2); `defaults_from` says where they come from
-    alpha: float | str = _defaults.CALIBRATED["alpha"]
-    tau: float = _defaults.CALIBRATED["tau"]
-    min_area: float = _defaults.CALIBRATED["min_area"]  # fraction of the image (ovseg.masks.min_area)
-    defaults_from: str = "the calibrated rule (METHOD.md 10, docs/benchmarks-real.md): no published recipe"
+    # a built-in's are `ovseg.settings.defaults.BACKBONE_CUT`'s, the calibrated rule (alpha "auto",
+    # METHOD.md 10) for a backbone without a published recipe; `defaults_from` says where they come from
+    alpha: float | str = _defaults.BACKBONE_CUT_FALLBACK[0]
+    tau: float = _defaults.BACKBONE_CUT_FALLBACK[1]
+    min_area: float = _defaults.BACKBONE_CUT_FALLBACK[2]  # fraction of the image (ovseg.masks.min_area)
+    defaults_from: str = _defaults.BACKBONE_CUT_FALLBACK[3]
     # what the features get before the cut (ovseg.features.conditioning): "raw" = as the model gives them
     conditioning: str = "raw"
     # the globs a first run downloads from repo_id (docs/weights.md), for the offline message's
@@ -55,7 +58,10 @@ def register_backbone(name: str, **info: Any) -> Callable:
     def decorate(builder: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"A backbone named {name!r} is already registered.")
-        entry = BackboneInfo(name=name, **info)
+        known = _catalog.BACKBONES.get(name)  # a built-in: its cut defaults are the catalog's
+        cut = {} if known is None else dict(alpha=known.alpha, tau=known.tau, min_area=known.min_area,
+                                            defaults_from=known.defaults_from)
+        entry = BackboneInfo(name=name, **{**cut, **info})
         _catalog.check_registered(entry)  # the torch-free table the settings checks read
         _REGISTRY[name] = (builder, entry)
         return builder
@@ -104,32 +110,12 @@ def attention_backbones() -> list[str]:
 
 
 def check_attention_layers(name: str, layers=None) -> tuple[int | str, ...] | None:
-    """Validate attention layers for backbone `name` from the registry, before any model loads.
-
-    layers: None (every layer the backbone records: the default recipe), or indices into
-    ``backbone_info(name).attention_layers`` (negative allowed) and/or their names.
-    Returns the layers as given (a tuple), or None. Raises ValueError: a backbone without attention
-    maps (naming those that have them), an unknown name, an index out of range.
-    """
-    names = backbone_info(name).attention_layers
-    if names is None:
-        raise ValueError(f"backbone {name!r} gives no self-attention maps, which the random-walk method "
-                         f"needs; backbones that do: {', '.join(attention_backbones())}")
-    if layers is None:
-        return None
-    out = []
-    for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, (int, str)):
-            raise ValueError(f"attention layer {layer!r}: give an index or a name")
-        if isinstance(layer, int) and not -len(names) <= layer < len(names):
-            raise ValueError(f"attention layer {layer} out of range: {name} records {len(names)} layers "
-                             f"(indices {-len(names)}..{len(names) - 1})")
-        if isinstance(layer, str) and layer not in names:
-            raise ValueError(f"unknown attention layer {layer!r} of {name}; valid: {', '.join(names)}")
-        out.append(layer)
-    if not out:
-        raise ValueError("attention_layers is empty: give at least one layer, or None for all")
-    return tuple(out)
+    """Validate attention layers for backbone `name` before any model loads: None (every layer the
+    backbone records: the default recipe), or indices into ``backbone_info(name).attention_layers``
+    (negative allowed) and/or their names. Returns the layers as a tuple, or None. Raises
+    ValueError (a SettingError): the one check, `ovseg.settings.checks.check_attention_layers`."""
+    _lookup(name)  # an unknown name: the registry's message
+    return _checks.check_attention_layers(name, layers)
 
 
 def create_backbone(name: str, *, weights=None, device=None, dtype=None, **options):
@@ -137,11 +123,12 @@ def create_backbone(name: str, *, weights=None, device=None, dtype=None, **optio
 
     weights: None (the official repo id), another Hugging Face repo id, or a local directory.
     device: default "cuda" when available, else "cpu". dtype: default float16 on CUDA, float32
-    on CPU.
+    on CPU. resolution (an option): the preferred square input, a multiple of the backbone's stride
+    (`ovseg.settings.checks.check_resolution`: SettingError, the message `ovseg label` gives).
     """
-    from ovseg.io.quiet import quiet_loading  # no accelerate advice, no "Loading weights" bars
-
-    builder, _ = _lookup(name)
+    builder, info = _lookup(name)
+    if options.get("resolution") is not None:
+        options["resolution"] = check_resolution(options["resolution"], name, stride=info.stride)
     kwargs = dict(weights=weights, device=device, dtype=dtype, **options)
     with quiet_loading():
         return builder(**{k: v for k, v in kwargs.items() if v is not None})

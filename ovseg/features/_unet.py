@@ -13,7 +13,7 @@ import torch
 from ovseg.settings.weights import resolve_weights
 from ovseg.features import _prompt
 from ovseg.features._base import Backbone, BackboneOutput, check_finite, check_images, default_device_dtype
-from ovseg.settings import defaults as _defaults
+from ovseg.settings.catalog import encoder_attention_names, load_config  # noqa: F401  (torch-free facts)
 from ovseg.features._registry import register_backbone
 
 
@@ -126,7 +126,7 @@ class UNetEncoder(Backbone):
         attention_layers: indices into `attention_layer_names` (negative allowed) or names.
         attention_sink: optional ``sink(name, map (B, N_i, N_i) float32)`` called as each map is
         computed, instead of keeping it (``attentions`` is then empty): lets a caller combine maps
-        on the fly (e.g. ``ovseg.masks.AttentionCombiner``) with one map alive at a time.
+        on the fly (e.g. ``ovseg.masks.random_walk.AttentionCombiner``) with one map alive at a time.
         """
         images = check_images(images, self.stride)
         names = self._attention_names(attention_layers)
@@ -219,11 +219,12 @@ def last_encoder_attention(unet) -> str:
     raise ValueError("this UNet has no attention block in its encoder")
 
 
-def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool, resolution: int,
-                        *, weights=None, device=None, dtype=None, seed: int = 42, timestep: int = 50,
-                        layer: str | None = None, prune: bool = True) -> UNetEncoder:
+def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool, default_resolution: int,
+                        *, weights=None, device=None, dtype=None, resolution: int | None = None, seed: int = 42,
+                        timestep: int = 50, layer: str | None = None, prune: bool = True) -> UNetEncoder:
     """Load unet + vae + scheduler config (fp16 files where the repo has them); the text encoders
-    only when the empty-prompt cache is empty. layer: default `last_encoder_attention(unet)`."""
+    only when the empty-prompt cache is empty. layer: default `last_encoder_attention(unet)`;
+    resolution: the preferred input (default: the backbone's, `default_resolution`)."""
     device, dtype = default_device_dtype(device, dtype)
     get = partial(resolve_weights, weights, repo_id=repo_id, model=name, download_size=download_size,
                   optional=_prompt.TEXT_ENCODER_CONFIGS, hint_files=download_files(sdxl))
@@ -251,45 +252,17 @@ def _build_unet_encoder(name: str, repo_id: str, download_size: str, sdxl: bool,
             f"its UNet (cross-attention width {unet.config.cross_attention_dim}, "
             f"{'SDXL-type' if sdxl else 'SD1-type'} backbone): are these {name} weights?")
     return UNetEncoder(name, unet, vae, scheduler, embeds["prompt_embeds"], embeds.get("pooled_prompt_embeds"),
-                       layer=layer or last_encoder_attention(unet), resolution=resolution, timestep=timestep,
+                       layer=layer or last_encoder_attention(unet), resolution=resolution or default_resolution, timestep=timestep,
                        seed=seed, prune=prune, device=device, dtype=dtype)
 
 
 _TEXT_XL, _TEXT_SD1 = "+1.6 GB text encoders on first use", "+0.25 GB text encoder on first use"
 
 
-def encoder_attention_names(unet_config: dict) -> tuple[str, ...]:
-    """Names of every encoder self-attention (attn1), in pass order, from a UNet's config alone
-    (no weights): the layers a pass up to `last_encoder_attention` runs through."""
-    depth = unet_config.get("transformer_layers_per_block", 1)
-    names = []
-    for i, kind in enumerate(unet_config["down_block_types"]):
-        if "CrossAttn" in kind:
-            blocks = depth[i] if isinstance(depth, (list, tuple)) else depth
-            names += [f"down_blocks.{i}.attentions.{a}.transformer_blocks.{t}.attn1"
-                      for a in range(unet_config.get("layers_per_block", 2)) for t in range(int(blocks))]
-    return tuple(names)
-
-
-# alpha, tau and their source per UNet: DiffCut's published recipe (min_area 0: no merging), not the
-# calibrated rule; the features are the published layer as it comes (conditioning "raw")
-_PUBLISHED = "DiffCut (Couairon et al. 2024): alpha 10, tau 0.5 on SSD-1B"
-_CUT_DEFAULTS = {
-    "ssd-1b": dict(_defaults.PUBLISHED, defaults_from=_PUBLISHED),
-    "sdxl": dict(_defaults.PUBLISHED, defaults_from=_PUBLISHED + "; the SDXL family's, not measured on SDXL"),
-    "vega": dict(_defaults.PUBLISHED, defaults_from=_PUBLISHED + "; the SDXL family's, not measured on Vega"),
-    "sd14": dict(_defaults.PUBLISHED, tau=_defaults.TAU_SD1, defaults_from="DiffCut's authors: SD1.4 needs tau 0.2 (DiffCut issue 5)"),
-    "sd15": dict(_defaults.PUBLISHED, tau=_defaults.TAU_SD1, defaults_from="as SD1.4 (same architecture; DiffCut issue 5); not measured"),
-}
-
-
 def _register(name, repo_id, size, sdxl, resolution, description):
-    from ovseg.features._vit import load_config  # the shipped architecture JSON
-
-    builder = partial(_build_unet_encoder, name, repo_id, size, sdxl, resolution)
+    builder = partial(_build_unet_encoder, name, repo_id, size, sdxl, resolution)  # cut defaults: the catalog's
     register_backbone(name, repo_id=repo_id, download_size=size, resolution=resolution, stride=32,
-                      feature_dim=1280, description=description, **_CUT_DEFAULTS[name],
-                      download_files=tuple(download_files(sdxl)),
+                      feature_dim=1280, description=description, download_files=tuple(download_files(sdxl)),
                       attention_layers=encoder_attention_names(load_config(name)["unet"]))(builder)
 
 

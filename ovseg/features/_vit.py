@@ -6,26 +6,20 @@ interpolated for resolutions other than the pretraining one.
 """
 from __future__ import annotations
 
-import json
 from functools import partial
-from importlib import resources
 
 import torch
 
 from ovseg.settings.weights import resolve_weights
 from ovseg.features._base import Backbone, BackboneOutput, check_finite, check_images, default_device_dtype
 from ovseg.features._registry import register_backbone
+from ovseg.settings.catalog import load_config  # the shipped architecture JSON (torch-free)
 
 # config.json, and the weights as safetensors where the repository has them, else its PyTorch
 # pickle (openai/clip-vit-base-patch16 holds pytorch_model.bin and no safetensors file, see
 # docs/weights.md), which transformers reads with torch.load(weights_only=True): tensors only.
 _REQUIRED = ["config.json", ("model.safetensors", "pytorch_model.bin")]
 _DOWNLOADS = {"clip-b16": ["config.json", "pytorch_model.bin"]}  # what the official repo holds, for the hint
-
-
-def load_config(name: str) -> dict:
-    """The architecture shipped with ovseg for backbone `name` (ovseg/features/configs/NAME.json)."""
-    return json.loads(resources.files("ovseg.features").joinpath("configs", f"{name}.json").read_text())
 
 
 class ViTBackbone(Backbone):
@@ -138,8 +132,6 @@ def _register(name, repo_id, size, resolution, stride, dim, description):
     register_backbone(name, repo_id=repo_id, download_size=size, resolution=resolution, stride=stride,
                       feature_dim=dim, description=description, download_files=tuple(download_files(name)),
                       attention_layers=layers,
-                      defaults_from="the calibrated rule (METHOD.md 10): no published recipe; not measured "
-                                    "on this backbone (no real weights on the development machine)",
                       conditioning="raw: the last layer's patch tokens (conditioning not measured)",
                       )(partial(_build_vit, name, repo_id, size))
 

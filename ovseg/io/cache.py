@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from ovseg.io import atomic_write
+from ovseg.settings import defaults as _defaults
+from ovseg.settings.checks import check_cache_size
 
 # Bump when the cut / PAMR code changes its output (tests/io/test_cache.py pins the hash of a planted
 # case's segments to this version): entries made by older code are then never reused.
@@ -40,28 +42,15 @@ from ovseg.io import atomic_write
 SEGMENT_CODE_VERSION = 5
 GOLDEN_SEGMENTS = {"version": 5, "sha256": "1b3253c4964374f0cdfe8144d134ac849b0131d7274cc512f57296f672a4c830"}
 
-DEFAULT_MAX_BYTES = 4 * 2**30  # segment maps are small (~10-100 KB): tens of thousands of images
+DEFAULT_MAX_BYTES = _defaults.CACHE_BYTES  # segment maps are small (~10-100 KB): tens of thousands of images
 CACHE_KINDS = ("segments", "text-embeds", "prompt-embeds")
 _WARNED: set[str] = set()
 
 
 def max_cache_bytes() -> int:
-    """The segment cache's size bound: `$OVSEG_CACHE_SIZE` ("500M", "4G", bytes), default 4 GB."""
-    text = os.environ.get("OVSEG_CACHE_SIZE", "").strip().upper()
-    if not text:
-        return DEFAULT_MAX_BYTES
-    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    number, unit = (text[:-1], units[text[-1]]) if text[-1] in units else (text.rstrip("B"), 1)
-    from ovseg.settings.checks import SettingError  # a ValueError; the CLI: exit 2 naming the variable
-
-    try:
-        value = int(float(number) * unit)
-    except (ValueError, OverflowError):  # "banana", "inf"
-        raise SettingError("OVSEG_CACHE_SIZE", f"OVSEG_CACHE_SIZE={text!r}: expected a size such as "
-                                               "500M, 4G or a number of bytes") from None
-    if value < 0:
-        raise SettingError("OVSEG_CACHE_SIZE", f"OVSEG_CACHE_SIZE must not be negative, got {text!r}")
-    return value
+    """The segment cache's size bound: `$OVSEG_CACHE_SIZE` ("500M", "4G", bytes), default 4 GB
+    (the setting's one check: `ovseg.settings.checks.check_cache_size`)."""
+    return check_cache_size()
 
 
 def warn_write_failure(kind: str, path, err: BaseException) -> None:

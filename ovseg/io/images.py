@@ -16,11 +16,12 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ovseg.io.outputs import is_ovseg_output
+from ovseg.settings import defaults as _defaults
 
 IMAGE_EXTENSIONS = (
     ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
 )
-DEFAULT_MAX_PIXELS = 2**25
+DEFAULT_MAX_PIXELS = _defaults.MAX_PIXELS
 
 
 class ImageReadError(ValueError):

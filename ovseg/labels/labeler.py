@@ -28,7 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from ovseg.labels import _dense, _text
-from ovseg.labels._vocabulary import Vocabulary, VocabularyError, _key, load_background, load_templates
+from ovseg.io.quiet import quiet_loading
+from ovseg.labels._loading import load_open_clip
+from ovseg.labels._vocabulary import (Vocabulary, VocabularyError, _key, load_background, load_templates,
+                                     load_vocabulary)
+from ovseg.settings.devices import resolve_device
 
 UNLABELED = -1  # class_index of a segment whose best score is below the threshold
 
@@ -256,8 +260,6 @@ class Labeler:
 
 def _as_vocabulary(vocabulary) -> Vocabulary:
     if isinstance(vocabulary, str):
-        from ovseg.labels._vocabulary import load_vocabulary
-
         return load_vocabulary(vocabulary)
     if not isinstance(vocabulary, Vocabulary):
         return Vocabulary.from_names(vocabulary)
@@ -340,8 +342,6 @@ def create_labeler(
     options: LabelerConfig fields (resolution, normalize, pooling, templates, score, text_batch_size,
         disk_cache).
     """
-    from ovseg.labels._loading import load_open_clip
-
     known = {f.name for f in fields(LabelerConfig)}
     unknown = set(options) - known
     if unknown:
@@ -355,12 +355,8 @@ def create_labeler(
         raise ValueError(f"resolution must be an int >= 32 (pixels, short side), got {config.resolution!r}")
     if not isinstance(config.text_batch_size, int) or config.text_batch_size < 1:
         raise ValueError(f"text_batch_size must be a positive int, got {config.text_batch_size!r}")
-    from ovseg.settings.devices import resolve_device
-
     device = resolve_device(device)  # the one rule: None -> cuda when available (SettingError if absent)
     dtype = dtype or torch.float32
-    from ovseg.io.quiet import quiet_loading
-
     with quiet_loading():
         clip, tokenizer, identity = load_open_clip(model, pretrained, weights)
     clip = clip.to(device=device, dtype=dtype)

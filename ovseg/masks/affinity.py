@@ -6,6 +6,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ovseg.settings.defaults import ALPHA
+
 
 def check_features(feats: object, *, name: str = "feats", finite: bool = True) -> torch.Tensor:
     """Validate a feature tensor at the edge and return it as floating point.
@@ -77,7 +79,7 @@ def _gram_upper(x: torch.Tensor, out: torch.Tensor | None) -> tuple[torch.Tensor
     return out, edges
 
 
-def affinity(feats: torch.Tensor, *, alpha: float = 10.0) -> torch.Tensor:
+def affinity(feats: torch.Tensor, *, alpha: float = ALPHA) -> torch.Tensor:
     """Dense affinity matrix W of DiffCut.
 
     Args:

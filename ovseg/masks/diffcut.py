@@ -31,7 +31,7 @@ def build_hierarchy(feats: torch.Tensor, *, alpha: float = ALPHA, tau: float = T
 
     Args:
         feats: (C, h, w) feature map (cut() then gives (h, w) maps) or (N, C) rows; any device.
-        alpha, tau: affinity exponent and NCut threshold (paper defaults 10.0 and 0.5).
+        alpha, tau: affinity exponent and NCut threshold (the paper's: ovseg.settings.defaults.ALPHA, TAU).
         config: an NCutConfig, used instead of alpha/tau/solver_options (not with them).
         solver_options: NCutConfig's other fields (split, dense_below, ...).
 

@@ -92,7 +92,7 @@ def check_affinity(w: object) -> tuple[torch.Tensor, float, float]:
     return w, lo, hi
 
 
-def ncut_hierarchy(W: torch.Tensor, *, tau: float = 0.5, shape: tuple[int, int] | None = None,
+def ncut_hierarchy(W: torch.Tensor, *, tau: float = TAU, shape: tuple[int, int] | None = None,
                    **solver_options) -> Hierarchy:
     """Recursive two-way normalized cut of an affinity matrix.
 

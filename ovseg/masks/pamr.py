@@ -61,6 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from ovseg.masks import pamr_kernel as _pamr_kernel
+from ovseg.settings.defaults import PAMR_DILATIONS, PAMR_FILTER, PAMR_ITERATIONS
 
 __all__ = ["PAMRConfig", "pamr", "pamr_affinity", "propagate", "median_filter_labels", "mode_filter_labels"]
 
@@ -81,8 +82,6 @@ class PAMRConfig:
     @classmethod
     def open_vocabulary(cls) -> "PAMRConfig":
         """DiffCut's open-vocabulary evaluation: 15 iterations, dilations up to 64, median, at 1024 px."""
-        from ovseg.settings.defaults import PAMR_DILATIONS, PAMR_FILTER, PAMR_ITERATIONS
-
         return cls(iterations=PAMR_ITERATIONS, dilations=PAMR_DILATIONS, label_filter=PAMR_FILTER)
 
     @classmethod

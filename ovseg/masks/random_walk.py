@@ -36,7 +36,8 @@ import torch.nn.functional as F
 
 from ovseg.masks.affinity import batch_grid
 from ovseg.masks.ncut import ncut_hierarchy
-from ovseg.masks.tree import AUTO_TAU_MAX, Hierarchy, NCutTree, cut_auto
+from ovseg.masks.tree import Hierarchy, NCutTree, cut_auto
+from ovseg.settings.defaults import AUTO_TAU_MAX, TAU
 
 __all__ = [
     "check_transition", "stationary_distribution", "random_walk_affinity", "combine_attention", "AttentionCombiner",
@@ -246,8 +247,8 @@ def random_walk_hierarchy(P: torch.Tensor, *, shape: tuple[int, int] | None = No
 
 
 def random_walk_segments(P: torch.Tensor, *, shape: tuple[int, int], steps: int = 1,
-                         tau: float | str = 0.5, tau_max: float = AUTO_TAU_MAX,
-                         auto_build_tau: float = 0.5, normalize: bool = False, teleport: float = 0.0,
+                         tau: float | str = TAU, tau_max: float = AUTO_TAU_MAX,
+                         auto_build_tau: float = TAU, normalize: bool = False, teleport: float = 0.0,
                          drop_self: bool = False, **solver_options) -> torch.Tensor:
     """Segments (h, w) int64, ids 0..K-1, by random-walk NCut on P (N, N) row-stochastic, N = h*w.
 

@@ -108,7 +108,7 @@ def segment_features(feats: torch.Tensor, *, method: str = "diffcut", alpha: flo
     entry = get_method(method)
     if entry.needs != "features":
         raise ValueError(f"method {method!r} needs the backbone's attention maps, not features alone: "
-                         "use ovseg.masks.segment_image with its transition matrix")
+                         "use ovseg.masks.segment.segment_image with its transition matrix")
     feats = check_features(feats, finite=False)  # once for the batch; NaN/inf found by the affinity
     single = feats.ndim == 3
     if feats.ndim not in (3, 4):

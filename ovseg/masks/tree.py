@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ovseg.settings.defaults import AUTO_TAU_MAX, TAU
+
 
 @dataclass(frozen=True)
 class HierarchyNode:
@@ -133,7 +135,7 @@ class Hierarchy:
         return cuts
 
 
-AUTO_TAU_MAX = 1.0  # random-walk NCut of a split of an unstructured chain (a random split) ~ 1
+# AUTO_TAU_MAX = 1: the random-walk NCut of a split of an unstructured chain (a random split) ~ 1
 
 
 def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None,
@@ -183,7 +185,7 @@ def auto_tau(hierarchy: Hierarchy, *, tau_max: float | None = None,
 
 
 def cut_auto(build: Callable[[float], Hierarchy], *, tau_max: float = AUTO_TAU_MAX,
-             build_tau: float = 0.5) -> tuple[torch.Tensor, float]:
+             build_tau: float = TAU) -> tuple[torch.Tensor, float]:
     """Segments at the automatic tau (``auto_tau``) of the tree ``build(tau)`` returns.
 
     The tree is first built at ``build_tau``; only when that does not settle the answer is it
@@ -226,7 +228,7 @@ class NCutTree:
             if self.tree is not None and self.tree.tau >= AUTO_TAU_MAX:  # the kept tree reaches tau = 1
                 t = auto_tau(self.tree, tau_max=AUTO_TAU_MAX)
                 seg = self.tree.cut(t)
-            else:  # built at tau = 0.5, rebuilt at 1 only if that does not settle it
+            else:  # built at TAU, rebuilt at 1 only if that does not settle it
                 seg, t = cut_auto(self.build)
             return seg.to(self.device), {**self.info, "tau_chosen": float(t)}
         tau = float(tau)

@@ -8,11 +8,11 @@
     _records.py   is this output current? run record, cache key settings, output status
     _results.py   SegmentationResult, Segment, RunSummary
     _runner.py    the file runner and the one retry policy (run_batch), for local and Ray runs
-    _config.py    SegmenterConfig
+    SegmenterConfig lives in ovseg/settings/config.py (torch-free: the commands build their options from it)
 """
 from ovseg.settings.checks import SettingError
 from ovseg.pipeline import stages
-from ovseg.pipeline._config import SegmenterConfig
+from ovseg.settings.config import SegmenterConfig
 from ovseg.pipeline._models import ModelLoadError, Models
 from ovseg.pipeline._results import RunSummary, Segment, SegmentationResult
 from ovseg.pipeline.segmenter import Segmenter

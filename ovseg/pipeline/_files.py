@@ -9,7 +9,7 @@ import numpy as np
 
 from ovseg import io as _io
 
-__all__ = ["plan_files", "read_inputs", "write_outputs"]
+__all__ = ["no_images", "plan_files", "read_inputs", "write_outputs"]
 
 
 def read_inputs(images, max_pixels) -> tuple[bool, list[np.ndarray], list, list]:
@@ -54,6 +54,13 @@ def plan_files(inputs, out_dir: str | os.PathLike, task: str) -> list[tuple[Path
     paths = _io.find_images(inputs)
     stems = _io.output_stems(paths, inputs)
     return [(p, _io.output_paths(p, Path(out_dir), task, stem)) for p, stem in zip(paths, stems)]
+
+
+def no_images(inputs) -> str:
+    """The warning of a file run whose `inputs` hold no image file (the CLI: a usage error)."""
+    names = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    return (f"ovseg: no image files in {', '.join(map(str, names))} (looked for "
+            f"{', '.join(_io.IMAGE_EXTENSIONS)}, in folders recursively): nothing done")
 
 
 def write_outputs(result, outs: dict[str, Path]) -> None:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import logging
 
+import ovseg.features as _features  # by attribute: a test may stand in for create_backbone
+import ovseg.labels as _labels
+from ovseg.pipeline import _preflight
+from ovseg.settings.checks import check_resolution
 from ovseg.settings.devices import resolve_device, resolve_dtype, torch_dtype
 from ovseg.settings.weights import WeightsNotFoundError
 
@@ -63,35 +67,37 @@ class Models:
         return {"backbone": self._given_backbone or self._built_backbone,
                 "labeler": self._given_labeler or self._built_labeler}
 
-    def _build_backbone(self):
-        from ovseg.features import backbone_info, create_backbone
+    def check_weights(self, *, labels: bool) -> None:
+        """The weights of each model still to build (the backbone; the labeler when `labels`) on
+        disk, in the Hugging Face cache or downloadable (`ovseg.pipeline._preflight`): reads no
+        weights, downloads nothing; WeightsNotFoundError otherwise."""
+        loaded = self.loaded()
+        cfg = self.config
+        if loaded["backbone"] is None:
+            _preflight.check_backbone_weights(cfg.backbone, cfg.weights)
+        if labels and loaded["labeler"] is None:
+            _preflight.check_labeler_weights(cfg.labeler, cfg.labeler_pretrained, cfg.clip_weights)
 
+    def _build_backbone(self):
         cfg = self.config
         device = self.device
         try:
-            backbone = create_backbone(cfg.backbone, weights=cfg.weights, device=device,
+            backbone = _features.create_backbone(cfg.backbone, weights=cfg.weights, device=device,
                                        dtype=torch_dtype(cfg.dtype))
         except WeightsNotFoundError:
             raise
         except Exception as err:
             raise ModelLoadError(f"backbone {cfg.backbone!r}: {err}") from err
-        res = cfg.resolution or backbone.resolution
-        if res % backbone.stride:
-            raise ModelLoadError(
-                f"resolution {res} is not a multiple of the {cfg.backbone} backbone's "
-                f"stride {backbone.stride}; try {res // backbone.stride * backbone.stride}"
-            )
+        check_resolution(cfg.resolution or backbone.resolution, cfg.backbone, stride=backbone.stride)  # as built
         log.info("backbone %s: weights from %s (%s, %s)", cfg.backbone,
-                 cfg.weights or backbone_info(cfg.backbone).repo_id, device, resolve_dtype(cfg.dtype, device))
+                 cfg.weights or _features.backbone_info(cfg.backbone).repo_id, device, resolve_dtype(cfg.dtype, device))
         return backbone.eval()
 
     def _build_labeler(self):
-        from ovseg.labels import create_labeler
-
         cfg = self.config
         device = self.device
         try:
-            labeler = create_labeler(
+            labeler = _labels.create_labeler(
                 cfg.labeler, cfg.labeler_pretrained, weights=cfg.clip_weights, device=device,
                 dtype=torch_dtype(cfg.dtype) if device.type == "cuda" else None,
                 resolution=cfg.clip_resolution, normalize=cfg.clip_normalize, pooling=cfg.clip_pooling,

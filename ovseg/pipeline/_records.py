@@ -11,6 +11,12 @@ import json
 import os
 from pathlib import Path
 
+from ovseg.features import backbone_info
+from ovseg.io.cache import key_settings, weights_fingerprint
+from ovseg.labels import load_templates
+from ovseg.labels._auto import AutoVocabulary
+from ovseg.settings.devices import resolve_device, resolve_dtype
+
 __all__ = ["OUTPUT_FORMAT_VERSION", "cache_settings", "is_up_to_date", "output_status", "record_status",
            "run_record"]
 
@@ -28,13 +34,9 @@ def run_record(config, vocab=None) -> dict:
     record = {"format_version": OUTPUT_FORMAT_VERSION, "task": "segment" if vocab is None else "label",
               "settings": config.segment_settings(), "max_pixels": config.max_pixels}
     if vocab is not None:
-        from ovseg.labels import load_templates
-
         clip = config.clip_weights
         if clip and Path(clip).expanduser().is_dir():
             clip = str(Path(clip).expanduser().resolve())
-        from ovseg.labels._auto import AutoVocabulary
-
         record["vocabulary"] = {  # automatic names: the bank and the rule instead of a class list
             **({"auto": vocab.record()} if isinstance(vocab, AutoVocabulary)
                else {"classes": [list(syns) for syns in vocab.classes]}),
@@ -51,10 +53,6 @@ def cache_settings(config) -> dict:
     """The segment cache's key settings (`ovseg.io.cache.key_settings`) for `config`: segment
     settings, device type, resolved dtype (float16 on CUDA, float32 elsewhere when dtype is None),
     a fingerprint of the backbone weights and the segment code version. Needs no model."""
-    from ovseg.io.cache import key_settings, weights_fingerprint
-    from ovseg.settings.devices import resolve_device, resolve_dtype
-    from ovseg.features import backbone_info
-
     device = resolve_device(config.device)
     weights_id = weights_fingerprint(config.weights, backbone_info(config.backbone).repo_id)
     return key_settings(config.segment_settings(), device_type=device.type,

@@ -31,14 +31,17 @@ import threading
 from collections import deque
 from contextlib import closing
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
+from tqdm.auto import tqdm
+
 from ovseg import io as _io
-from ovseg.settings.checks import SettingError, check_output_dir
+from ovseg.settings.checks import SettingError
 from ovseg.settings.weights import WeightsNotFoundError
+from ovseg.pipeline import _notices
 from ovseg.pipeline._models import ModelLoadError
 from ovseg.pipeline._records import output_status
-from ovseg.pipeline import _notices
 from ovseg.pipeline._results import RunSummary
 
 # Errors that concern every image: they stop a run (local or Ray), never fail one image alone.
@@ -180,23 +183,27 @@ def write_one(write: Callable[[], Any], name: str) -> str | None:
     return None
 
 
-def process_files(segmenter, inputs, out_dir, vocab, *, overwrite: bool = False,
-                  progress: bool | None = None) -> RunSummary:
-    """`Segmenter.process_files` (documented there) with the vocabulary resolved: plan, skip the
-    current outputs (`_records.output_status`), run the rest (`run_files`)."""
-    from tqdm.auto import tqdm
+@dataclass(frozen=True)
+class FileStages:
+    """What the file runner calls, and nothing else of a Segmenter's: the stages of one run.
 
-    segmenter.config.validate()  # before any model loads
-    check_output_dir(out_dir)
-    jobs = segmenter.plan_files(inputs, out_dir, "segment" if vocab is None else "label")
-    if not jobs:  # as the CLI says it (exit 2 there); here a warning, and an empty summary
-        import warnings
+    prepare(array (H, W, 3) uint8) -> prepared (backbone input, working image), in reader threads;
+    run(arrays, sources=, source_sizes=, prepared=) -> one SegmentationResult per array (a batch);
+    write(result, outs) -> None: one image's PNGs and JSON (the JSON last), in the writer thread.
+    """
 
-        names = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-        warnings.warn(f"ovseg: no image files in {', '.join(map(str, names))} (looked for "
-                      f"{', '.join(_io.IMAGE_EXTENSIONS)}, in folders recursively): nothing done",
-                      UserWarning, stacklevel=3)
-    record = segmenter.run_record(vocab)
+    prepare: Callable[[Any], Any]
+    run: Callable[..., list]
+    write: Callable[[Any, dict], None]
+
+
+def process_files(jobs: list, stages: FileStages, record: dict, *, overwrite: bool = False,
+                  progress: bool | None = None, overlap: bool = True, batch_size: int = 1,
+                  max_pixels: int = _io.DEFAULT_MAX_PIXELS) -> RunSummary:
+    """The plan `jobs` [(image path, {"png", "overlay", "json": output path})] run by `stages`:
+    skip the images whose outputs record `record` (`_records.output_status`) unless `overwrite`,
+    read, process and write the rest (`run_files`), then remove the outputs the naming rule gave
+    these images before (`ovseg.io.stale_outputs`). Returns the RunSummary."""
     summary = RunSummary()
     bar = tqdm(total=len(jobs), unit="img", disable=None if progress is None else not progress)
     todo = []
@@ -209,8 +216,8 @@ def process_files(segmenter, inputs, out_dir, vocab, *, overwrite: bool = False,
         if status == "changed":
             summary.redone.append(path)
         todo.append((path, outs))
-    try:  # read, process and write, overlapped when config.overlap
-        run_files(segmenter, todo, vocab, summary, bar)
+    try:  # read, process and write, overlapped when `overlap`
+        run_files(stages, todo, summary, bar, overlap=overlap, batch_size=batch_size, max_pixels=max_pixels)
     finally:
         bar.close()
     done = set(summary.done)
@@ -223,20 +230,20 @@ def process_files(segmenter, inputs, out_dir, vocab, *, overwrite: bool = False,
     return summary
 
 
-def run_files(segmenter, jobs: list, vocab, summary, bar) -> None:
-    """Steps (c) process and (d) write of `Segmenter.process_files` for `jobs`, a list of
-    (path, {"png", "overlay", "json": output path}) still to do; fills `summary` and `bar`."""
-    config = segmenter.config
-    overlap, batch = config.overlap, config.batch_size
+def run_files(stages: FileStages, jobs: list, summary, bar, *, overlap: bool = True, batch_size: int = 1,
+              max_pixels: int = _io.DEFAULT_MAX_PIXELS) -> None:
+    """Read, process and write `jobs`, a list of (path, {"png", "overlay", "json": output path})
+    still to do, by `stages`; fills `summary` and `bar`."""
+    batch = batch_size
 
     def load(job):
-        array, source_size = _io.read_image(job[0], max_pixels=config.max_pixels)
-        return array, source_size, segmenter.prepare(array)
+        array, source_size = _io.read_image(job[0], max_pixels=max_pixels)
+        return array, source_size, stages.prepare(array)
 
     def record(entry) -> None:  # writer thread: outputs of one image, or its failure
         path, outs, result, error = entry
         if error is None:  # the JSON last: it marks the image done
-            error = write_one(lambda: segmenter.write_outputs(result, outs), str(path))
+            error = write_one(lambda: stages.write(result, outs), str(path))
             if error is None:
                 summary.done.append(path)
                 _notices.add(summary.notices, path, result.settings, len(result.segments),
@@ -261,17 +268,17 @@ def run_files(segmenter, jobs: list, vocab, summary, bar) -> None:
                 continue
             pending.append((path, outs, *loaded))
             if len(pending) >= batch:
-                _process(segmenter, pending, vocab, writer)
+                _process(stages, pending, writer)
                 pending = []
-        _process(segmenter, pending, vocab, writer)
+        _process(stages, pending, writer)
 
 
-def _process(segmenter, pending: list, vocab, writer: OrderedWorker) -> None:
+def _process(stages: FileStages, pending: list, writer: OrderedWorker) -> None:
     """Run the stages on a batch [(path, outs, array, source_size, prepared)] by `run_batch` and
     hand each result (or failure message) to the writer."""
     def fn(items):
-        return segmenter.run([p[2] for p in items], vocab, sources=[str(p[0]) for p in items],
-                             source_sizes=[p[3] for p in items], prepared=[p[4] for p in items])
+        return stages.run([p[2] for p in items], sources=[str(p[0]) for p in items],
+                          source_sizes=[p[3] for p in items], prepared=[p[4] for p in items])
 
     for (path, outs, *_), out in zip(pending, run_batch(fn, pending, [str(p[0]) for p in pending])):
         if isinstance(out, str):

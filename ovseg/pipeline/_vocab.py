@@ -3,32 +3,30 @@ the API) or, with none, automatic names chosen per image from a name bank (`ovse
 docs/auto-vocabulary.md). The one place where `Segmenter` tells the two apart."""
 from __future__ import annotations
 
+from ovseg.labels._auto import AutoVocabulary, bank_text
 from ovseg.labels._classes import as_vocabulary
 from ovseg.pipeline import stages
+from ovseg.settings.checks import automatic_names
 
 __all__ = ["load_bank_text", "name_images", "resolve"]
 
 
 def resolve(classes, vocab, auto):
     """classes / vocab as `as_vocabulary` reads them, or automatic names: `auto()` (the run's
-    AutoVocabulary) when neither is given or vocab="auto"; an AutoVocabulary given is kept."""
-    from ovseg.labels._auto import AutoVocabulary  # torch: imported on first use
-
+    AutoVocabulary) when `ovseg.settings.checks.automatic_names` says so (neither is given, or
+    vocab="auto": the one rule, the CLI's too); an AutoVocabulary given is kept."""
     if isinstance(classes, AutoVocabulary) or isinstance(vocab, AutoVocabulary):
         return classes or vocab
-    if classes is None and (vocab is None or (isinstance(vocab, str) and vocab == "auto")):
+    if automatic_names(classes, vocab):
         return auto()
     return as_vocabulary(classes, vocab=vocab)
 
 
-def load_bank_text(segmenter, vocab, *, progress=None) -> None:
-    """Before a file run with automatic names: check the settings (bad ones stop before the
-    labeler loads), then the bank's text embeddings, once or from the cache. Nothing otherwise."""
-    from ovseg.labels._auto import AutoVocabulary, bank_text
-
+def load_bank_text(models, vocab, *, progress=None) -> None:
+    """Before a file run with automatic names: the bank's text embeddings, once or from the cache,
+    by the labeler of `models` (an `ovseg.pipeline.Models`, built now). Nothing otherwise."""
     if isinstance(vocab, AutoVocabulary):
-        segmenter.config.validate()
-        bank_text(segmenter.labeler, vocab.bank, vocab.config, progress=progress)
+        bank_text(models.labeler, vocab.bank, vocab.config, progress=progress)
 
 
 def name_images(labeler, works: list, maps: list, vocab, *, top_k: int, batch_size: int):
@@ -36,8 +34,6 @@ def name_images(labeler, works: list, maps: list, vocab, *, top_k: int, batch_si
     working images and their segment maps; vocab: a Vocabulary, an AutoVocabulary or None (no
     names; labeler unused). -> (per image {segment id: SegmentLabel}, per image the class names
     (None when not named), per image the JSON "auto_vocabulary" record (None unless automatic))."""
-    from ovseg.labels._auto import AutoVocabulary
-
     if vocab is None:
         return [{} for _ in maps], [None for _ in maps], [None for _ in maps]
     if not isinstance(vocab, AutoVocabulary):  # one dense CLIP pass per batch, text embeddings once

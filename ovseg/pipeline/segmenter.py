@@ -4,23 +4,29 @@
     result = seg.label("examples/chelsea.png", "cat,floor,wall")
     result.save_png("chelsea.labels.png"); result.save_overlay("chelsea.overlay.png")
 
-`Segmenter.process_files` is what `ovseg label` / `ovseg segment` run (`_runner.run_files`).
+`Segmenter.process_files` is what `ovseg label` / `ovseg segment` run: it plans the files and
+hands the plan and its stages to the file runner (`_runner.process_files`).
 """
 from __future__ import annotations
 
-import dataclasses
 import os
+import warnings
+from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from ovseg import io as _io
+from ovseg.io.cache import SegmentCache, cache_key
+from ovseg.labels._auto import auto_vocabulary
 from ovseg.labels._classes import as_vocabulary
-from ovseg.pipeline import _files, _records, _vocab, stages
-from ovseg.pipeline._config import SETTINGS_DOC, SegmenterConfig
+from ovseg.pipeline import _files, _records, _runner, _vocab, stages
 from ovseg.pipeline._models import Models
 from ovseg.pipeline._results import RunSummary, SegmentationResult
-from ovseg.pipeline._runner import process_files
+from ovseg.settings.checks import check_output_dir
+from ovseg.settings.config import SETTINGS_DOC, SegmenterConfig
+from ovseg.settings.devices import resolve_device
 
 __all__ = ["Segmenter"]
 
@@ -37,9 +43,9 @@ class Segmenter:
 
     Images, for `segment` and `label`: a path, a PIL image, a numpy array (H, W, 3|4) or (H, W)
     (uint8, uint16 scaled by 1/257, or float in [0, 1]; NaN/inf refused) or a tensor (3, H, W)
-    in [0, 1]; or a list of them (then a list of results comes back). A folder is its image
-    files, sorted and in subfolders too, as `ovseg label` takes it (a list comes back; all in
-    memory at once: for many images, `process_files` writes each image's files as it goes).
+    in [0, 1]; or a list of them (then a list of results comes back). A folder is its image files,
+    sorted, subfolders too, as `ovseg label` takes it (a list comes back; all in memory: for many
+    images `process_files` writes each image's files as it goes).
     """
 
     vocabulary = staticmethod(as_vocabulary)  # classes / vocab -> Vocabulary (ovseg.labels._classes)
@@ -47,41 +53,34 @@ class Segmenter:
     def __init__(self, config: SegmenterConfig | None = None, *, models: Models | None = None,
                  **settings: Any) -> None:
         if config is None:
-            config = SegmenterConfig(**settings)
-        elif settings:
-            if "backbone" in settings:  # alpha/tau that came from the old backbone: the new one's
-                settings = {**{k: None for k in getattr(config, "_from_backbone", ())}, **settings}
-            config = dataclasses.replace(config, **settings)
-        from ovseg.settings.devices import precheck_device
-
-        precheck_device(config.device)  # a device this machine certainly lacks: now, torch-free
+            config = SegmenterConfig(**settings)  # every check that needs no model, torch-free
+        elif settings:  # alpha/tau that came from the backbone: filled again (a new backbone's)
+            config = config.replace(**settings)
         self.config = config
         self.models = models if models is not None else Models(self.config)
         if self.models.config is None:
             self.models.config = self.config
-        self._auto = None  # the AutoVocabulary of these settings, once needed
-        self.cache = None  # the segment cache (`ovseg.io.cache.SegmentCache`), when config.cache
-        self._key_settings = None
-        self._validated = False  # config.validate() done (on the first run: it imports torch)
-        if self.config.cache:
-            from ovseg.io.cache import SegmentCache
+        self.cache = SegmentCache(self.config.cache_dir) if self.config.cache else None  # the segment cache
+        self._auto = self._key_settings = None  # the AutoVocabulary, the cache key's settings: once needed
+        self._validated = False  # config.validate() done: once per Segmenter, before any model loads
 
-            self.cache = SegmentCache(self.config.cache_dir)
+    device = property(lambda self: resolve_device(self.config.device),
+                      doc="torch.device of config.device (`ovseg.settings.devices.resolve_device`).")
 
-    @property
-    def device(self):
-        """torch.device of config.device (`ovseg.settings.devices.resolve_device`)."""
-        from ovseg.settings.devices import resolve_device
+    def validate(self) -> None:
+        """`config.validate()` (the device, the dtype on it: torch), once; every run calls it first."""
+        if not self._validated:
+            self.config.validate()
+            self._validated = True
 
-        return resolve_device(self.config.device)
+    def preflight(self, *, labels: bool) -> None:
+        """Before any model loads: `validate`, then the weights of each model still to build (the backbone;
+        the labeler when `labels`) on disk, cached or downloadable, in seconds (else WeightsNotFoundError)."""
+        self.validate()
+        self.models.check_weights(labels=labels)
 
-    @property
-    def backbone(self):
-        return self.models.backbone
-
-    @property
-    def labeler(self):
-        return self.models.labeler
+    backbone = property(lambda self: self.models.backbone, doc="The backbone (`Models`), built on first use.")
+    labeler = property(lambda self: self.models.labeler, doc="The labeler (`Models`), built on first use.")
 
     def segment(self, images):
         """Class-agnostic segments. images: one image or a list (see the class docstring).
@@ -110,8 +109,6 @@ class Segmenter:
         """The `AutoVocabulary` of these settings (bank, max_classes), the bank read once; raises
         VocabularyError for a bank file that cannot be read or holds no names."""
         if self._auto is None:
-            from ovseg.labels._auto import auto_vocabulary
-
             self._auto = auto_vocabulary(self.config.bank, max_classes=self.config.max_classes)
         return self._auto
 
@@ -137,8 +134,16 @@ class Segmenter:
         read, processed or written fails alone; settings errors, missing weights and models that
         cannot load stop the run."""
         vocab = None if classes is None and vocab is None else _vocab.resolve(classes, vocab, self.auto_vocabulary)
-        _vocab.load_bank_text(self, vocab, progress=progress)  # automatic names: the bank's embeddings
-        return process_files(self, inputs, out_dir, vocab, overwrite=overwrite, progress=progress)
+        self.validate()  # before any model loads
+        check_output_dir(out_dir)
+        jobs = self.plan_files(inputs, out_dir, "segment" if vocab is None else "label")
+        if not jobs:  # as the CLI says it (exit 2 there); here a warning, and an empty summary
+            warnings.warn(_files.no_images(inputs), UserWarning, stacklevel=2)
+        _vocab.load_bank_text(self.models, vocab, progress=progress)  # automatic names: the bank's embeddings
+        file_stages = _runner.FileStages(prepare=self.prepare, run=partial(self.run, vocab=vocab), write=self.write_outputs)
+        return _runner.process_files(jobs, file_stages, self.run_record(vocab), overwrite=overwrite,
+                                     progress=progress, overlap=self.config.overlap,
+                                     batch_size=self.config.batch_size, max_pixels=self.config.max_pixels)
 
     plan_files = staticmethod(_files.plan_files)  # (image path, {"png", "overlay", "json"}) per image
     write_outputs = staticmethod(_files.write_outputs)  # one image's PNGs and JSON (the JSON last)
@@ -154,11 +159,7 @@ class Segmenter:
     def run(self, arrays, vocab=None, *, sources=None, source_sizes=None, prepared=None) -> list[SegmentationResult]:
         """The stages on a batch: arrays (H, W, 3) uint8; vocab: a Vocabulary, an AutoVocabulary
         or None (segment only); prepared: `prepare` of each array, when done already -> one result per array."""
-        import torch
-
-        if not self._validated:  # stride, device, dtype, weights folders: before any model loads
-            self.config.validate()
-            self._validated = True
+        self.validate()  # the device and dtype, once: before any model loads
         # the labeler first: missing CLIP weights stop a run in seconds, before the backbone runs
         labeler = None if vocab is None else self.labeler
         settings, record = self.config.segment_settings(), self.run_record(vocab)
@@ -180,8 +181,6 @@ class Segmenter:
         """Segment maps (h', w') int64 at the working size and per image what the JSON records
         beyond the settings (tau="auto": tau_chosen); from the segment cache when there, else by
         `stages.segment_batch` in batches of config.batch_size. prepared: `prepare` of each array."""
-        from ovseg.io.cache import cache_key
-
         keys = [cache_key(a, self.cache_settings()) for a in arrays] if self.cache else [None] * len(arrays)
         entries = [self.cache.load(k) if self.cache else None for k in keys]
         maps = [None if e is None else e[0] for e in entries]

@@ -14,10 +14,11 @@ and the benchmarks all call, in this order (docs/architecture.md draws it):
 cut method is looked up by name in `ovseg.masks` (`get_method`): no stage branches on it.
 
     from ovseg.pipeline import stages
+    from ovseg.settings.defaults import ALPHA, TAU      # the paper's alpha and tau
     inp, work = stages.prepare(array, resolution=1024)
     feats, P = stages.extract(backbone, inp[None], method="diffcut")
-    tree = stages.build_tree(feats, P, method="diffcut", alpha=10.0)[0]
-    low, info = stages.cut(tree, 0.5)
+    tree = stages.build_tree(feats, P, method="diffcut", alpha=ALPHA)[0]
+    low, info = stages.cut(tree, TAU)
     seg = stages.refine(feats[0], low, work, PAMRConfig.open_vocabulary())
 
 Sizes (defaults = DiffCut's published open-vocabulary path, docs/fidelity.md): the backbone sees
@@ -34,10 +35,16 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ovseg import io as _io
+from ovseg.labels._auto import label_auto
+from ovseg.masks import PAMRConfig, capture_transitions, get_method, refine_segments
+from ovseg.masks.min_area import with_min_area
+from ovseg.pipeline._results import build_result
 
-__all__ = ["assemble", "build_tree", "cut", "extract", "method_options", "name", "name_auto", "prepare", "refine",
+__all__ = ["assemble", "build_tree", "cut", "extract", "method_options", "name", "name_auto", "pamr_settings", "prepare", "refine",
            "resize_bilinear", "segment_batch", "to_tensor", "work_size"]
 
 
@@ -56,8 +63,6 @@ def extract(backbone, inputs, *, method: str = "diffcut", attention_layers: Sequ
     """One backbone pass. inputs (B, 3, S, S) float32 in [0, 1] on the backbone's device ->
     (features (B, C, h, w) float32, transitions P (B, h*w, h*w) float32 row-stochastic, or None
     when the method needs the features only)."""
-    from ovseg.masks import capture_transitions, get_method
-
     if get_method(method).needs == "attention":  # the combined self-attention walk (METHOD.md 5)
         return capture_transitions(backbone, inputs, attention_layers)
     return backbone(inputs).float(), None
@@ -70,18 +75,13 @@ def build_tree(feats, transitions=None, *, method: str = "diffcut", top=None, mi
     top: the largest setting later cuts ask for (None: each cut builds what it needs).
     min_area: every cut's segments under this fraction of the grid merged into their most
     similar adjacent one (`ovseg.masks.min_area`, any method; 0: none).
-    options: the method's options (`get_method(method).options`, e.g. alpha=10.0)."""
-    from ovseg.masks import get_method
-    from ovseg.masks.min_area import with_min_area
-
+    options: the method's options (`get_method(method).options`, e.g. alpha=ALPHA)."""
     return with_min_area(get_method(method).build(feats, transitions, top=top, **options), feats, min_area)
 
 
 def method_options(config) -> dict:
     """The `build_tree` options of config's cut method: {field: value} for each field of
-    `get_method(config.method).options` (DiffCut: {"alpha": 10.0}), and min_area when it merges."""
-    from ovseg.masks import get_method
-
+    `get_method(config.method).options` (DiffCut: {"alpha": config.alpha}), and min_area when it merges."""
     out = {k: getattr(config, k) for k in get_method(config.method).options}
     return {**out, "min_area": config.min_area} if config.min_area else out
 
@@ -92,12 +92,19 @@ def cut(tree, value) -> tuple:
     return tree.cut(value)
 
 
+def pamr_settings(config):
+    """The refine stage's PAMR settings of a SegmenterConfig (`ovseg.masks.PAMRConfig`: refine_iterations,
+    refine_dilations, refine_filter), or None without refine."""
+    if not config.refine:
+        return None
+    return PAMRConfig(iterations=config.refine_iterations, dilations=config.refine_dilations,
+                      label_filter=config.refine_filter)
+
+
 def refine(feats, segments, work, pamr=None, *, compact: bool = True) -> np.ndarray:
     """Low-res segments (h, w) int64 -> (h', w') int64 on the working image `work` (3, h', w')
     float32: concept assignment from feats (C, h, w) (METHOD.md 4), then PAMR with `pamr` (an
     `ovseg.masks.PAMRConfig`, None: none). compact: renumber the ids that survive to 0..K-1."""
-    from ovseg.masks import refine_segments
-
     seg = refine_segments(feats, segments, work, refine=pamr).cpu().numpy()
     if not compact:
         return seg
@@ -108,14 +115,11 @@ def segment_batch(backbone, prepared: list, config, device="cpu") -> list[tuple[
     """extract -> build_tree -> cut -> refine for a batch. prepared: `prepare` outputs (one per
     image); config: a SegmenterConfig; device: where the backbone runs. -> per image (segment
     map (h', w') int64 ids 0..K-1 at the working size, info such as {"tau_chosen": t})."""
-    import torch
-    from ovseg.masks import get_method
-
     method, value = config.method, getattr(config, get_method(config.method).setting)
     batch = torch.stack([inp for inp, _ in prepared]).to(device)
     feats, transitions = extract(backbone, batch, method=method, attention_layers=config.attention_layers)
     trees = build_tree(feats, transitions, method=method, **method_options(config))
-    pamr = config.pamr()
+    pamr = pamr_settings(config)
     out = []
     for f, tree, (_, work) in zip(feats, trees, prepared):
         low, info = cut(tree, value)
@@ -127,8 +131,6 @@ def name(labeler, works: list, maps: list, vocab, *, top_k: int = 3, batch_size:
     """Name each segment: works: working images (3, h', w') float32 [0, 1]; maps: their segment
     maps (h', w') int64 (numpy or torch); vocab: an `ovseg.labels.Vocabulary`. One dense CLIP pass
     per batch, text embeddings once. -> per image {segment id: `SegmentLabel`}."""
-    import torch
-
     maps = [torch.from_numpy(m) if isinstance(m, np.ndarray) else m for m in maps]
     per_image = labeler.label_batch(list(works), maps, vocab, top_k=top_k, batch_size=batch_size)
     return [{int(lab.segment_id): lab for lab in labs} for labs in per_image]
@@ -139,9 +141,6 @@ def name_auto(labeler, works: list, maps: list, auto, *, top_k: int = 3, batch_s
     presence rule, then each segment named with them. works, maps: as `name`; auto: an
     `AutoVocabulary`. One dense CLIP pass per batch; the bank's text embeddings once (cached).
     -> (per image {segment id: SegmentLabel}, per image the chosen names [ChosenName])."""
-    import torch
-    from ovseg.labels._auto import label_auto
-
     feats = labeler.dense_features_batch(list(works), batch_size=batch_size)
     labels, chosen = [], []
     for work, m, f in zip(works, maps, feats):
@@ -157,8 +156,6 @@ def assemble(array: np.ndarray, work_map: np.ndarray, *, labels: dict | None = N
     """The result at full size: array (H, W, 3) uint8, work_map (h', w') int segment ids at the
     working size (nearest-exact to (H, W), `ovseg.io.resize_nearest`), labels {id: SegmentLabel}
     and names (the vocabulary's class names) when named -> `SegmentationResult`."""
-    from ovseg.pipeline._results import build_result
-
     full = _io.resize_nearest(work_map, array.shape[:2]).astype(np.int32)
     return build_result(array, full, labels or {}, names, settings or {}, source, source_size, record)
 
@@ -173,8 +170,6 @@ def work_size(hw: tuple[int, int], resolution: int) -> tuple[int, int]:
 def resize_bilinear(image, size: tuple[int, int]):
     """(3, H, W) float [0, 1] -> (3, h, w): bilinear on the float image, align_corners=False, no
     antialias, as DiffCut's `F.interpolate` (METHOD.md 1). Returned as is when already that size."""
-    import torch.nn.functional as F
-
     if tuple(image.shape[-2:]) == tuple(size):
         return image
     return F.interpolate(image[None], size=tuple(size), mode="bilinear", align_corners=False, antialias=False)[0]
@@ -182,8 +177,6 @@ def resize_bilinear(image, size: tuple[int, int]):
 
 def to_tensor(array: np.ndarray):
     """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
-    import torch
-
     array = np.ascontiguousarray(array)
     if not array.flags.writeable:  # torch warns on read-only memory (a decoded buffer, a PIL view)
         array = array.copy()

@@ -20,12 +20,12 @@ __all__ = ["precheck_device", "resolve_device", "resolve_dtype"]
 GPU_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
 
 
-def precheck_device(device) -> None:
+def precheck_device(device):
     """Without torch: SettingError("device") for a device name that is not one, for "cuda" on
     Linux with none of GPU_DRIVER_FILES (or on macOS, where torch has no CUDA) and for "mps" off
-    macOS. Anything it cannot be sure of passes: `resolve_device` (torch) decides."""
+    macOS. Anything it cannot be sure of passes: `resolve_device` (torch) decides. Returns `device`."""
     if device is None:
-        return
+        return None
     name = str(device)  # a torch.device too (str() needs no import)
     if not DEVICE_PATTERN.fullmatch(name):
         raise SettingError("device", f"device {name!r} is not a device name: use cpu, cuda, cuda:N "
@@ -38,6 +38,7 @@ def precheck_device(device) -> None:
     if kind == "mps" and sys.platform != "darwin":
         raise SettingError("device", f"device {name!r}: MPS is not available on this machine (MPS is "
                                      "Apple silicon's GPU, macOS only); use --device cpu")
+    return device
 
 DTYPES = ("float32", "float16", "bfloat16")
 

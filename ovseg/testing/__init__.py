@@ -22,6 +22,12 @@ _LAZY = {
     "planted_statistics": "ovseg.testing._planted",
     "make_planted_labeler": "ovseg.testing._labels",
     "FakeHub": "ovseg.testing._hub",
+    "quadrants": "ovseg.testing._walk",
+    "planted_pairs": "ovseg.testing._walk",
+    "register_planted_walk": "ovseg.testing._walk",
+    "PlantedWalk": "ovseg.testing._walk",
+    "QUADRANT_COLOURS": "ovseg.testing._walk",
+    "WALK_LAYERS": "ovseg.testing._walk",
 }
 __all__ = list(_LAZY)
 

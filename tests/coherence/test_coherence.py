@@ -502,7 +502,7 @@ def test_cli_scores_kway_records_k(fake_factory, pairs_dir, tmp_path):
     assert data["settings"]["method"] == "kway" and data["settings"]["k"] == 3
     cut = data["scores"][0]["cut"]
     assert cut["method"] == "kway" and cut["k"] == 3 and cut["k_chosen_mean"] == 3.0
-    for argv, message in [(["--method", "random-walk"], "is not one of"), (["--k", "3"], "--method kway"),
+    for argv, message in [(["--method", "random-walk"], "is not one of"), (["--k", "3"], "method kway only"),
                           (["--method", "kway", "--k", "3", "--tau", "0.4"], "--tau"),
                           (["--method", "kway", "--k", "0"], "number of segments")]:
         bad = CliRunner().invoke(coherence_command, ["--pairs", str(pairs_dir), "-b", "onehot", *argv,

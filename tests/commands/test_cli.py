@@ -10,6 +10,8 @@ from PIL import Image
 
 from ovseg.cli import main
 from ovseg.io import rle_decode
+from ovseg.testing import quadrants
+
 
 FAST = ["--resolution", "64", "--refine-iterations", "2"]
 
@@ -19,20 +21,7 @@ def tiny(tiny_weights):
     return ["--weights", tiny_weights["weights"], "--clip-weights", tiny_weights["clip_weights"]]
 
 
-@pytest.fixture(autouse=True)
-def cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("OVSEG_CACHE", str(tmp_path / "cache"))
-
-
-def _picture(h=40, w=56, seed=0) -> np.ndarray:
-    """Four flat quadrants with a little noise: something to cut."""
-    img = np.zeros((h, w, 3), np.uint8)
-    img[: h // 2, : w // 2] = (220, 40, 40)
-    img[: h // 2, w // 2 :] = (40, 40, 220)
-    img[h // 2 :, : w // 2] = (40, 200, 40)
-    img[h // 2 :, w // 2 :] = (230, 230, 230)
-    noise = np.random.default_rng(seed).integers(-8, 9, img.shape)
-    return np.clip(img.astype(int) + noise, 0, 255).astype(np.uint8)
+pytestmark = pytest.mark.usefixtures("cache_home")
 
 
 def _check_outputs(out, stem, task, classes=None):
@@ -66,7 +55,7 @@ def _check_outputs(out, stem, task, classes=None):
 def test_label_good_and_bad_inputs(tiny, tmp_path):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
-    pic = _picture()
+    pic = quadrants()
     Image.fromarray(pic).save(src / "rgb.png")
     Image.fromarray(pic).convert("L").save(src / "gray.png")
     Image.fromarray(pic).convert("P").save(src / "palette.gif")
@@ -120,8 +109,8 @@ def test_cache_skips_backbone_when_relabelling(tiny, tmp_path, monkeypatch):
         return backbone
 
     monkeypatch.setattr(ovseg.features, "create_backbone", counting)
-    Image.fromarray(_picture()).save(tmp_path / "a.png")
-    Image.fromarray(_picture(seed=1)).save(tmp_path / "b.png")
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
+    Image.fromarray(quadrants(seed=1)).save(tmp_path / "b.png")
     base = ["label", str(tmp_path / "a.png"), str(tmp_path / "b.png"), *FAST, *tiny]
     r1 = CliRunner().invoke(main, [*base, "--classes", "cat,dog", "--out", str(tmp_path / "o1")])
     assert r1.exit_code == 0, r1.output
@@ -142,8 +131,8 @@ def test_cache_skips_backbone_when_relabelling(tiny, tmp_path, monkeypatch):
 
 
 def test_segment_and_huge_image_guard(tiny, tmp_path):
-    Image.fromarray(_picture(60, 80)).save(tmp_path / "big.jpg", quality=95)
-    Image.fromarray(_picture(60, 80)).save(tmp_path / "large.png")
+    Image.fromarray(quadrants(60, 80)).save(tmp_path / "big.jpg", quality=95)
+    Image.fromarray(quadrants(60, 80)).save(tmp_path / "large.png")
     out = tmp_path / "out"
     args = ["segment", str(tmp_path), "--out", str(out), "--max-pixels", "1000", *FAST, *tiny[:2]]
     result = CliRunner().invoke(main, args)
@@ -157,7 +146,7 @@ def test_segment_and_huge_image_guard(tiny, tmp_path):
 def test_interrupted_write_leaves_no_partial_file(tiny, tmp_path, monkeypatch):
     import ovseg.io.viz
 
-    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
     out = tmp_path / "out"
 
     class Broken:
@@ -193,7 +182,7 @@ def test_interrupted_write_leaves_no_partial_file(tiny, tmp_path, monkeypatch):
     ["segment", "{img}", "--backbone", "no-such-backbone"],
 ])
 def test_usage_errors(tmp_path, args):
-    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
     args = [a.replace("{img}", str(tmp_path / "a.png")) for a in args]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
@@ -201,7 +190,7 @@ def test_usage_errors(tmp_path, args):
 
 
 def test_missing_weights_fail_fast_with_advice(tmp_path):
-    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
     result = CliRunner().invoke(main, ["segment", str(tmp_path / "a.png"), "--weights",
                                        str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "no such folder" in result.output and "--weights" in result.output
@@ -239,7 +228,7 @@ def test_help_imports_nothing_heavy():
 def test_settings_fail_fast_before_any_model(tmp_path, no_models, extra, option):
     import time
 
-    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
     (tmp_path / "file").write_text("a regular file")
     extra = [e.replace("{file}", str(tmp_path / "file")) for e in extra]
     args = ["label", str(tmp_path / "a.png"), "-c", "cat,dog", "--out", str(tmp_path / "out"), *extra]
@@ -255,7 +244,7 @@ def test_cuda_without_cuda_fails_fast(tmp_path, no_models, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
     result = CliRunner().invoke(main, ["segment", str(tmp_path / "a.png"), "--device", "cuda",
                                        "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "--device" in result.output and "CUDA is not available" in result.output
@@ -268,7 +257,7 @@ def test_ctrl_c_exits_130(tmp_path, monkeypatch, tiny):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Segmenter, "process_files", interrupted)
-    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
     result = CliRunner().invoke(main, ["segment", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), *tiny[:2]])
     assert result.exit_code == 130 and "interrupted" in result.output
 
@@ -276,7 +265,7 @@ def test_ctrl_c_exits_130(tmp_path, monkeypatch, tiny):
 def test_quiet_prints_errors_only(tmp_path, monkeypatch, tiny):
     from ovseg.pipeline import RunSummary, Segmenter
 
-    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
     summary = RunSummary(done=[tmp_path / "a.png"])
     calls = []
     monkeypatch.setattr(Segmenter, "process_files", lambda self, *a, **k: calls.append(k) or summary)
@@ -291,7 +280,7 @@ def test_quiet_prints_errors_only(tmp_path, monkeypatch, tiny):
 
 
 def test_relabelling_into_the_same_out_gives_the_new_classes(tiny, tmp_path):
-    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
     out = tmp_path / "out"
     base = ["label", str(tmp_path / "a.png"), "--out", str(out), *FAST, *tiny]
     assert CliRunner().invoke(main, [*base, "-c", "cat,dog"]).exit_code == 0
@@ -308,7 +297,7 @@ def test_relabelling_into_the_same_out_gives_the_new_classes(tiny, tmp_path):
 def test_no_cache_writes_no_segment_or_text_cache(tiny, tmp_path):
     import os
 
-    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
     args = ["label", str(tmp_path / "a.png"), "-c", "cat,dog", "--out", str(tmp_path / "o"), *FAST, *tiny]
     assert CliRunner().invoke(main, [*args, "--no-cache"]).exit_code == 0
     cache = tmp_path / "cache"  # OVSEG_CACHE (the autouse fixture)
@@ -320,7 +309,7 @@ def test_default_run_hides_third_party_noise(tiny, tmp_path):
     """A real run in a fresh process: no accelerate advice, no "Loading weights" bars."""
     import os
 
-    Image.fromarray(_picture()).save(tmp_path / "a.png")
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
     env = {**os.environ, "OVSEG_CACHE": str(tmp_path / "fresh-cache"), "HF_HUB_OFFLINE": "1"}
     env.pop("TRANSFORMERS_VERBOSITY", None)
     cmd = [sys.executable, "-m", "ovseg.cli", "label", str(tmp_path / "a.png"), "-c", "cat,dog",
@@ -330,3 +319,74 @@ def test_default_run_hides_third_party_noise(tiny, tmp_path):
     noise = run.stdout + run.stderr
     assert "accelerate" not in noise and "Loading weights" not in noise and "Warning" not in noise
     assert "labelled 1 image(s)" in run.stderr
+
+
+# -- what a new user hit (issue 22), label and segment ---------------------------------------------
+def test_max_pixels_scales_a_png_down_instead_of_refusing_it(invoke, tiny, tmp_path):
+    Image.fromarray(quadrants(200, 300)).save(tmp_path / "big.png")
+    out = tmp_path / "out"
+    result, _ = invoke(["segment", tmp_path / "big.png", "--out", out, "--max-pixels", 10_000, *FAST, *tiny[:2]])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "big.segments.json").read_text())
+    assert data["source_size"] == [200, 300] and data["height"] * data["width"] <= 10_000
+    assert abs(data["width"] / data["height"] - 1.5) < 0.05  # aspect kept
+    with Image.open(out / "big.segments.png") as png:
+        assert png.size == (data["width"], data["height"])
+
+
+def test_missing_clip_weights_stop_label_before_any_model(invoke, tiny, tmp_path, no_models, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
+    result, elapsed = invoke(["label", tmp_path / "a.png", "-c", "cat,dog", "--out", tmp_path / "o",
+                               *FAST, *tiny[:2]])  # --clip-weights forgotten, offline
+    assert result.exit_code == 1, result.output
+    assert "open_clip" in result.output and "--clip-weights" in result.output
+    assert "a model was built" not in result.output and not (tmp_path / "o").exists()
+    assert elapsed < 10, f"{elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("command", [["label", "-c", "cat"], ["segment"]])
+def test_no_usable_image_is_a_usage_error(invoke, tmp_path, no_models, command):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no image here")
+    result, _ = invoke([command[0], tmp_path / "in", *command[1:], "--out", tmp_path / "o"])
+    assert result.exit_code == 2, result.output
+    assert "no image files" in result.output and "0 image(s)" not in result.output
+
+
+def _sets(out):
+    return sorted(p.name[: -len(".segments.json")] for p in out.glob("*.segments.json"))
+
+
+def test_reruns_leave_no_stale_output_sets(invoke, tiny, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(quadrants()).save(src / "cat.png")
+    base = ["segment", src, "--out", out, *FAST, *tiny[:2]]
+    assert invoke(base)[0].exit_code == 0
+    assert _sets(out) == ["cat"]
+    Image.fromarray(quadrants(seed=2)).save(src / "cat.jpg")  # now two inputs share the stem
+    result, _ = invoke(base)
+    assert result.exit_code == 0, result.output
+    assert _sets(out) == ["cat.jpg", "cat.png"]  # cat.* was cat.png's: gone, not a third set
+    assert not list(out.glob("cat.segments*"))
+    (src / "cat.jpg").unlink()
+    result, _ = invoke(base)
+    assert result.exit_code == 0, result.output
+    assert _sets(out) == ["cat", "cat.jpg"]  # cat.png.* gone; cat.jpg's outputs stay (not an input)
+    assert not list(out.glob("cat.png.segments*"))
+    # a set under the other name that records another image as its source is never touched
+    (out / "cat.png.segments.json").write_text(json.dumps({"image": str(tmp_path / "elsewhere.png")}))
+    result, _ = invoke(base)
+    assert result.exit_code == 0 and "skipped 1" in result.output, result.output
+    assert _sets(out) == ["cat", "cat.jpg", "cat.png"]
+
+
+def test_label_help_puts_the_vocabulary_first():
+    text = CliRunner().invoke(main, ["label", "--help"]).output
+    text = text[text.index("Options:"):]
+    # option lines start at column 2; wrapped help text is indented further
+    options = [line.split()[0].rstrip(",") for line in text.splitlines() if line.startswith("  -")]
+    assert options[:2] == ["-c", "--vocab"], options
+    assert options.index("-o") < options.index("--backbone"), options
+    assert options.index("--engine") > options.index("--clip-weights")

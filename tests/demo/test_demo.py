@@ -184,7 +184,7 @@ def test_missing_weights_offline_is_a_message(tmp_path):
     from ovseg import Segmenter
     from ovseg.demo import build_app, launch_app
 
-    app = build_app(Segmenter(**SETTINGS, weights=str(tmp_path / "absent")))
+    app = build_app(Segmenter(**SETTINGS, weights="nobody/absent"))  # a repo id: found missing at the run
     port = _free_port()
     launch_app(app, port=port, block=False, quiet=True)
     try:

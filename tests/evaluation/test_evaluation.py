@@ -454,9 +454,10 @@ def test_sweep_adapter_builds_one_hierarchy_per_image(monkeypatch):
         return torch.nn.functional.interpolate(segments[None, None].float(), size=image.shape[-2:])[0, 0].long()
 
     import ovseg.masks.diffcut
+    import ovseg.pipeline.stages
 
     monkeypatch.setattr(ovseg.masks.diffcut, "_hierarchy", build_hierarchy)  # what "diffcut" builds with
-    monkeypatch.setattr(ovseg.masks, "refine_segments", refine_segments)  # what stages.refine runs
+    monkeypatch.setattr(ovseg.pipeline.stages, "refine_segments", refine_segments)  # what stages.refine runs
     monkeypatch.setitem(vars(ovseg), "create_backbone", lambda name, **kw: (lambda x: torch.rand(1, 5, 4, 4)))
     monkeypatch.setattr("ovseg.pipeline._preflight.check_backbone_weights", lambda *a, **k: None)  # a stand-in: no weights
     predict = _adapter.make_predictor("unsupervised", vocabulary="voc", taus=(0.6, 0.3), backbone="ssd-1b",

@@ -189,3 +189,25 @@ def test_cache_info_and_clear_commands(tmp_path, monkeypatch):
     assert not (tmp_path / "segments").exists() and (tmp_path / "text-embeds" / "x.pt").exists()
     assert CliRunner().invoke(main, ["cache", "clear"]).exit_code == 0
     assert not (tmp_path / "text-embeds").exists()
+
+
+# -- an unwritable cache warns once (issue 22 item 10) ------------------------------------------------
+def test_unwritable_cache_warns_once_as_one_line(tiny_weights, tmp_path, monkeypatch):
+    """`ovseg label` with a cache that cannot be written: one warning line, and the run succeeds."""
+    from PIL import Image
+
+    from ovseg.cli import main
+    from ovseg.testing import quadrants
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")  # a folder under a regular file cannot be made, even by root
+    monkeypatch.setenv("OVSEG_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(_cache, "_WARNED", set())
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
+    args = ["label", tmp_path / "a.png", "-c", "cat,dog", "--out", tmp_path / "o", "--resolution", "64",
+            "--refine-iterations", "2", "--weights", tiny_weights["weights"], "--clip-weights", tiny_weights["clip_weights"]]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    lines = [l for l in result.output.splitlines() if "cannot write" in l]
+    assert len(lines) == 1 and lines[0].startswith("warning: ovseg: cannot write"), result.output
+    assert "RuntimeWarning" not in result.output and "warnings.warn" not in result.output

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ovseg import io as _io
 from ovseg.io import nearest as _nearest
 
 N_IN, N_OUT = 2048, 256
@@ -191,3 +192,34 @@ def test_published_recipe_uses_the_helper(spy):
     assert (MOVED[0][0], MOVED[0][1]) in spy
     lab = np.arange(2)[:, None]
     assert nearest(lab, (82, 1))[:, 0].tolist() == _nearest.torch_nearest_index(2, 82).tolist()
+
+
+# -- one nearest resize, and its callers (was tests/commands/test_one_helper.py) ----------------------
+def test_resize_modes_on_two_to_three_rows():
+    lab = np.array([[0], [1]])
+    assert _io.resize_nearest(lab, (3, 1))[:, 0].tolist() == [0, 1, 1]  # pixel centres
+    assert _io.resize_nearest(lab, (3, 1), mode="torch")[:, 0].tolist() == [0, 0, 1]
+    assert _io.resize_nearest(lab, (3, 1), mode="floor")[:, 0].tolist() == [0, 0, 1]
+    with pytest.raises(ValueError, match="mode"):
+        _io.resize_nearest(lab, (3, 1), mode="bilinear")
+
+
+def test_torch_mode_is_torch_nearest_bit_for_bit():
+    for n_in in (1, 2, 3, 7, 21, 33, 375, 500):
+        x = torch.arange(n_in, dtype=torch.float32)[None, None, :, None]
+        for n_out in (1, 2, 5, 82, 94, 110, 224, 320, 394, 448, 1000):
+            ref = F.interpolate(x, size=(n_out, 1), mode="nearest")[0, 0, :, 0].long().numpy()
+            assert (_io.nearest_indices(n_in, n_out, "torch") == ref).all(), (n_in, n_out)
+            exact = np.minimum(np.arange(n_out) * n_in // n_out, n_in - 1)
+            assert (_io.nearest_indices(n_in, n_out, "floor") == exact).all()
+
+
+def test_evaluation_and_coherence_use_the_one_resize():
+    from ovseg.coherence._inputs import grid_cells
+    from ovseg.evaluation import _runner
+
+    assert getattr(_runner, "resize_nearest", _io.resize_nearest) is _io.resize_nearest
+    cells = grid_cells((394, 5), (2, 3))  # 2 -> 394 rows: exact integers
+    rows = np.arange(394) * 2 // 394
+    cols = np.minimum(np.arange(5) * 3 // 5, 2)
+    assert (cells == rows[:, None] * 3 + cols[None, :]).all()

@@ -10,9 +10,7 @@ PLANTS = {(220, 40, 40): "cat", (40, 40, 220): "sky", (40, 200, 40): "grass", (2
 SMALL = (250, 160, 0)  # a small extra region, planted as "dog"
 
 
-@pytest.fixture(autouse=True)
-def cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("OVSEG_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("cache_home")
 
 
 @pytest.fixture(scope="module")

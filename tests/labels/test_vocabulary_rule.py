@@ -12,6 +12,7 @@ from PIL import Image
 import ovseg.commands.pipeline as cli
 from ovseg.cli import main
 from ovseg.pipeline import Segmenter
+from ovseg.testing import quadrants
 
 
 @pytest.fixture
@@ -88,6 +89,24 @@ def test_a_class_file_labels_through_the_cli(tiny_weights, image, tmp_path, monk
     assert data["record"]["vocabulary"]["classes"] == [["cat"], ["sofa", "couch"]]
 
 
+def test_semicolon_synonyms_in_files_and_on_the_command_line(tmp_path, monkeypatch):
+    from ovseg.labels import Vocabulary
+    from ovseg.pipeline import RunSummary, Segmenter
+
+    (tmp_path / "classes.txt").write_text("dog;puppy\ncat,kitten\n")
+    assert Vocabulary.from_file(tmp_path / "classes.txt").classes == (("dog", "puppy"), ("cat", "kitten"))
+    assert Vocabulary.from_names(["dog;puppy", "cat,kitten"]).classes == (("dog", "puppy"), ("cat", "kitten"))
+    seen = []
+    monkeypatch.setattr(Segmenter, "process_files",
+                        lambda self, *a, classes=None, **k: seen.append(classes) or RunSummary())
+    monkeypatch.setattr(Segmenter, "preflight", lambda self, labels: None)
+    Image.fromarray(quadrants()).save(tmp_path / "a.png")
+    for args in (["--vocab", tmp_path / "classes.txt"], ["-c", "dog;puppy,cat;kitten"]):
+        result = CliRunner().invoke(main, [str(a) for a in ["label", tmp_path / "a.png", *args, "--out", tmp_path / "o"]])
+        assert result.exit_code == 0, result.output
+    assert [v.classes for v in seen] == [(("dog", "puppy"), ("cat", "kitten"))] * 2
+
+
 @pytest.mark.parametrize("values, expected", [
     (["cat", "dog"], [["cat"], ["dog"]]),  # issue 31 item 4: it labelled only `dog`
     (["cat,dog", "sky;heaven"], [["cat"], ["dog"], ["sky", "heaven"]]),
@@ -108,4 +127,4 @@ def test_a_class_repeated_across_values_is_a_usage_error(image, tmp_path, captur
     result = CliRunner().invoke(main, ["label", str(image), "-c", "cat,dog", "-c", "dog", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "duplicate name 'dog'" in result.output and not captured
     result = CliRunner().invoke(main, ["label", str(image), "-c", "cat", "-c", " , ", "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "--classes is empty" in result.output
+    assert result.exit_code == 2 and "'--classes': classes is empty" in result.output

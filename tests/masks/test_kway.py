@@ -6,8 +6,9 @@ import functools
 import pytest
 import torch
 
-from ovseg.masks import (KWayConfig, SolverConfig, affinity, kway_affinity_cut, kway_segments, kway_tree,
-                         ncut_value, segment_features)
+from ovseg.masks import KWayConfig, affinity, kway_segments, segment_features
+from ovseg.masks.kway import kway_affinity_cut, kway_tree
+from ovseg.masks.kway_solver import SolverConfig, ncut_value
 from ovseg.masks.kway_solver import solve
 from ovseg.testing import PLANTED_SET, planted_case, planted_miou
 

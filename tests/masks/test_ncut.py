@@ -9,8 +9,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from ovseg.masks import (Hierarchy, NCutConfig, affinity, build_hierarchy, ncut_hierarchy,
-                         segment_features)
+from ovseg.masks import NCutConfig, affinity, build_hierarchy, segment_features
+from ovseg.masks.ncut import ncut_hierarchy
+from ovseg.masks.tree import Hierarchy
 from ovseg.masks import eigen as _eigen
 from ovseg.masks.split import best_split, best_split_small
 

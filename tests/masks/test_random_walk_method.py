@@ -1,11 +1,10 @@
 """The random-walk method and tau="auto" wired through Segmenter, the CLI and eval (CPU, offline).
 
-A plug-in backbone, registered through the registry, plants the answer: the image is four flat
-quadrants; its features are the one-hot quadrant colour (DiffCut finds four segments), and its
-attention maps, at two resolutions, are block chains pairing the *diagonal* quadrants (a walk from
-top-left stays in top-left or bottom-right with probability 0.9). Only a cut of that attention
-gives the two non-contiguous regions {TL, BR} and {TR, BL}, so recovering them exactly shows the
-attention went through every stage.
+A plug-in backbone, registered through the registry (`planted`, `ovseg.testing.PlantedWalk`),
+plants the answer: the image is four flat quadrants; its features are the one-hot quadrant colour
+(DiffCut finds four segments), and its attention maps, at two resolutions, are block chains pairing
+the *diagonal* quadrants. Only a cut of that attention gives the two non-contiguous regions
+{TL, BR} and {TR, BL}, so recovering them exactly shows the attention went through every stage.
 """
 import json
 
@@ -16,27 +15,19 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ovseg.cli import main
-from ovseg.features import BackboneOutput, _registry, register_backbone
 from ovseg.pipeline import Segmenter, SegmenterConfig
+from ovseg.testing import WALK_LAYERS, planted_pairs, quadrants
 
-PALETTE = np.array([(220, 40, 40), (40, 40, 220), (40, 200, 40), (230, 230, 230)])  # TL, TR, BL, BR
-PAIRS = np.array([0, 1, 1, 0])  # colour -> planted walk block: TL with BR, TR with BL
-LAYERS = ("walk.16", "walk.8")
+LAYERS = WALK_LAYERS
 
 
 def _picture(side: int = 64) -> np.ndarray:
-    img = np.zeros((side, side, 3), np.uint8)
-    h = side // 2
-    img[:h, :h], img[:h, h:], img[h:, :h], img[h:, h:] = PALETTE
-    return img
+    return quadrants(side, side, noise=0)
 
 
 def _planted(side: int = 64) -> np.ndarray:
     """The planted partition: 0 on TL and BR, 1 on TR and BL."""
-    h = side // 2
-    out = np.ones((side, side), np.int64)
-    out[:h, :h] = out[h:, h:] = 0
-    return out
+    return planted_pairs(side)
 
 
 def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -44,73 +35,7 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return len(pairs) == len({p[0] for p in pairs}) == len({p[1] for p in pairs})
 
 
-class PlantedWalk(torch.nn.Module):
-    """Features: one-hot colour per 8 px cell. Attention: block chains over the diagonal pairs."""
-
-    name, stride, resolution, feature_dim = "planted-walk", 8, 64, 4
-    attention_layer_names = list(LAYERS)
-
-    def __init__(self, calls: list, leak: float = 0.1):
-        super().__init__()
-        self.calls, self.leak = calls, leak
-        self.dummy = torch.nn.Parameter(torch.zeros(1))  # gives the module a device
-
-    @property
-    def device(self):
-        return self.dummy.device
-
-    def _colours(self, images: torch.Tensor, grid: int) -> torch.Tensor:
-        cells = torch.nn.functional.adaptive_avg_pool2d(images * 255, grid)  # (B, 3, g, g)
-        pal = torch.tensor(PALETTE, dtype=torch.float32)
-        d = ((cells.permute(0, 2, 3, 1)[..., None, :] - pal) ** 2).sum(-1)  # (B, g, g, 4)
-        return d.argmin(-1).flatten(1)  # (B, g*g) colour index per cell
-
-    def _walk(self, colours: torch.Tensor) -> torch.Tensor:
-        block = torch.as_tensor(PAIRS)[colours]  # (B, N)
-        same = (block[:, :, None] == block[:, None, :]).float()
-        P = (1 - self.leak) * same / same.sum(-1, keepdim=True)
-        return P + self.leak * (1 - same) / (1 - same).sum(-1, keepdim=True).clamp_min(1)
-
-    def forward(self, images):
-        return self.extract(images).features
-
-    def extract(self, images, *, attention_layers=None):
-        self.calls.append(list(attention_layers or []))
-        grid = images.shape[-1] // self.stride
-        colours = self._colours(images, grid)
-        feats = torch.nn.functional.one_hot(colours, 4).float().transpose(1, 2)
-        feats = feats.reshape(images.shape[0], 4, grid, grid)
-        maps = {}
-        for layer in attention_layers or []:
-            name = LAYERS[layer] if isinstance(layer, int) else layer
-            maps[name] = self._walk(self._colours(images, int(name.split(".")[1]) * grid // 8))
-        return BackboneOutput(feats, maps)
-
-
-@pytest.fixture
-def planted():
-    """Register "planted-walk" (and "no-attention", which has no attention maps); yield the build
-    calls and extract calls; unregister."""
-    built, calls = [], []
-
-    def build(**kw):
-        built.append(kw)
-        return PlantedWalk(calls)
-
-    register_backbone("planted-walk", repo_id="test", download_size="0", resolution=64, stride=8,
-                      feature_dim=4, attention_layers=LAYERS)(build)
-    register_backbone("no-attention", repo_id="test", download_size="0", resolution=64, stride=8,
-                      feature_dim=4)(build)
-    try:
-        yield built, calls
-    finally:
-        _registry._REGISTRY.pop("planted-walk", None)
-        _registry._REGISTRY.pop("no-attention", None)
-
-
-@pytest.fixture(autouse=True)
-def cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("OVSEG_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("cache_home")
 
 
 @pytest.mark.parametrize("refine", [False, True])
@@ -177,7 +102,7 @@ def test_cli_random_walk_auto_recovers_the_planted_pairs(planted, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--tau", "autoo"], "neither a number nor"),
+    (["--tau", "autoo"], "tau must be a number in [0, 2]"),
     (["--tau", "2.5"], "range"),
     (["--method", "random-walk", "--walk-steps", "0"], "walk-steps"),
     (["--method", "random-walk", "--attention-layers", "walk.99"], "unknown attention layer"),
@@ -261,7 +186,7 @@ def test_eval_cli_options_reach_the_predictor_and_the_key(planted, tmp_path, mon
     assert seen[1]["walk_steps"] == 2 and seen[2]["attention_layers"] == (0,) and seen[3]["method"] == "diffcut"
     keys = {json.loads(line)["settings"] for line in (out / RESULTS_FILE).read_text().splitlines()}
     assert len(keys) == 4  # no run resumed from another's results
-    for extra, message in [(["--tau", "autoo"], "neither"), (["--walk-steps", "0"], "walk-steps"),
+    for extra, message in [(["--tau", "autoo"], "must be a number"), (["--walk-steps", "0"], "walk-steps"),
                            (["--method", "random-walk", "--attention-layers", "9"], "out of range"),
                            (["--walk-steps", "2"], "random-walk only")]:
         res = CliRunner().invoke(eval_command, base + extra)
@@ -294,7 +219,8 @@ def test_tiny_checkpoint_runs_every_new_option(tiny_weights, tmp_path):
 def test_capture_combines_every_layer_into_one_walk(name):
     """UNet (streamed through attention_sink) and ViT (maps returned, combined after): P on the
     feature grid, row-stochastic, equal to combining the returned maps by hand."""
-    from ovseg.masks import capture_transitions, combine_attention
+    from ovseg.masks import capture_transitions
+    from ovseg.masks.random_walk import combine_attention
     from ovseg.testing import make_random_backbone
 
     b = make_random_backbone(name, "tiny")

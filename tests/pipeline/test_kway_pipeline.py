@@ -2,12 +2,21 @@
 import json
 
 import numpy as np
+import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
 from ovseg.cli import main
-from ovseg.pipeline import Segmenter
-from tests.masks.test_random_walk_method import _picture, cache_home, planted  # noqa: F401  (fixtures)
+from ovseg.pipeline import Segmenter, SegmenterConfig
+from ovseg.settings.checks import SettingError
+from ovseg.testing import quadrants
+
+pytestmark = pytest.mark.usefixtures("cache_home")  # `planted`, `cache_home`: tests/conftest.py
+
+
+def _picture(side: int = 64) -> np.ndarray:
+    return quadrants(side, side, noise=0)  # the planted-walk backbone's four flat quadrants
 
 
 def _four_quadrants(seg: np.ndarray) -> bool:
@@ -42,11 +51,6 @@ def test_tiny_checkpoint_label_kway(tiny_weights, tmp_path):
 
 
 # -- --k / SegmenterConfig.k, and the registry between the methods and the user (issues 19, 20) ---
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from ovseg.settings.checks import SettingError  # noqa: E402
-from ovseg.pipeline import SegmenterConfig  # noqa: E402
 
 
 @pytest.mark.parametrize("k", [0, -2, 2.5, True, "many", "3", None])
@@ -115,10 +119,10 @@ def test_cli_k_reaches_the_json(planted, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--method", "kway", "--k", "0"], "number of segments"),
     (["--method", "kway", "--k", "six"], "number of segments"),
-    (["--k", "4"], "--k applies to --method kway only"),
-    (["--method", "kway", "--k", "4", "--tau", "0.3"], "--tau: k=4 fixes K"),
+    (["--k", "4"], "'--k': k applies to method kway only"),
+    (["--method", "kway", "--k", "4", "--tau", "0.3"], "'--tau': tau: k=4 fixes K"),
     (["--method", "kway", "--tau", "auto"], "kway has no automatic tau"),
-    (["--method", "kway", "--walk-steps", "2"], "--walk-steps applies to --method random-walk only"),
+    (["--method", "kway", "--walk-steps", "2"], "'--walk-steps': walk_steps applies to method random-walk only"),
 ])
 def test_cli_k_checked_before_any_model(no_models, tmp_path, command, args, message):
     Image.fromarray(_picture()).save(tmp_path / "a.png")

@@ -7,6 +7,7 @@ from PIL import Image
 
 import ovseg
 from ovseg.pipeline import ModelLoadError, Models, SegmentationResult, Segmenter, SegmenterConfig
+from ovseg.testing import quadrants
 
 
 @pytest.fixture(scope="module")
@@ -355,6 +356,50 @@ def test_vocabulary_rules(tmp_path):
     assert Segmenter.vocabulary(str(tmp_path / "mine.txt")).names == ["cat", "dog"]
     with pytest.raises(TypeError):
         Segmenter.vocabulary("cat", vocab="voc")
+
+
+# -- the API's side of the command-line checks (issue 22) --------------------------------------------
+def test_python_label_finds_clip_weights_before_the_backbone_runs(tiny_weights, monkeypatch):
+    import ovseg.features
+    from ovseg import WeightsNotFoundError
+    from ovseg.pipeline import Segmenter
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(ovseg.features, "create_backbone",
+                        lambda *a, **k: pytest.fail("the backbone was built before the labeler's weights were found"))
+    seg = Segmenter(weights=tiny_weights["weights"], resolution=64, cache=False)
+    with pytest.raises(WeightsNotFoundError, match="clip_weights"):
+        seg.label(quadrants(), "cat,dog")
+
+
+def test_python_process_files_warns_on_inputs_without_images(tmp_path):
+    """The API's side of item 11: no exception (a folder may legitimately be empty), but not
+    silent either: one warning naming the inputs, and an empty summary."""
+    import warnings
+
+    from ovseg import Segmenter
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no image here")
+    seg = Segmenter(cache=False, resolution=64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = seg.process_files(tmp_path / "in", tmp_path / "o")
+    ours = [w for w in caught if "no image files" in str(w.message)]
+    assert len(ours) == 1 and str(tmp_path / "in") in str(ours[0].message), [str(w.message) for w in caught]
+    assert ours[0].filename == __file__  # pointed at the caller's line
+    assert (summary.done, summary.failed, summary.skipped) == ([], [], [])
+    assert seg.models.loaded() == {"backbone": None, "labeler": None}
+
+
+def test_sixteen_bit_label_json_mentions_no_palette():
+    from ovseg.pipeline._results import build_result
+
+    array = np.zeros((20, 20, 3), np.uint8)
+    many = build_result(array, np.arange(400, dtype=np.int32).reshape(20, 20), {}, None, {}, None, None)
+    few = build_result(array, np.zeros((20, 20), np.int32), {}, None, {}, None, None)
+    assert "palette" not in many.to_json()["label_map"] and "16-bit" in many.to_json()["label_map"]["format"]
+    assert "palette" in few.to_json()["label_map"]
 
 
 def test_a_folder_is_its_images_sorted(segmenter, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -45,3 +46,16 @@ def test_readme_snippets_run(tiny_weights, tmp_path, monkeypatch):
         exec(compile(code, str(README), "exec"), scope)  # one scope: later snippets use `ovseg`
     assert (tmp_path / "chelsea.overlay.png").is_file()
     assert scope["segments"].shape[-2:] == scope["feats"].shape[-2:]
+
+
+def test_readme_says_what_the_readme_install_gives():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    tests = readme[readme.index("## Run the tests"):]
+    tests = " ".join(tests[: tests.index("## From Python")].split())
+    for count in re.finditer(r"\d+ passed", tests):  # every count says what it was measured with
+        assert "every extra" in tests[count.start(): count.start() + 120], tests
+    install = tests[: tests.index("Measured")]
+    assert all(word in install for word in ("CUDA", "chromium", "CJK font", "skipped"))
