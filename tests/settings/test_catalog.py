@@ -19,7 +19,7 @@ def test_the_catalogue_matches_the_registries():
     for name in builtin:
         info = backbone_info(name)
         assert _catalog.backbone_facts(name) == (info.resolution, info.stride, info.attention_layers is not None,
-                                                 info.alpha, info.tau, info.defaults_from)
+                                                 info.alpha, info.tau, info.min_area, info.defaults_from)
         assert _catalog.attention_layers(name) == info.attention_layers  # read from the shipped JSON
     # the methods: the torch-free registry itself (ovseg.settings.methods) answers, no copy to keep in step
     assert _catalog.method_names() == _methods.list_methods()

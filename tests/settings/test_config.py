@@ -59,11 +59,12 @@ def test_construction_checks_without_torch():
             "from ovseg.settings.checks import SettingError\n"
             "c = SegmenterConfig(backbone='dinov2-s', method='random-walk', attention_layers='0,-1', tau='auto',\n"
             "                    resolution=518, device='cpu', dtype='float32')\n"
-            "assert c.attention_layers == (0, -1) and c.alpha == 10.0, c\n"
+            "assert c.attention_layers == (0, -1) and c.alpha == 'auto', c  # no published recipe: calibrated\n"
             "for bad in (dict(resolution=1010), dict(backbone='efficientnet-lite0', method='random-walk'),\n"
             "            dict(backbone='dinov2-s', method='random-walk', attention_layers=(99,)),\n"
             "            dict(walk_steps=2), dict(tau=3), dict(alpha=float('nan')), dict(k='many', method='kway'),\n"
-            "            dict(device='banana'), dict(dtype='float64'), dict(bank='/no/such/bank.txt')):\n"
+            "            dict(device='banana'), dict(dtype='float64'), dict(bank='/no/such/bank.txt'),\n"
+            "            dict(alpha='banana'), dict(min_area=2), dict(min_area=-0.1)):\n"
             "    try:\n"
             "        SegmenterConfig(**bad)\n"
             "    except SettingError:\n"
@@ -78,16 +79,17 @@ def test_backbone_defaults_are_a_field_and_follow_a_new_backbone():
     from ovseg.pipeline import Segmenter
 
     base = SegmenterConfig()
-    assert base.backbone_defaults == ("alpha", "tau") and (base.alpha, base.tau) == (10.0, 0.5)
-    assert SegmenterConfig(tau=0.3).backbone_defaults == ("alpha",)
+    assert base.backbone_defaults == ("alpha", "tau", "min_area") and (base.alpha, base.tau, base.min_area) == (10.0, 0.5, 0.0)
+    assert SegmenterConfig(tau=0.3).backbone_defaults == ("alpha", "min_area")
     sd14 = catalog.backbone_facts("sd14")
     assert (base.replace(backbone="sd14").alpha, base.replace(backbone="sd14").tau) == (sd14.alpha, sd14.tau)
     assert Segmenter(base, backbone="sd14", cache=False).config.tau == sd14.tau == 0.2
     assert Segmenter(SegmenterConfig(tau=0.3), backbone="sd14", cache=False).config.tau == 0.3  # given: kept
     assert dataclasses.replace(base, backbone="sd14").tau == 0.5  # a plain replace keeps the values
     assert base == SegmenterConfig(alpha=10.0, tau=0.5)  # the same effective settings, the same config
-    lite = SegmenterConfig(backbone="efficientnet-lite0")
-    assert (lite.alpha, lite.tau) == (catalog.backbone_facts("efficientnet-lite0").alpha, 0.5) == (5.0, 0.5)
+    lite = SegmenterConfig(backbone="efficientnet-lite0")  # no published recipe: the calibrated rule
+    facts = catalog.backbone_facts("efficientnet-lite0")
+    assert (lite.alpha, lite.tau, lite.min_area) == (facts.alpha, facts.tau, facts.min_area) == ("auto", 0.4, 0.03)
 
 
 def test_records_of_the_default_settings_are_unchanged():
