@@ -92,13 +92,13 @@ def check_alpha(alpha):
     return number
 
 
-def check_min_area(min_area):
-    """The minimum segment size: a fraction of the image in [0, 1) (0: none); None: the backbone's."""
-    if min_area is None:
+def check_fraction(setting: str, value):
+    """A fraction of the image in [0, 1) (min_area: 0 merges nothing); None: the backbone's."""
+    if value is None:
         return None
-    number = _real(min_area)
+    number = _real(value)
     if not 0 <= number < 1:
-        raise SettingError("min_area", f"min_area must be a fraction of the image in [0, 1), got {min_area!r}")
+        raise SettingError(setting, f"{setting} must be a fraction of the image in [0, 1), got {value!r}")
     return number
 
 

@@ -105,7 +105,7 @@ class SegmenterConfig:
         None, "segments under this fraction of the image, in [0, 1), merge into their most similar "
               "adjacent segment (mean feature) before PAMR (`ovseg.masks.min_area`); 0: none. None: the "
               f"backbone's default (0 for ssd-1b; {_defaults.MIN_AREA:g} with the calibrated rule).",
-        check=checks.check_min_area, cli="pipeline", metavar="FRACTION",
+        check=lambda v: checks.check_fraction("min_area", v), cli="pipeline", metavar="FRACTION",
         help="Merge segments under this fraction of the image into their most similar adjacent segment, "
              f"before PAMR; 0: none [default: the backbone's; 0 for ssd-1b, {_defaults.MIN_AREA:g} for "
              "backbones whose default alpha is auto].")
