@@ -188,12 +188,15 @@ def label(inputs, out_dir, overwrite, classes, vocab, quiet, verbose, export_for
         auto = check_names(classes, vocab, given(click.get_current_context()))
     engine = {k: kw.pop(k) for k in _ENGINE_OPTIONS}
     config = _config(out_dir, **kw)
-    from ovseg.labels._auto import auto_vocabulary  # torch: every setting is checked by now
-    from ovseg.labels._classes import as_vocabulary, joined_vocabulary
+    from ovseg.labels._classes import as_vocabulary, joined_vocabulary  # torch-free
 
-    try:  # checked before any model loads: blank, duplicate or unreadable names stop here
-        names = (auto_vocabulary(config.bank, max_classes=config.max_classes) if auto
-                 else as_vocabulary(vocab=vocab) if vocab is not None else joined_vocabulary(classes))  # the API's rule
+    try:  # checked before any model loads (and, for a class list, before torch): blank, duplicate or unreadable names
+        if auto:
+            from ovseg.labels._auto import auto_vocabulary  # imports torch
+
+            names = auto_vocabulary(config.bank, max_classes=config.max_classes)
+        else:
+            names = as_vocabulary(vocab=vocab) if vocab is not None else joined_vocabulary(classes)  # the API's rule
     except (ValueError, KeyError, OSError) as err:
         where = "--bank" if auto else "--vocab " + vocab if vocab is not None else "--classes"
         raise click.UsageError(f"{where}: {err}") from err

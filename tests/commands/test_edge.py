@@ -91,6 +91,10 @@ _FRESH = [  # (arguments, environment, the option or variable the error names)
     (["demo", "--resolution", "33"], {}, "--resolution"),
     (["demo"], {"OVSEG_CACHE_SIZE": "banana"}, "OVSEG_CACHE_SIZE"),
     (["cache", "info"], {"OVSEG_CACHE_SIZE": "-5"}, "OVSEG_CACHE_SIZE"),
+    # a class list is read torch-free too (automatic names need the bank's tower: after torch)
+    (["label", "{img}", "-c", "cat", "-c", "cat", "--out", "{root}/o"], {}, "--classes"),
+    (["label", "{img}", "-c", "cat,,cat", "--out", "{root}/o"], {}, "--classes"),
+    (["label", "{img}", "--vocab", "no/such/file.txt", "--out", "{root}/o"], {}, "--vocab"),
 ] + [(cmd + [flag, value], {}, flag) for cmd in (  # the calibrated rule's settings (issue 29)
     ["label", "{img}", "-c", "cat", "--out", "{root}/o"], ["segment", "{img}", "--out", "{root}/o"],
     ["eval", "--dataset", "voc", "--root", "{root}"], ["coherence", "{img}", "--out", "{root}/c.png"], ["demo"])
