@@ -35,10 +35,10 @@ def _panel(image: np.ndarray, seg_map: np.ndarray, title: str) -> Image.Image:
     from ovseg.io.viz import overlay
 
     pic = overlay(image, seg_map.astype(np.int32), no_class=None).convert("RGB")  # every id a segment
-    draw = ImageDraw.Draw(pic)
-    draw.rectangle([0, 0, pic.width, 22], fill=(0, 0, 0))
-    draw.text((6, 4), title, fill=(255, 255, 255))
-    return pic
+    panel = Image.new("RGB", (pic.width, pic.height + 22), (0, 0, 0))  # the title above, not over the legend
+    panel.paste(pic, (0, 22))
+    ImageDraw.Draw(panel).text((6, 4), title, fill=(255, 255, 255))
+    return panel
 
 
 def real_lite0(out: Path) -> dict:
